@@ -1,0 +1,128 @@
+/**
+ * Wire contract v1: the job, result and dead-letter messages, as zod schemas.
+ *
+ * Any NATS client in any language may publish and read these, so the shapes here are
+ * public API. Inbound jobs are parsed once at the boundary (router); outbound messages are
+ * built from typed values and serialised without re-validation on the hot path — the test
+ * suite checks that what the router emits parses with these schemas.
+ */
+import { z } from "zod";
+import { TASK_PATTERN } from "./subjects.ts";
+
+export const ATTEMPT_OUTCOMES = [
+  "ok",
+  "rate_limited",
+  "unavailable",
+  "timeout",
+  "invalid_output",
+  "bad_request",
+  "auth_failed",
+  "network_error",
+] as const;
+export type AttemptOutcome = (typeof ATTEMPT_OUTCOMES)[number];
+
+export const DLQ_REASONS = [
+  "exhausted",
+  "invalid_job",
+  "deadline_exceeded",
+  "budget_exceeded",
+  "no_route",
+] as const;
+export type DlqReason = (typeof DLQ_REASONS)[number];
+
+/** A chat message in the OpenAI chat-completions shape. Unknown fields pass through to the provider. */
+export const ChatMessageSchema = z.looseObject({
+  role: z.enum(["system", "developer", "user", "assistant", "tool"]),
+  content: z.union([z.string(), z.array(z.looseObject({ type: z.string() })), z.null()]).optional(),
+  name: z.string().optional(),
+  tool_call_id: z.string().optional(),
+  tool_calls: z.array(z.looseObject({})).optional(),
+});
+export type ChatMessage = z.infer<typeof ChatMessageSchema>;
+
+/** The OpenAI chat-completions request body. Only `messages` is required; other OpenAI fields pass through. */
+export const ChatRequestSchema = z.looseObject({
+  model: z.string().min(1).max(256).default("auto"),
+  messages: z.array(ChatMessageSchema).min(1, "request.messages must hold at least one message"),
+  temperature: z.number().min(0).max(2).optional(),
+  top_p: z.number().min(0).max(1).optional(),
+  max_tokens: z.int().positive().optional(),
+  max_completion_tokens: z.int().positive().optional(),
+  stop: z.union([z.string(), z.array(z.string()).max(4)]).optional(),
+  response_format: z
+    .looseObject({ type: z.enum(["text", "json_object", "json_schema"]) })
+    .optional(),
+  stream: z.literal(false).optional(),
+});
+export type ChatRequest = z.infer<typeof ChatRequestSchema>;
+
+export const RoutingSchema = z.strictObject({
+  strategy: z.enum(["cost", "cheapest", "latency", "fastest", "ordered", "weighted"]).optional(),
+  max_cost_usd: z.number().positive().optional(),
+  max_latency_ms: z.int().positive().optional(),
+  allow_providers: z.array(z.string().min(1)).optional(),
+  deny_providers: z.array(z.string().min(1)).optional(),
+});
+export type Routing = z.infer<typeof RoutingSchema>;
+
+export const JobSchema = z.looseObject({
+  id: z.string().min(1).max(128).optional(),
+  task: z.string().regex(TASK_PATTERN, "task must match [a-z0-9_-]{1,64}").optional(),
+  request: ChatRequestSchema,
+  routing: RoutingSchema.optional(),
+  deadline: z.iso.datetime({ offset: true }).optional(),
+  metadata: z.record(z.string(), z.unknown()).optional(),
+});
+export type JobInput = z.infer<typeof JobSchema>;
+
+/** A job after parsing: id and task are always known. */
+export type Job = JobInput & { id: string; task: string };
+
+export const UsageSchema = z.object({
+  prompt_tokens: z.int().nonnegative(),
+  completion_tokens: z.int().nonnegative(),
+  total_tokens: z.int().nonnegative(),
+});
+export type Usage = z.infer<typeof UsageSchema>;
+
+export const AttemptSchema = z.object({
+  provider: z.string(),
+  model: z.string(),
+  tier: z.int().nonnegative(),
+  outcome: z.enum(ATTEMPT_OUTCOMES),
+  http_status: z.int().nullable(),
+  latency_ms: z.number().nonnegative(),
+  error: z.string().nullable(),
+});
+export type Attempt = z.infer<typeof AttemptSchema>;
+
+export const ResultSchema = z.object({
+  id: z.string(),
+  task: z.string(),
+  status: z.literal("succeeded"),
+  provider: z.string(),
+  model: z.string(),
+  response: z.looseObject({ object: z.literal("chat.completion") }),
+  output: z.unknown().optional(),
+  usage: UsageSchema,
+  cost_usd: z.number().nonnegative(),
+  latency_ms: z.number().nonnegative(),
+  queued_ms: z.number().nonnegative(),
+  attempts: z.array(AttemptSchema).min(1),
+  metadata: z.record(z.string(), z.unknown()),
+  completed_at: z.iso.datetime(),
+});
+export type Result = z.infer<typeof ResultSchema>;
+
+export const DeadLetterSchema = z.object({
+  id: z.string(),
+  task: z.string(),
+  status: z.literal("failed"),
+  reason: z.enum(DLQ_REASONS),
+  error: z.string(),
+  attempts: z.array(AttemptSchema),
+  job: z.record(z.string(), z.unknown()),
+  metadata: z.record(z.string(), z.unknown()),
+  failed_at: z.iso.datetime(),
+});
+export type DeadLetter = z.infer<typeof DeadLetterSchema>;

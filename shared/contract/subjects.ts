@@ -1,0 +1,37 @@
+/**
+ * Every NATS name Switchyard uses, in one place. Producers in other languages rely on the
+ * subject shapes; changing one of these is a wire-contract change (see README, "Wire contract v1").
+ */
+export const STREAMS = {
+  jobs: "JOBS",
+  results: "RESULTS",
+  dlq: "DLQ",
+} as const;
+
+export const SUBJECTS = {
+  jobs: "jobs",
+  results: "results",
+  dlq: "dlq",
+} as const;
+
+/** The durable pull consumer every router worker shares. */
+export const ROUTER_DURABLE = "router";
+
+/** Task names are one subject token: this keeps `jobs.<task>` a single, filterable level. */
+export const TASK_PATTERN = /^[a-z0-9_-]{1,64}$/;
+
+export const jobSubject = (task: string) => `${SUBJECTS.jobs}.${task}`;
+export const resultSubject = (task: string) => `${SUBJECTS.results}.${task}`;
+export const dlqSubject = (task: string) => `${SUBJECTS.dlq}.${task}`;
+
+/**
+ * The task token of a job subject, or null when the subject is not `jobs.<one token>`.
+ * A subject with more tokens (`jobs.a.b`) is still captured by the JOBS stream, so it must
+ * still end as a dead letter rather than vanish.
+ */
+export function taskOfSubject(subject: string): string | null {
+  const prefix = `${SUBJECTS.jobs}.`;
+  if (!subject.startsWith(prefix)) return null;
+  const task = subject.slice(prefix.length);
+  return TASK_PATTERN.test(task) ? task : null;
+}
