@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { isScalar, LineCounter, parseDocument, visit, type Document } from "yaml";
+import { isMap, isScalar, LineCounter, parseDocument, visit, type Document } from "yaml";
 import { ConfigError } from "../errors.ts";
 import type { z } from "zod";
 import { ConfigSchema, type Config } from "./schema.ts";
@@ -57,7 +57,9 @@ export function parseYaml<S extends z.ZodType>(text: string, file: string, schem
     file,
     parsed.error.issues.map((issue) => {
       const path = issue.path.map(String);
-      return { path: path.join("."), ...at(nearestNodeOffset(doc, path)), message: issue.message };
+      // Point at the offending key itself rather than at the map that holds it.
+      const keyPath = issue.code === "unrecognized_keys" && issue.keys[0] !== undefined ? [...path, issue.keys[0]] : path;
+      return { path: path.join("."), ...at(nearestNodeOffset(doc, keyPath, issue.code === "unrecognized_keys")), message: issue.message };
     }),
   );
 }
@@ -88,9 +90,17 @@ function substituteEnv(doc: Document, env: NodeJS.ProcessEnv, at: (o: number | u
 }
 
 /** The offset of the deepest node along `path` that exists (a missing key points at its parent). */
-function nearestNodeOffset(doc: Document, path: string[]): number | undefined {
-  for (let n = path.length; n >= 0; n--) {
-    const node = doc.getIn(path.slice(0, n).map((k) => (/^\d+$/.test(k) ? Number(k) : k)), true) as { range?: [number, number, number] } | undefined;
+function nearestNodeOffset(doc: Document, path: string[], lastIsKey = false): number | undefined {
+  const keys = path.map((k) => (/^\d+$/.test(k) ? Number(k) : k));
+  if (lastIsKey && keys.length > 0) {
+    const parent = doc.getIn(keys.slice(0, -1), true);
+    if (isMap(parent)) {
+      const pair = parent.items.find((p) => isScalar(p.key) && p.key.value === keys[keys.length - 1]);
+      if (pair && isScalar(pair.key) && pair.key.range) return pair.key.range[0];
+    }
+  }
+  for (let n = keys.length; n >= 0; n--) {
+    const node = doc.getIn(keys.slice(0, n), true) as { range?: [number, number, number] } | undefined;
     if (node && typeof node === "object" && node.range) return node.range[0];
   }
   return undefined;

@@ -11,9 +11,8 @@ const name = (what: string) =>
   z.string().regex(NAME, `${what} must match [a-z0-9][a-z0-9_.-]{0,63}`);
 
 /** A duration such as `500ms`, `30s`, `15m`, `24h`, `7d`, or a number of milliseconds. */
-const duration = z.union([
-  z.int().nonnegative(),
-  z.string().transform((s, ctx) => {
+const duration = z.union([z.int().nonnegative(), z.string()]).transform((s, ctx) => {
+    if (typeof s === "number") return s;
     const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(s.trim());
     if (!m) {
       ctx.addIssue({ code: "custom", message: `"${s}" is not a duration (use e.g. 500ms, 30s, 15m, 24h, 7d)` });
@@ -21,13 +20,11 @@ const duration = z.union([
     }
     const unit = { ms: 1, s: 1e3, m: 60e3, h: 3600e3, d: 86400e3 }[m[2] as "ms" | "s" | "m" | "h" | "d"];
     return Math.round(Number(m[1]) * unit);
-  }),
-]);
+  });
 
 /** A size such as `1MiB`, `512KiB`, `10GiB`, or a number of bytes. */
-const size = z.union([
-  z.int().positive(),
-  z.string().transform((s, ctx) => {
+const size = z.union([z.int().positive(), z.string()]).transform((s, ctx) => {
+    if (typeof s === "number") return s;
     const m = /^(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|KB|MB|GB)$/.exec(s.trim());
     if (!m) {
       ctx.addIssue({ code: "custom", message: `"${s}" is not a size (use e.g. 512KiB, 1MiB, 10GiB)` });
@@ -37,8 +34,7 @@ const size = z.union([
       m[2] as "B" | "KiB" | "MiB" | "GiB" | "KB" | "MB" | "GB"
     ];
     return Math.round(Number(m[1]) * unit);
-  }),
-]);
+  });
 
 export const ModelConfigSchema = z.strictObject({
   /** The model name the provider's API expects. Defaults to the key. */

@@ -1,0 +1,80 @@
+/**
+ * The router's boundary: raw JetStream message → a typed job, or the dead letter it must
+ * become. Pure, so every malformed input is a unit test.
+ */
+import { JobSchema, type DlqReason, type Job } from "../../shared/contract/job.ts";
+import { SUBJECTS, taskOfSubject } from "../../shared/contract/subjects.ts";
+
+export type Intake =
+  | { readonly kind: "job"; readonly job: Job }
+  | {
+      readonly kind: "reject";
+      readonly id: string;
+      readonly task: string;
+      readonly dlqSubject: string;
+      readonly reason: Extract<DlqReason, "invalid_job" | "no_route">;
+      readonly error: string;
+      readonly job: Record<string, unknown>;
+      readonly metadata: Record<string, unknown>;
+    };
+
+export interface IntakeOptions {
+  readonly maxBytes: number;
+  readonly isKnownTask: (task: string) => boolean;
+  readonly newId: () => string;
+}
+
+/** How much of an oversize payload the dead letter keeps, so the dead letter itself fits in the stream. */
+const RAW_KEEP_BYTES = 4096;
+
+export function intake(subject: string, headerId: string | undefined, data: Uint8Array, opts: IntakeOptions): Intake {
+  const subjectTask = taskOfSubject(subject);
+  const suffix = subject.slice(SUBJECTS.jobs.length + 1);
+  const dlqSubject = `${SUBJECTS.dlq}.${suffix || "_"}`;
+  const validHeaderId = headerId && headerId.length <= 128 ? headerId : undefined;
+  const reject = (reason: "invalid_job" | "no_route", error: string, job: Record<string, unknown>, id?: unknown, metadata?: unknown): Intake => ({
+    kind: "reject",
+    id: typeof id === "string" && id.length > 0 && id.length <= 128 ? id : (validHeaderId ?? opts.newId()),
+    task: subjectTask ?? suffix,
+    dlqSubject,
+    reason,
+    error,
+    job,
+    metadata: isRecord(metadata) ? metadata : {},
+  });
+  const raw = () => ({ raw_base64: Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("base64") });
+
+  if (data.byteLength > opts.maxBytes) {
+    const kept = Buffer.from(data.buffer, data.byteOffset, Math.min(data.byteLength, RAW_KEEP_BYTES)).toString("base64");
+    return reject("invalid_job", `The job is ${data.byteLength} bytes, over the ${opts.maxBytes}-byte limit.`, { raw_base64: kept, truncated: true, size_bytes: data.byteLength });
+  }
+  if (subjectTask === null) {
+    return reject("invalid_job", `Subject "${subject}" is not jobs.<task> with a task matching [a-z0-9_-]{1,64}.`, raw());
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("utf8"));
+  } catch (err) {
+    return reject("invalid_job", `The payload is not valid JSON (${(err as Error).message}).`, raw());
+  }
+  if (!isRecord(value)) return reject("invalid_job", "The payload is JSON but not an object.", raw());
+
+  const parsed = JobSchema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue && issue.path.length > 0 ? `${issue.path.join(".")}: ` : "";
+    return reject("invalid_job", `The job does not match wire contract v1 (${where}${issue?.message ?? "invalid"}).`, value, value.id, value.metadata);
+  }
+  const input = parsed.data;
+  if (input.task !== undefined && input.task !== subjectTask) {
+    return reject("invalid_job", `The job's task "${input.task}" does not match its subject's task "${subjectTask}".`, value, input.id, input.metadata);
+  }
+  if (!opts.isKnownTask(subjectTask)) {
+    return reject("no_route", `No task "${subjectTask}" is configured.`, value, input.id, input.metadata);
+  }
+  return { kind: "job", job: { ...input, id: input.id ?? validHeaderId ?? opts.newId(), task: subjectTask } };
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}

@@ -1,0 +1,303 @@
+/**
+ * The router worker: pulls jobs from the shared durable consumer, plans, calls providers
+ * through the adapters, and ends every job as one result or one dead letter. Any number of
+ * these run against the same consumer, in one process or many.
+ */
+import { jetstream, type JetStreamClient, type JsMsg } from "@nats-io/jetstream";
+import { nuid, type NatsConnection } from "@nats-io/transport-node";
+import { ADAPTERS } from "../../shared/adapters/index.ts";
+import { ProviderError } from "../../shared/adapters/errors.ts";
+import { createProviderClient, type ProviderClient } from "../../shared/adapters/http.ts";
+import type { Completion, ProviderTarget } from "../../shared/adapters/types.ts";
+import type { Config } from "../../shared/config/schema.ts";
+import type { Attempt, DeadLetter, DlqReason, Job, Result } from "../../shared/contract/job.ts";
+import { dlqSubject, resultSubject, ROUTER_DURABLE, STREAMS } from "../../shared/contract/subjects.ts";
+import type { Logger } from "../../shared/log.ts";
+import { buildCatalog, type ModelInfo } from "../../shared/routing/catalog.ts";
+import { decideAfterFailure } from "../../shared/routing/decide.ts";
+import { LocalHealth } from "../../shared/routing/health.ts";
+import { plan } from "../../shared/routing/planner.ts";
+import { intake } from "./intake.ts";
+
+export interface RouterDeps {
+  readonly nc: NatsConnection;
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly clock?: () => number;
+  readonly random?: () => number;
+}
+
+export interface RouterStats {
+  received: number;
+  succeeded: number;
+  deadLettered: number;
+  redelivered: number;
+  inFlight: number;
+}
+
+export interface Router {
+  /** Consumes until `stop()`; resolves once the consume loop has ended. */
+  run(): Promise<void>;
+  /** Stops pulling, lets in-flight jobs finish within the grace period, returns any others to the queue. */
+  stop(): Promise<void>;
+  readonly stats: Readonly<RouterStats>;
+}
+
+interface InFlight {
+  readonly m: JsMsg;
+  readonly started: number;
+}
+
+export function createRouter({ nc, config, logger, clock = Date.now, random = Math.random }: RouterDeps): Router {
+  const js: JetStreamClient = jetstream(nc);
+  const catalog = buildCatalog(config);
+  const health = new LocalHealth();
+  const router = config.router;
+  const clients = new Map<string, ProviderClient>();
+  const targets = new Map<string, ProviderTarget>();
+  for (const [name, p] of Object.entries(config.providers)) clients.set(name, createProviderClient(p));
+  for (const model of catalog.models.values()) {
+    targets.set(model.id, { provider: model.provider, upstream: model.upstream, apiKey: config.providers[model.provider]?.api_key });
+  }
+
+  const stats: RouterStats = { received: 0, succeeded: 0, deadLettered: 0, redelivered: 0, inFlight: 0 };
+  const inFlight = new Set<InFlight>();
+  let wakeSlot: (() => void) | undefined;
+  let idle: (() => void) | undefined;
+  let stopping = false;
+  let stopConsume: (() => void) | undefined;
+
+  // One timer for all jobs: a long provider call must not let ack_wait run out under it.
+  const workingEvery = Math.max(250, Math.floor(router.ack_wait / 3));
+  const heartbeat = setInterval(() => {
+    const before = clock() - workingEvery;
+    for (const f of inFlight) if (f.started <= before) f.m.working();
+  }, workingEvery);
+  heartbeat.unref();
+
+  async function publishDeadLetter(subject: string, dl: DeadLetter): Promise<void> {
+    await js.publish(subject, JSON.stringify(dl), { msgID: dl.id });
+    stats.deadLettered++;
+    logger.warn({ id: dl.id, task: dl.task, reason: dl.reason, attempts: dl.attempts.length }, dl.error);
+  }
+
+  function deadLetter(job: Job, reason: DlqReason, error: string, attempts: Attempt[]): DeadLetter {
+    return {
+      id: job.id,
+      task: job.task,
+      status: "failed",
+      reason,
+      error,
+      attempts,
+      job,
+      metadata: job.metadata ?? {},
+      failed_at: new Date(clock()).toISOString(),
+    };
+  }
+
+  async function attempt(model: ModelInfo, job: Job, timeoutMs: number): Promise<Completion> {
+    const adapter = ADAPTERS[config.providers[model.provider]!.dialect];
+    const call = adapter.toRequest(job.request, targets.get(model.id)!);
+    const reply = await clients.get(model.provider)!.send(call, timeoutMs);
+    return adapter.fromResponse(reply, job.request);
+  }
+
+  async function handle(m: JsMsg, started: number): Promise<void> {
+    const got = intake(m.subject, m.headers?.get("Nats-Msg-Id") || undefined, m.data, {
+      maxBytes: router.max_job_bytes,
+      isKnownTask: (t) => catalog.tasks.has(t),
+      newId: () => nuid.next(),
+    });
+    if (got.kind === "reject") {
+      await publishDeadLetter(got.dlqSubject, {
+        id: got.id,
+        task: got.task,
+        status: "failed",
+        reason: got.reason,
+        error: got.error,
+        attempts: [],
+        job: got.job,
+        metadata: got.metadata,
+        failed_at: new Date(clock()).toISOString(),
+      });
+      m.ack();
+      return;
+    }
+    const job = got.job;
+    const policy = catalog.tasks.get(job.task)!;
+    const deadline = job.deadline === undefined ? undefined : Date.parse(job.deadline);
+    const delivery = m.info.deliveryCount;
+    if (deadline !== undefined && started >= deadline) {
+      await publishDeadLetter(dlqSubject(job.task), deadLetter(job, "deadline_exceeded", `The deadline ${job.deadline} had passed when the job was picked up.`, []));
+      m.ack();
+      return;
+    }
+    if (delivery > policy.maxDeliveries) {
+      await publishDeadLetter(dlqSubject(job.task), deadLetter(job, "exhausted", `Delivered ${delivery} times without completing; its budget is ${policy.maxDeliveries}.`, []));
+      m.ack();
+      return;
+    }
+
+    const planned = plan({ policy, catalog, health, job, now: started, random });
+    if (planned.kind === "none") {
+      await publishDeadLetter(dlqSubject(job.task), deadLetter(job, planned.reason, planned.error, []));
+      m.ack();
+      return;
+    }
+
+    const attempts: Attempt[] = [];
+    const failures: ProviderError["kind"][] = [];
+    let lastError: string | undefined;
+    let minContextFailed = Infinity;
+    if (planned.kind === "attempts") {
+      for (const p of planned.attempts) {
+        if (attempts.length >= policy.maxAttempts) break;
+        // After a context-length refusal only a larger window can help.
+        if (p.model.contextWindow <= minContextFailed && minContextFailed !== Infinity) continue;
+        if (health.cooldownUntil(p.model.id, p.model.provider) > clock()) continue;
+        const t0 = clock();
+        let timeoutMs = config.providers[p.model.provider]!.timeout_ms;
+        if (deadline !== undefined) timeoutMs = Math.min(timeoutMs, deadline - t0);
+        if (timeoutMs <= 0) break;
+        try {
+          const completion = await attempt(p.model, job, timeoutMs);
+          const output = checkOutput(job, completion);
+          const latency = clock() - t0;
+          health.succeeded(p.model.id, latency);
+          attempts.push({ provider: p.model.provider, model: p.model.name, tier: p.tier, outcome: "ok", http_status: 200, latency_ms: latency, error: null });
+          const now = clock();
+          const result: Result = {
+            id: job.id,
+            task: job.task,
+            status: "succeeded",
+            provider: p.model.provider,
+            model: p.model.name,
+            response: completion.response,
+            ...(output === NO_OUTPUT ? {} : { output }),
+            usage: completion.usage,
+            cost_usd: (completion.usage.prompt_tokens * p.model.inputPerMtok + completion.usage.completion_tokens * p.model.outputPerMtok) / 1e6,
+            latency_ms: now - started,
+            queued_ms: Math.max(0, started - m.info.timestampNanos / 1e6),
+            attempts,
+            metadata: job.metadata ?? {},
+            completed_at: new Date(now).toISOString(),
+          };
+          await js.publish(resultSubject(job.task), JSON.stringify(result), { msgID: job.id });
+          stats.succeeded++;
+          m.ack();
+          return;
+        } catch (err) {
+          if (!(err instanceof ProviderError)) throw err;
+          const now = clock();
+          health.failed(p.model.id, p.model.provider, err.kind, now, err.retryAfterMs);
+          attempts.push({ provider: p.model.provider, model: p.model.name, tier: p.tier, outcome: err.kind, http_status: err.status, latency_ms: now - t0, error: redact(err.message, targets.get(p.model.id)!.apiKey) });
+          failures.push(err.kind);
+          lastError = attempts[attempts.length - 1]!.error!;
+          if (err.kind === "bad_request" && (err as { contextLength?: boolean }).contextLength) minContextFailed = Math.min(minContextFailed, p.model.contextWindow);
+        }
+      }
+    }
+
+    const now = clock();
+    const decision = decideAfterFailure({
+      failures,
+      lastError,
+      deliveryCount: delivery,
+      maxDeliveries: policy.maxDeliveries,
+      backoffMs: router.redelivery_backoff,
+      readyAt: planned.kind === "wait" ? planned.until : 0,
+      deadline,
+      now,
+      random,
+    });
+    if (decision.action === "redeliver") {
+      stats.redelivered++;
+      m.nak(decision.delayMs);
+      return;
+    }
+    await publishDeadLetter(dlqSubject(job.task), deadLetter(job, decision.reason, decision.error, attempts));
+    m.ack();
+  }
+
+  async function run(): Promise<void> {
+    const consumer = await js.consumers.get(STREAMS.jobs, ROUTER_DURABLE);
+    const messages = await consumer.consume({ max_messages: Math.min(router.max_in_flight, 512) });
+    stopConsume = () => void messages.stop();
+    void (async () => {
+      for await (const s of messages.status()) {
+        if (s.type === "heartbeats_missed" || s.type === "consumer_not_found" || s.type === "stream_not_found") logger.warn({ status: s.type }, "job consumer trouble; the client keeps retrying");
+      }
+    })().catch(() => {});
+    for await (const m of messages) {
+      stats.received++;
+      while (stats.inFlight >= router.max_in_flight) await new Promise<void>((r) => (wakeSlot = r));
+      const entry = { m, started: clock() };
+      inFlight.add(entry);
+      stats.inFlight++;
+      handle(m, entry.started)
+        .catch((err: unknown) => {
+          // A publish that failed (NATS down, say): the job goes back to the queue, nothing is lost.
+          logger.error({ err: (err as Error).message, subject: m.subject }, "job handling failed; it will be redelivered");
+          try {
+            m.nak(router.redelivery_backoff[0]);
+          } catch {
+            // The connection is gone: ack_wait redelivers it.
+          }
+        })
+        .finally(() => {
+          inFlight.delete(entry);
+          stats.inFlight--;
+          const w = wakeSlot;
+          wakeSlot = undefined;
+          w?.();
+          if (stats.inFlight === 0) idle?.();
+        });
+      if (stopping) break;
+    }
+  }
+
+  async function stop(): Promise<void> {
+    stopping = true;
+    stopConsume?.();
+    if (stats.inFlight > 0) {
+      await Promise.race([
+        new Promise<void>((r) => (idle = r)),
+        new Promise<void>((r) => setTimeout(r, router.shutdown_grace).unref()),
+      ]);
+    }
+    for (const f of inFlight) f.m.nak();
+    clearInterval(heartbeat);
+    await Promise.all([...clients.values()].map((c) => c.close().catch(() => {})));
+  }
+
+  return { run, stop, stats };
+}
+
+const NO_OUTPUT = Symbol("no output");
+
+/**
+ * The checked output: when the job asked for JSON, content that does not parse is the
+ * provider's failure (an `invalid_output` attempt), never the caller's problem.
+ */
+function checkOutput(job: Job, completion: Completion): unknown {
+  const format = job.request.response_format?.type;
+  if (format !== "json_object" && format !== "json_schema") return NO_OUTPUT;
+  const content = completion.response.choices[0]?.message.content ?? "";
+  try {
+    return JSON.parse(content);
+  } catch {
+    throw new InvalidOutput(`response_format ${format} was requested but the content is not JSON`);
+  }
+}
+
+class InvalidOutput extends ProviderError {
+  constructor(message: string) {
+    super("invalid_output", message, { status: 200 });
+  }
+}
+
+/** Provider error bodies sometimes echo the key they rejected. */
+function redact(message: string, apiKey: string | undefined): string {
+  const cut = message.length > 300 ? `${message.slice(0, 300)}…` : message;
+  return apiKey && apiKey.length >= 4 ? cut.split(apiKey).join("[redacted]") : cut;
+}

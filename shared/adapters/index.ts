@@ -1,0 +1,4 @@
+import { openaiAdapter } from "./openai.ts";
+import type { Adapter, Dialect } from "./types.ts";
+
+export const ADAPTERS: Readonly<Record<Dialect, Adapter>> = { openai: openaiAdapter };

@@ -1,0 +1,58 @@
+/**
+ * The adapter contract: one file per provider dialect, each a pair of pure functions.
+ * `toRequest` turns the OpenAI-shaped job request into the provider's HTTP call;
+ * `fromResponse` turns the provider's reply into an OpenAI `chat.completion` or throws a
+ * `ProviderError`. HTTP itself lives in `http.ts`, so adapters are tested on fixtures alone.
+ */
+import type { ChatRequest, Usage } from "../contract/job.ts";
+
+export type Dialect = "openai";
+
+/** Where a call goes: the provider as configured, and the model name its API expects. */
+export interface ProviderTarget {
+  readonly provider: string;
+  readonly upstream: string;
+  readonly apiKey: string | undefined;
+}
+
+/** A call relative to the provider's base URL. */
+export interface HttpCall {
+  readonly path: string;
+  readonly headers: Record<string, string>;
+  readonly body: string;
+}
+
+export interface HttpReply {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+  readonly body: string;
+}
+
+/** The OpenAI `chat.completion` object, the normalised response whoever served the job. */
+export interface ChatCompletion {
+  id: string;
+  object: "chat.completion";
+  created: number;
+  model: string;
+  choices: {
+    index: number;
+    message: { role: "assistant"; content: string | null; tool_calls?: unknown[]; [k: string]: unknown };
+    finish_reason: string | null;
+    [k: string]: unknown;
+  }[];
+  usage?: Usage;
+  [k: string]: unknown;
+}
+
+export interface Completion {
+  readonly response: ChatCompletion;
+  readonly usage: Usage;
+  /** True when the provider sent no usage and the token counts are Switchyard's estimate. */
+  readonly usageEstimated: boolean;
+}
+
+export interface Adapter {
+  readonly dialect: Dialect;
+  toRequest(request: ChatRequest, target: ProviderTarget): HttpCall;
+  fromResponse(reply: HttpReply, request: ChatRequest): Completion;
+}

@@ -1,0 +1,71 @@
+/**
+ * Idempotent provisioning of the three streams and the router's durable consumer. Every
+ * service calls it at start-up, so the first one up creates them and later ones converge
+ * them to the config (streams.update for a changed stream: streams.add would fail on 2.9).
+ */
+import {
+  AckPolicy,
+  DeliverPolicy,
+  DiscardPolicy,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  RetentionPolicy,
+  StorageType,
+  type ConsumerConfig,
+  type JetStreamManager,
+  type StreamConfig,
+} from "@nats-io/jetstream";
+import { nanos } from "@nats-io/transport-node";
+import type { Config } from "../config/schema.ts";
+import { ROUTER_DURABLE, STREAMS, SUBJECTS } from "../contract/subjects.ts";
+
+export function streamConfigs(cfg: Config): StreamConfig[] {
+  const s = cfg.streams;
+  const common = {
+    // Limits retention, not work-queue: served jobs stay for replay until max_age.
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    discard: DiscardPolicy.Old,
+    num_replicas: s.replicas,
+    max_msg_size: s.max_msg_size,
+    max_bytes: s.max_bytes,
+    duplicate_window: nanos(s.duplicate_window),
+    max_msgs: -1,
+    max_consumers: -1,
+    max_msgs_per_subject: -1,
+    allow_direct: true,
+  } satisfies Partial<StreamConfig>;
+  return [
+    { ...common, name: STREAMS.jobs, subjects: [`${SUBJECTS.jobs}.>`], max_age: nanos(s.jobs_max_age) } as StreamConfig,
+    { ...common, name: STREAMS.results, subjects: [`${SUBJECTS.results}.>`], max_age: nanos(s.results_max_age) } as StreamConfig,
+    { ...common, name: STREAMS.dlq, subjects: [`${SUBJECTS.dlq}.>`], max_age: nanos(s.dlq_max_age) } as StreamConfig,
+  ];
+}
+
+export function routerConsumerConfig(cfg: Config): Partial<ConsumerConfig> {
+  const r = cfg.router;
+  return {
+    durable_name: ROUTER_DURABLE,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    filter_subject: `${SUBJECTS.jobs}.>`,
+    ack_wait: nanos(r.ack_wait),
+    // One delivery beyond the budget, so a job whose worker kept crashing still reaches
+    // the router once more and is dead-lettered instead of sitting in the stream forever.
+    max_deliver: r.max_deliveries + 1,
+    max_ack_pending: r.max_ack_pending,
+  };
+}
+
+export async function provision(jsm: JetStreamManager, cfg: Config): Promise<void> {
+  for (const sc of streamConfigs(cfg)) {
+    try {
+      await jsm.streams.info(sc.name);
+      await jsm.streams.update(sc.name, sc);
+    } catch (err) {
+      if (!(err instanceof JetStreamApiError) || err.code !== JetStreamApiCodes.StreamNotFound) throw err;
+      await jsm.streams.add(sc);
+    }
+  }
+  await jsm.consumers.add(STREAMS.jobs, routerConsumerConfig(cfg));
+}
