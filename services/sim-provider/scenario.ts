@@ -1,0 +1,137 @@
+/**
+ * The sim-provider scenario file (`config/sim-scenario.yaml`): which simulated providers
+ * exist, which models each serves, and how every model behaves (latency, faults, context
+ * window). Loaded once at start-up; the control API overrides behaviour at run time.
+ */
+import { z } from "zod";
+import { loadYaml, parseYaml } from "../../shared/config/load.ts";
+
+/** Provider names are a URL path segment (`/<provider>/v1/...`), so they keep to the config's name rule. */
+const PROVIDER_NAME = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
+
+const probability = z.number().min(0).max(1);
+
+/** A uniform range of milliseconds; `min` equal to `max` gives a fixed delay. */
+export const LatencySchema = z
+  .strictObject({
+    min: z.number().nonnegative(),
+    max: z.number().nonnegative(),
+  })
+  .refine((r) => r.min <= r.max, { message: "min must not exceed max", path: ["max"] });
+
+/**
+ * The fault fields without defaults: the scenario fills missing ones with 0, a control
+ * override leaves missing ones as they are.
+ */
+const errorFields = {
+  /** Share of requests answered 429 `rate_limit_exceeded` with a `Retry-After` header. */
+  rate_429: probability,
+  /** Share of requests answered 500 `server_error`. */
+  rate_500: probability,
+  /** Share of requests answered 503 "The server is overloaded". */
+  rate_503: probability,
+  /** Share of requests never answered: the socket is held for `hang_ms`, then destroyed. */
+  rate_hang: probability,
+  /** Share of requests answered 200 with a body that is not JSON. */
+  rate_malformed: probability,
+  /** Share of requests answered 200 whose body stops halfway (Content-Length promises the whole), then the socket is destroyed. */
+  rate_truncated: probability,
+  /** Share of requests whose socket is destroyed without any response. */
+  rate_reset: probability,
+  /** Whole seconds sent in `Retry-After` on every 429, scripted or forced by an outage. */
+  retry_after_s: z.int().nonnegative(),
+};
+
+/** Probability of each fault, drawn once per request; their sum is the model's failure rate. */
+export const ErrorRatesSchema = z
+  .strictObject({
+    rate_429: errorFields.rate_429.default(0),
+    rate_500: errorFields.rate_500.default(0),
+    rate_503: errorFields.rate_503.default(0),
+    rate_hang: errorFields.rate_hang.default(0),
+    rate_malformed: errorFields.rate_malformed.default(0),
+    rate_truncated: errorFields.rate_truncated.default(0),
+    rate_reset: errorFields.rate_reset.default(0),
+    retry_after_s: errorFields.retry_after_s.default(1),
+  })
+  .refine((e) => faultRate(e) <= 1, { message: "the fault rates must add up to at most 1" });
+export type ErrorRates = z.output<typeof ErrorRatesSchema>;
+
+/** The share of requests that fail, all faults together. */
+export function faultRate(e: Record<Exclude<keyof typeof errorFields, "retry_after_s">, number>): number {
+  return e.rate_429 + e.rate_500 + e.rate_503 + e.rate_hang + e.rate_malformed + e.rate_truncated + e.rate_reset;
+}
+
+export const ModelBehaviourSchema = z.strictObject({
+  /** Delay before a successful answer, drawn uniformly from the range. Faults answer at once. Default `{min: 0, max: 0}`. */
+  latency_ms: LatencySchema.default({ min: 0, max: 0 }),
+  /** Scripted fault probabilities; every field defaults to 0 (`retry_after_s` to 1). */
+  errors: ErrorRatesSchema.default({
+    rate_429: 0,
+    rate_500: 0,
+    rate_503: 0,
+    rate_hang: 0,
+    rate_malformed: 0,
+    rate_truncated: 0,
+    rate_reset: 0,
+    retry_after_s: 1,
+  }),
+  /** How long a hanging request holds its socket before destroying it. Default 120000 (two minutes: past any sane client timeout). */
+  hang_ms: z.int().positive().default(120_000),
+  /**
+   * Prompt plus completion tokens the model accepts. A request whose estimated prompt
+   * tokens plus `max_tokens` exceed it gets 400 `context_length_exceeded`, as OpenAI answers.
+   * Absent: no limit.
+   */
+  context_window: z.int().positive().optional(),
+});
+export type ModelBehaviour = z.output<typeof ModelBehaviourSchema>;
+
+export const SimProviderSchema = z.strictObject({
+  /** When set, requests must carry `Authorization: Bearer <api_key>`, else 401 `invalid_api_key`. Usually `${ENV_VAR:-default}`. */
+  api_key: z.string().min(1).optional(),
+  /** Upstream model name (the request's `model` field) → its behaviour. */
+  models: z
+    .record(z.string().min(1), ModelBehaviourSchema)
+    .refine((m) => Object.keys(m).length > 0, { message: "a provider needs at least one model" }),
+});
+export type SimProviderConfig = z.output<typeof SimProviderSchema>;
+
+export const ScenarioSchema = z.strictObject({
+  /** Seeds every model's fault and latency draws, so a run replays exactly given the same request order. Default 0. */
+  seed: z.int().default(0),
+  /** Provider name → provider; each is served under `/<provider>/v1`. */
+  providers: z
+    .record(z.string().regex(PROVIDER_NAME, "provider names must match [a-z0-9][a-z0-9_.-]{0,63}"), SimProviderSchema)
+    .refine((p) => Object.keys(p).length > 0, { message: "the scenario needs at least one provider" }),
+});
+export type Scenario = z.output<typeof ScenarioSchema>;
+
+export const OUTAGES = ["503", "429", "hang", "reset"] as const;
+export type Outage = (typeof OUTAGES)[number];
+
+/**
+ * The body of `POST /control/<provider>/<model>`. Every field is optional; a field left out
+ * keeps its current value.
+ */
+export const BehaviourOverrideSchema = z.strictObject({
+  /** Forces every request into this failure until set back to `null`. */
+  outage: z.enum(OUTAGES).nullable().optional(),
+  /** Replaces the latency range. */
+  latency_ms: LatencySchema.optional(),
+  /** Merged into the current fault rates; the merged rates must still add up to at most 1. */
+  errors: z.strictObject(errorFields).partial().optional(),
+  /** Replaces the hang duration. */
+  hang_ms: z.int().positive().optional(),
+});
+export type BehaviourOverride = z.input<typeof BehaviourOverrideSchema>;
+
+/** Reads and validates a scenario file; mistakes are reported as `ConfigError` with file:line:column. */
+export function loadScenario(file: string, env: NodeJS.ProcessEnv = process.env): Scenario {
+  return loadYaml(file, ScenarioSchema, env);
+}
+
+/** The same, from text already in memory (tests, embedded scenarios). */
+export function parseScenario(text: string, file: string, env: NodeJS.ProcessEnv = process.env): Scenario {
+  return parseYaml(text, file, ScenarioSchema, env);
+}

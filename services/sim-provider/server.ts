@@ -1,0 +1,468 @@
+/**
+ * The simulated provider: a real HTTP server that impersonates the providers of a scenario,
+ * speaking the OpenAI chat-completions API with scripted latency and faults.
+ *
+ * The benchmark drives it at many thousands of requests per second, so the request path
+ * avoids frameworks, zod, logging and per-request objects it can do without; the control
+ * API, which is rare, validates its bodies properly.
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { estimatePromptTokens, estimateTextTokens } from "../../shared/tokens.ts";
+import { buildReply, completionLimit, fnv1a, type SimChatRequest } from "./replies.ts";
+import {
+  BehaviourOverrideSchema,
+  faultRate,
+  type BehaviourOverride,
+  type ModelBehaviour,
+  type Outage,
+  type Scenario,
+} from "./scenario.ts";
+
+export interface SimProviderOptions {
+  /** Request bodies above this size get 413. @defaultValue 4 MiB */
+  maxBodyBytes?: number;
+}
+
+/** What happened to a model's requests since start-up or the last reset. */
+export interface ModelCounters {
+  requests: number;
+  /** Responses by HTTP status code; malformed and truncated answers count under 200. */
+  responses: Record<string, number>;
+  hangs: number;
+  resets: number;
+  malformed: number;
+  truncated: number;
+}
+
+export interface ModelView {
+  provider: string;
+  model: string;
+  behaviour: ModelBehaviour;
+  outage: Outage | null;
+  counters: ModelCounters;
+}
+
+export interface SimState {
+  seed: number;
+  /** Keyed `<provider>/<model>`. */
+  models: Record<string, ModelView>;
+}
+
+export interface SimStats {
+  /** Keyed `<provider>/<model>`. */
+  models: Record<string, ModelCounters>;
+  /** Chat requests turned away before a model was known (bad body, unknown provider or model), by status. */
+  unmatched: Record<string, number>;
+}
+
+export interface SimProvider {
+  /** Starts serving; resolves to the base URL, e.g. `http://127.0.0.1:40123`. */
+  listen(port?: number, host?: string): Promise<string>;
+  /** Stops serving and destroys every open socket, hanging ones included. */
+  close(): Promise<void>;
+  state(): SimState;
+  stats(): SimStats;
+  /** Overrides one model's behaviour at run time; throws `SimControlError` for an unknown model or an invalid override. */
+  control(provider: string, model: string, override: BehaviourOverride): ModelView;
+  /** Back to the scenario: overrides cleared, draws re-seeded, counters zeroed. */
+  reset(): void;
+}
+
+export type SimControlErrorKind = "unknown_model" | "invalid_override";
+
+export class SimControlError extends Error {
+  readonly kind: SimControlErrorKind;
+  constructor(kind: SimControlErrorKind, message: string) {
+    super(message);
+    this.name = "SimControlError";
+    this.kind = kind;
+  }
+}
+
+interface ModelState {
+  readonly provider: string;
+  readonly model: string;
+  readonly scripted: ModelBehaviour;
+  /** Pre-serialised for the response template. */
+  readonly modelJson: string;
+  readonly fingerprintJson: string;
+  behaviour: ModelBehaviour;
+  outage: Outage | null;
+  /** Separate streams, so changing the latency never shifts the sequence of faults. */
+  faultDraw: () => number;
+  latencyDraw: () => number;
+  counters: ModelCounters;
+}
+
+interface ProviderState {
+  /** The whole expected header value, so the check is one string comparison. */
+  readonly authorization: string | undefined;
+  readonly models: Map<string, ModelState>;
+  readonly modelList: string;
+}
+
+type Fault = Outage | "500" | "malformed" | "truncated";
+
+const JSON_TYPE = "application/json";
+
+export function createSimProvider(scenario: Scenario, opts: SimProviderOptions = {}): SimProvider {
+  const maxBodyBytes = opts.maxBodyBytes ?? 4 * 1024 * 1024;
+  const providers = new Map<string, ProviderState>();
+  const models = new Map<string, ModelState>();
+  for (const [provider, p] of Object.entries(scenario.providers)) {
+    const state: ProviderState = {
+      authorization: p.api_key === undefined ? undefined : `Bearer ${p.api_key}`,
+      models: new Map(),
+      modelList: JSON.stringify({
+        object: "list",
+        data: Object.keys(p.models).map((id) => ({ id, object: "model", created: 0, owned_by: provider })),
+      }),
+    };
+    for (const [model, behaviour] of Object.entries(p.models)) {
+      const m: ModelState = {
+        provider,
+        model,
+        scripted: behaviour,
+        modelJson: JSON.stringify(model),
+        fingerprintJson: JSON.stringify(`fp_sim_${fnv1a(`${provider}/${model}`).toString(16)}`),
+        behaviour,
+        outage: null,
+        faultDraw: draws(scenario.seed, provider, model, "fault"),
+        latencyDraw: draws(scenario.seed, provider, model, "latency"),
+        counters: zeroCounters(),
+      };
+      state.models.set(model, m);
+      models.set(`${provider}/${model}`, m);
+    }
+    providers.set(provider, state);
+  }
+
+  const unmatched: Record<string, number> = {};
+  /** Latency and hang timers, cleared on close so a stopped server holds no event-loop work. */
+  const timers = new Set<NodeJS.Timeout>();
+  let completions = 0;
+
+  const server = createServer({ noDelay: true }, (req, res) => {
+    const url = req.url ?? "/";
+    const q = url.indexOf("?");
+    const path = q === -1 ? url : url.slice(0, q);
+
+    if (path.startsWith("/control/")) return control(req, res, path.slice("/control/".length));
+    if (path === "/healthz" && req.method === "GET") return send(res, 200, "ok", "text/plain");
+
+    const slash = path.indexOf("/", 1);
+    const provider = slash === -1 ? undefined : providers.get(path.slice(1, slash));
+    const rest = slash === -1 ? "" : path.slice(slash);
+    if (provider && rest === "/v1/chat/completions" && req.method === "POST") return chat(req, res, provider);
+    if (provider && rest === "/v1/models" && req.method === "GET") {
+      if (!authorized(req, res, provider)) return;
+      return send(res, 200, provider.modelList);
+    }
+    if (rest === "/v1/chat/completions") tally(unmatched, 404);
+    req.resume();
+    send(res, 404, openAiError(`Invalid URL (${req.method} ${path})`, "invalid_request_error", null, null));
+  });
+
+  function chat(req: IncomingMessage, res: ServerResponse, provider: ProviderState): void {
+    readBody(req, maxBodyBytes, (raw) => {
+      if (raw === undefined) return reject(res, 413, "The request body is too large.", "messages", null);
+      let body: Record<string, unknown>;
+      try {
+        body = JSON.parse(raw.toString("utf8"));
+      } catch {
+        return reject(res, 400, "We could not parse the JSON body of your request.", null, null);
+      }
+      if (typeof body !== "object" || body === null || Array.isArray(body)) {
+        return reject(res, 400, "The request body must be a JSON object.", null, null);
+      }
+      const messages = body.messages;
+      if (!Array.isArray(messages)) return reject(res, 400, "Missing required parameter: 'messages'.", "messages", null);
+      if (messages.length === 0) {
+        return reject(res, 400, "Invalid 'messages': empty array. Expected an array with minimum length 1.", "messages", "empty_array");
+      }
+      for (const m of messages) {
+        if (typeof m !== "object" || m === null) return reject(res, 400, "Invalid 'messages': every message must be an object.", "messages", null);
+      }
+      if (typeof body.model !== "string") return reject(res, 400, "Missing required parameter: 'model'.", "model", null);
+      if (body.stream === true) return reject(res, 400, "The simulator does not stream; send stream: false.", "stream", null);
+
+      const m = provider.models.get(body.model);
+      if (!m) {
+        tally(unmatched, 404);
+        return send(res, 404, openAiError(`The model \`${body.model}\` does not exist or you do not have access to it.`, "invalid_request_error", null, "model_not_found"));
+      }
+      m.counters.requests++;
+      if (!authorized(req, res, provider, m)) return;
+
+      const request = body as unknown as SimChatRequest;
+      const promptTokens = estimatePromptTokens(request.messages);
+      const window = m.behaviour.context_window;
+      if (window !== undefined) {
+        const completion = completionLimit(request) ?? 0;
+        if (promptTokens + completion > window) {
+          return count(m, res, 400, openAiError(
+            `This model's maximum context length is ${window} tokens. However, you requested ${promptTokens + completion} tokens (${promptTokens} in the messages, ${completion} in the completion). Please reduce the length of the messages or completion.`,
+            "invalid_request_error", "messages", "context_length_exceeded"));
+        }
+      }
+
+      const fault = m.outage ?? rollFault(m);
+      if (fault !== undefined) return fail(req, res, m, fault, request, promptTokens);
+
+      const { min, max } = m.behaviour.latency_ms;
+      const delay = min === max ? min : min + m.latencyDraw() * (max - min);
+      if (delay <= 0) return complete(res, m, request, promptTokens);
+      const timer = setTimeout(() => {
+        timers.delete(timer);
+        if (!res.destroyed) complete(res, m, request, promptTokens);
+      }, delay);
+      timers.add(timer);
+    });
+  }
+
+  function complete(res: ServerResponse, m: ModelState, request: SimChatRequest, promptTokens: number): void {
+    count(m, res, 200, completionBody(m, request, promptTokens));
+  }
+
+  /** A template rather than JSON.stringify of a nested object: this runs for every successful request. */
+  function completionBody(m: ModelState, request: SimChatRequest, promptTokens: number): string {
+    const reply = buildReply(m.model, request);
+    const completionTokens = estimateTextTokens(reply.content);
+    return `{"id":"chatcmpl-sim-${++completions}","object":"chat.completion","created":${Math.floor(Date.now() / 1000)},"model":${m.modelJson},"choices":[{"index":0,"message":{"role":"assistant","content":${JSON.stringify(reply.content)}},"finish_reason":"${reply.finish_reason}"}],"usage":{"prompt_tokens":${promptTokens},"completion_tokens":${completionTokens},"total_tokens":${promptTokens + completionTokens}},"system_fingerprint":${m.fingerprintJson}}`;
+  }
+
+  function fail(req: IncomingMessage, res: ServerResponse, m: ModelState, fault: Fault, request: SimChatRequest, promptTokens: number): void {
+    switch (fault) {
+      case "429": {
+        const after = m.behaviour.errors.retry_after_s;
+        const body = openAiError(`Rate limit reached for ${m.model}. Please try again in ${after}s.`, "requests", null, "rate_limit_exceeded");
+        return count(m, res, 429, body, { "retry-after": String(after) });
+      }
+      case "500":
+        return count(m, res, 500, openAiError("The server had an error while processing your request. Sorry about that!", "server_error", null, null));
+      case "503":
+        return count(m, res, 503, openAiError("The server is overloaded", "server_error", null, null));
+      case "hang": {
+        m.counters.hangs++;
+        const timer = setTimeout(() => {
+          timers.delete(timer);
+          req.socket.destroy();
+        }, m.behaviour.hang_ms);
+        timers.add(timer);
+        res.once("close", () => {
+          clearTimeout(timer);
+          timers.delete(timer);
+        });
+        return;
+      }
+      case "reset":
+        m.counters.resets++;
+        req.socket.destroy();
+        return;
+      case "malformed":
+        m.counters.malformed++;
+        return count(m, res, 200, `{"id":"chatcmpl-sim-${++completions}","object":"chat.completion","choices":[{"index":0,"message":<<simulated malformed body>>`);
+      case "truncated": {
+        m.counters.truncated++;
+        tally(m.counters.responses, 200);
+        const full = Buffer.from(completionBody(m, request, promptTokens));
+        res.writeHead(200, { "content-type": JSON_TYPE, "content-length": full.length });
+        res.write(full.subarray(0, full.length >> 1), () => req.socket.destroy());
+        return;
+      }
+    }
+  }
+
+  function rollFault(m: ModelState): Fault | undefined {
+    const e = m.behaviour.errors;
+    const u = m.faultDraw();
+    let edge = e.rate_429;
+    if (u < edge) return "429";
+    if (u < (edge += e.rate_500)) return "500";
+    if (u < (edge += e.rate_503)) return "503";
+    if (u < (edge += e.rate_hang)) return "hang";
+    if (u < (edge += e.rate_malformed)) return "malformed";
+    if (u < (edge += e.rate_truncated)) return "truncated";
+    if (u < (edge += e.rate_reset)) return "reset";
+    return undefined;
+  }
+
+  function authorized(req: IncomingMessage, res: ServerResponse, provider: ProviderState, m?: ModelState): boolean {
+    if (provider.authorization === undefined || req.headers.authorization === provider.authorization) return true;
+    const message = req.headers.authorization
+      ? "Incorrect API key provided."
+      : "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).";
+    const body = openAiError(message, "invalid_request_error", null, "invalid_api_key");
+    if (m) count(m, res, 401, body);
+    else send(res, 401, body);
+    req.resume();
+    return false;
+  }
+
+  function reject(res: ServerResponse, status: number, message: string, param: string | null, code: string | null): void {
+    tally(unmatched, status);
+    send(res, status, openAiError(message, "invalid_request_error", param, code));
+  }
+
+  function count(m: ModelState, res: ServerResponse, status: number, body: string, headers?: Record<string, string>): void {
+    tally(m.counters.responses, status);
+    send(res, status, body, JSON_TYPE, headers);
+  }
+
+  function control(req: IncomingMessage, res: ServerResponse, route: string): void {
+    readBody(req, maxBodyBytes, (raw) => {
+      if (raw === undefined) return send(res, 413, controlError("the body is too large"));
+      if (req.method === "GET" && route === "state") return send(res, 200, JSON.stringify(state()));
+      if (req.method === "GET" && route === "stats") return send(res, 200, JSON.stringify(stats()));
+      if (req.method === "POST" && route === "reset") {
+        reset();
+        return send(res, 200, JSON.stringify(state()));
+      }
+      const slash = route.indexOf("/");
+      if (req.method !== "POST" || slash === -1) return send(res, 404, controlError(`no control route ${req.method} /control/${route}`));
+      let override: unknown;
+      try {
+        override = raw.length === 0 ? {} : JSON.parse(raw.toString("utf8"));
+      } catch {
+        return send(res, 400, controlError("the body is not JSON"));
+      }
+      try {
+        const view = controlModel(decodeURIComponent(route.slice(0, slash)), decodeURIComponent(route.slice(slash + 1)), override);
+        send(res, 200, JSON.stringify(view));
+      } catch (err) {
+        if (!(err instanceof SimControlError)) throw err;
+        send(res, err.kind === "unknown_model" ? 404 : 400, controlError(err.message));
+      }
+    });
+  }
+
+  function controlModel(provider: string, model: string, input: unknown): ModelView {
+    const m = providers.get(provider)?.models.get(model);
+    if (!m) throw new SimControlError("unknown_model", `no simulated model ${provider}/${model}`);
+    const parsed = BehaviourOverrideSchema.safeParse(input);
+    if (!parsed.success) {
+      throw new SimControlError("invalid_override", parsed.error.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`).join("; "));
+    }
+    const o = parsed.data;
+    const errors = o.errors ? { ...m.behaviour.errors, ...o.errors } : m.behaviour.errors;
+    if (faultRate(errors) > 1) {
+      throw new SimControlError("invalid_override", "errors: the fault rates must add up to at most 1");
+    }
+    m.behaviour = {
+      ...m.behaviour,
+      errors,
+      latency_ms: o.latency_ms ?? m.behaviour.latency_ms,
+      hang_ms: o.hang_ms ?? m.behaviour.hang_ms,
+    };
+    if (o.outage !== undefined) m.outage = o.outage;
+    return view(m);
+  }
+
+  function state(): SimState {
+    const out: SimState = { seed: scenario.seed, models: {} };
+    for (const [key, m] of models) out.models[key] = view(m);
+    return out;
+  }
+
+  function stats(): SimStats {
+    const out: SimStats = { models: {}, unmatched: { ...unmatched } };
+    for (const [key, m] of models) out.models[key] = copyCounters(m.counters);
+    return out;
+  }
+
+  function reset(): void {
+    for (const m of models.values()) {
+      m.behaviour = m.scripted;
+      m.outage = null;
+      m.faultDraw = draws(scenario.seed, m.provider, m.model, "fault");
+      m.latencyDraw = draws(scenario.seed, m.provider, m.model, "latency");
+      m.counters = zeroCounters();
+    }
+    for (const key of Object.keys(unmatched)) delete unmatched[key];
+    completions = 0;
+  }
+
+  return {
+    listen(port = 0, host = "127.0.0.1") {
+      return new Promise((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(port, host, () => {
+          server.off("error", reject);
+          const { port: bound } = server.address() as AddressInfo;
+          resolve(`http://${host.includes(":") ? `[${host}]` : host}:${bound}`);
+        });
+      });
+    },
+    close() {
+      for (const timer of timers) clearTimeout(timer);
+      timers.clear();
+      return new Promise((resolve) => {
+        // Not running is as good as closed: close() must be safe to call from any cleanup path.
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+    },
+    state,
+    stats,
+    control: controlModel,
+    reset,
+  };
+}
+
+/** Collects the body; `undefined` when it exceeds the limit (the rest is drained, not kept). */
+function readBody(req: IncomingMessage, limit: number, done: (body: Buffer | undefined) => void): void {
+  let first: Buffer | undefined;
+  let chunks: Buffer[] | undefined;
+  let size = 0;
+  req.on("data", (chunk: Buffer) => {
+    size += chunk.length;
+    if (size > limit) return;
+    if (first === undefined) first = chunk;
+    else (chunks ??= [first]).push(chunk);
+  });
+  req.on("end", () => {
+    if (size > limit) done(undefined);
+    else done(chunks ? Buffer.concat(chunks, size) : (first ?? Buffer.alloc(0)));
+  });
+}
+
+function send(res: ServerResponse, status: number, body: string, type = JSON_TYPE, headers?: Record<string, string>): void {
+  res.writeHead(status, { ...headers, "content-type": type, "content-length": Buffer.byteLength(body) });
+  res.end(body);
+}
+
+function openAiError(message: string, type: string, param: string | null, code: string | null): string {
+  return JSON.stringify({ error: { message, type, param, code } });
+}
+
+function controlError(message: string): string {
+  return JSON.stringify({ error: { message } });
+}
+
+function tally(counts: Record<string, number>, status: number): void {
+  counts[status] = (counts[status] ?? 0) + 1;
+}
+
+function zeroCounters(): ModelCounters {
+  return { requests: 0, responses: {}, hangs: 0, resets: 0, malformed: 0, truncated: 0 };
+}
+
+function copyCounters(c: ModelCounters): ModelCounters {
+  return { ...c, responses: { ...c.responses } };
+}
+
+function view(m: ModelState): ModelView {
+  return { provider: m.provider, model: m.model, behaviour: m.behaviour, outage: m.outage, counters: copyCounters(m.counters) };
+}
+
+/** mulberry32 seeded from (seed, provider, model, stream): small, fast and the same on every platform. */
+function draws(seed: number, provider: string, model: string, stream: string): () => number {
+  let a = fnv1a(`${seed}/${provider}/${model}/${stream}`);
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
