@@ -44,19 +44,23 @@ export function intake(subject: string, headerId: string | undefined, data: Uint
   });
   const raw = () => ({ raw_base64: Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("base64") });
 
+  let value: unknown;
+  let parseError: Error | undefined;
+  try {
+    value = JSON.parse(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("utf8"));
+  } catch (err) {
+    parseError = err as Error;
+  }
   if (data.byteLength > opts.maxBytes) {
+    // The id and metadata still come from the payload when it parses, so the caller can match the dead letter to its job.
     const kept = Buffer.from(data.buffer, data.byteOffset, Math.min(data.byteLength, RAW_KEEP_BYTES)).toString("base64");
-    return reject("invalid_job", `The job is ${data.byteLength} bytes, over the ${opts.maxBytes}-byte limit.`, { raw_base64: kept, truncated: true, size_bytes: data.byteLength });
+    const head = isRecord(value) ? value : {};
+    return reject("invalid_job", `The job is ${data.byteLength} bytes, over the ${opts.maxBytes}-byte limit.`, { raw_base64: kept, truncated: true, size_bytes: data.byteLength }, head.id, head.metadata);
   }
   if (subjectTask === null) {
     return reject("invalid_job", `Subject "${subject}" is not jobs.<task> with a task matching [a-z0-9_-]{1,64}.`, raw());
   }
-  let value: unknown;
-  try {
-    value = JSON.parse(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("utf8"));
-  } catch (err) {
-    return reject("invalid_job", `The payload is not valid JSON (${(err as Error).message}).`, raw());
-  }
+  if (parseError) return reject("invalid_job", `The payload is not valid JSON (${parseError.message}).`, raw());
   if (!isRecord(value)) return reject("invalid_job", "The payload is JSON but not an object.", raw());
 
   const parsed = JobSchema.safeParse(value);

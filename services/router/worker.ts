@@ -43,6 +43,9 @@ export interface Router {
   readonly stats: Readonly<RouterStats>;
 }
 
+/** Attempts of jobs awaiting redelivery, keyed by stream sequence, so the final result or dead letter lists them all. */
+const HISTORY_LIMIT = 50_000;
+
 interface InFlight {
   readonly m: JsMsg;
   readonly started: number;
@@ -62,6 +65,8 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
 
   const stats: RouterStats = { received: 0, succeeded: 0, deadLettered: 0, redelivered: 0, inFlight: 0 };
   const inFlight = new Set<InFlight>();
+  // Only this process's view: a redelivery that lands on another worker starts a fresh list.
+  const history = new Map<number, Attempt[]>();
   let wakeSlot: (() => void) | undefined;
   let idle: (() => void) | undefined;
   let stopping = false;
@@ -127,31 +132,34 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
     const policy = catalog.tasks.get(job.task)!;
     const deadline = job.deadline === undefined ? undefined : Date.parse(job.deadline);
     const delivery = m.info.deliveryCount;
+    const seq = m.seq;
+    const attempts: Attempt[] = history.get(seq) ?? [];
+    history.delete(seq);
     if (deadline !== undefined && started >= deadline) {
-      await publishDeadLetter(dlqSubject(job.task), deadLetter(job, "deadline_exceeded", `The deadline ${job.deadline} had passed when the job was picked up.`, []));
+      await publishDeadLetter(dlqSubject(job.task), deadLetter(job, "deadline_exceeded", `The deadline ${job.deadline} had passed when the job was picked up.`, attempts));
       m.ack();
       return;
     }
     if (delivery > policy.maxDeliveries) {
-      await publishDeadLetter(dlqSubject(job.task), deadLetter(job, "exhausted", `Delivered ${delivery} times without completing; its budget is ${policy.maxDeliveries}.`, []));
+      await publishDeadLetter(dlqSubject(job.task), deadLetter(job, "exhausted", `Delivered ${delivery} times without completing; its budget is ${policy.maxDeliveries}.`, attempts));
       m.ack();
       return;
     }
 
     const planned = plan({ policy, catalog, health, job, now: started, random });
     if (planned.kind === "none") {
-      await publishDeadLetter(dlqSubject(job.task), deadLetter(job, planned.reason, planned.error, []));
+      await publishDeadLetter(dlqSubject(job.task), deadLetter(job, planned.reason, planned.error, attempts));
       m.ack();
       return;
     }
 
-    const attempts: Attempt[] = [];
+    const thisDelivery = attempts.length;
     const failures: ProviderError["kind"][] = [];
     let lastError: string | undefined;
     let minContextFailed = Infinity;
     if (planned.kind === "attempts") {
       for (const p of planned.attempts) {
-        if (attempts.length >= policy.maxAttempts) break;
+        if (attempts.length - thisDelivery >= policy.maxAttempts) break;
         // After a context-length refusal only a larger window can help.
         if (p.model.contextWindow <= minContextFailed && minContextFailed !== Infinity) continue;
         if (health.cooldownUntil(p.model.id, p.model.provider) > clock()) continue;
@@ -211,6 +219,8 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
       random,
     });
     if (decision.action === "redeliver") {
+      if (history.size >= HISTORY_LIMIT) history.delete(history.keys().next().value as number);
+      history.set(seq, attempts);
       stats.redelivered++;
       m.nak(decision.delayMs);
       return;

@@ -41,8 +41,8 @@ export async function startTestNats(opts: { ownServer?: boolean } = {}): Promise
 }
 
 /**
- * Every message in a stream (optionally one subject), read with an ordered consumer until
- * `count` have arrived or `timeoutMs` passed; returns what arrived, parsed.
+ * Messages of a stream (optionally one subject) from its start, read with an ordered
+ * consumer until `count` have arrived or `timeoutMs` passed; returns what arrived, parsed.
  */
 export async function readStream<T = Record<string, unknown>>(
   js: JetStreamClient,
@@ -51,13 +51,14 @@ export async function readStream<T = Record<string, unknown>>(
 ): Promise<T[]> {
   const consumer = await js.consumers.get(stream, opts.subject ? { filter_subjects: opts.subject } : {});
   const out: T[] = [];
-  const deadline = Date.now() + (opts.timeoutMs ?? 20_000);
-  while (out.length < opts.count && Date.now() < deadline) {
-    const batch = await consumer.fetch({ max_messages: Math.min(1000, opts.count - out.length), expires: 500 });
-    for await (const m of batch) out.push(m.json<T>());
+  if (opts.count <= 0) return out;
+  const messages = await consumer.consume();
+  const timer = setTimeout(() => void messages.stop(), opts.timeoutMs ?? 20_000);
+  for await (const m of messages) {
+    out.push(m.json<T>());
+    if (out.length >= opts.count) break;
   }
-  // A short extra look, so a test also sees anything beyond what it expected (duplicates).
-  const extra = await consumer.fetch({ max_messages: 100, expires: 300 });
-  for await (const m of extra) out.push(m.json<T>());
+  clearTimeout(timer);
+  await messages.close().catch(() => {});
   return out;
 }

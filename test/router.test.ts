@@ -1,0 +1,170 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { DeadLetterSchema, ResultSchema, type DeadLetter, type Result } from "../shared/contract/job.ts";
+import { STREAMS } from "../shared/contract/subjects.ts";
+import { readStream } from "./harness/nats.ts";
+import { moderationJob, startStack, type TestStack } from "./harness/stack.ts";
+
+let stack: TestStack;
+let prefix = 0;
+let tag = "";
+
+beforeAll(async () => {
+  stack = await startStack({ routers: 1 });
+});
+afterAll(async () => {
+  await stack?.close();
+});
+beforeEach(() => {
+  stack.sim.reset();
+  tag = `t${++prefix}`;
+});
+
+const results = async (count: number, timeoutMs = 20_000) =>
+  (await readStream<Result>(stack.nats.js, STREAMS.results, { count, timeoutMs })).filter((r) => r.id.startsWith(`${tag}-`));
+const deadLetters = async (count: number, timeoutMs = 20_000) =>
+  (await readStream<DeadLetter>(stack.nats.js, STREAMS.dlq, { count, timeoutMs })).filter((d) => d.id.startsWith(`${tag}-`));
+// Every test uses its own id prefix and reads the streams from the start, so earlier tests' messages are filtered out.
+const totalResults = async () => (await stack.nats.jsm.streams.info(STREAMS.results)).state.messages;
+const totalDlq = async () => (await stack.nats.jsm.streams.info(STREAMS.dlq)).state.messages;
+const job = (i: number, extra: Record<string, unknown> = {}) => ({ ...moderationJob(i, extra), id: `${tag}-${i}` });
+
+describe("router on a real nats-server", () => {
+  it("N jobs in → exactly N results, each valid per the contract, cheapest model first", async () => {
+    const before = await totalResults();
+    const n = 300;
+    await stack.publishJobs("moderation", Array.from({ length: n }, (_, i) => job(i)));
+    const got = await results(before + n);
+    expect(got).toHaveLength(n);
+    expect(new Set(got.map((r) => r.id)).size).toBe(n);
+    for (const r of got) {
+      ResultSchema.parse(r);
+      expect(r.provider).toBe("budget");
+      expect(r.attempts).toEqual([expect.objectContaining({ outcome: "ok", provider: "budget", model: "lite", tier: 0, http_status: 200 })]);
+      expect(r.cost_usd).toBeCloseTo((r.usage.prompt_tokens * 0.05 + r.usage.completion_tokens * 0.2) / 1e6, 12);
+    }
+    const killer = got.find((r) => r.metadata.n === 1)!;
+    expect(killer.output).toMatchObject({ flagged: true, categories: ["violence"] });
+    expect(got.find((r) => r.metadata.n === 0)!.output).toMatchObject({ flagged: false });
+  });
+
+  it("a failing provider is failed over to the next candidate, and the attempts say so", async () => {
+    stack.sim.control("budget", "budget-lite", { outage: "503" });
+    const before = await totalResults();
+    await stack.publishJobs("moderation", Array.from({ length: 20 }, (_, i) => job(i)));
+    const got = await results(before + 20);
+    expect(got).toHaveLength(20);
+    for (const r of got) expect(r.provider).toBe("swift");
+    // Until the local cooldown trips, each job first tries budget and gets 503.
+    const failedOver = got.filter((r) => r.attempts.length === 2);
+    expect(failedOver.length).toBeGreaterThan(0);
+    expect(failedOver[0]!.attempts[0]).toMatchObject({ provider: "budget", outcome: "unavailable", http_status: 503 });
+    expect(failedOver[0]!.attempts[1]).toMatchObject({ provider: "swift", outcome: "ok" });
+  });
+
+  it("rate limits fall through to the next tier and record rate_limited", async () => {
+    stack.sim.control("budget", "budget-lite", { outage: "429" });
+    stack.sim.control("swift", "swift-mini", { outage: "429" });
+    const before = await totalResults();
+    await stack.publishJobs("moderation", [job(0)]);
+    const [r] = await results(before + 1);
+    expect(r).toMatchObject({ provider: "premium", model: "large" });
+    // budget may still be cooling down from the previous test's outage, and so be skipped without a call.
+    const outcomes = r!.attempts.map((a) => a.outcome);
+    expect(outcomes.at(-1)).toBe("ok");
+    expect(outcomes.slice(0, -1).length).toBeGreaterThan(0);
+    expect(outcomes.slice(0, -1).every((o) => o === "rate_limited")).toBe(true);
+    expect(r!.attempts.find((a) => a.provider === "swift")).toMatchObject({ outcome: "rate_limited", http_status: 429, tier: 0 });
+    expect(r!.attempts.at(-1)!.tier).toBe(1);
+  });
+
+  it("every provider down → delayed redeliveries, then one dead letter listing every attempt", async () => {
+    for (const [p, m] of [["budget", "budget-lite"], ["swift", "swift-mini"], ["premium", "premium-large"]] as const) stack.sim.control(p, m, { outage: "503" });
+    const before = await totalDlq();
+    const t0 = Date.now();
+    await stack.publishJobs("moderation", [job(0)]);
+    const [d] = await deadLetters(before + 1);
+    DeadLetterSchema.parse(d);
+    expect(d).toMatchObject({ reason: "exhausted", status: "failed", metadata: { n: 0 } });
+    expect(d!.job).toMatchObject({ id: `${tag}-0` });
+    expect(d!.error).toContain("All 3 deliveries failed");
+    expect(d!.attempts.length).toBeGreaterThanOrEqual(3);
+    expect(d!.attempts.every((a) => a.outcome === "unavailable")).toBe(true);
+    // Two redeliveries with 200 ms and 400 ms backoff (± 20 % jitter) before the dead letter.
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(480);
+    expect(await totalResults()).toBe(await totalResults());
+  });
+
+  it("malformed payloads become invalid_job dead letters and the worker keeps serving", async () => {
+    const before = await totalDlq();
+    const beforeResults = await totalResults();
+    const js = stack.nats.js;
+    await js.publish("jobs.moderation", "{not json", { msgID: `${tag}-0` });
+    await js.publish("jobs.moderation", new Uint8Array([0xde, 0xad, 0xbe, 0xef]), { msgID: `${tag}-1` });
+    await js.publish("jobs.moderation", JSON.stringify({ id: `${tag}-2`, request: { messages: [] } }));
+    await js.publish("jobs.moderation", JSON.stringify({ id: `${tag}-3`, request: { messages: [{ role: "user", content: 42 }] } }));
+    await js.publish("jobs.moderation", JSON.stringify({ id: `${tag}-4`, request: { messages: [{ role: "user", content: "x".repeat(300 * 1024) }] } }));
+    await js.publish("jobs.moderation", JSON.stringify({ id: `${tag}-5`, task: "classification", request: { messages: [{ role: "user", content: "x" }] } }));
+    await stack.publishJobs("moderation", [job(6)]);
+    const dls = await deadLetters(before + 6);
+    expect(dls.map((d) => d.id).sort()).toEqual([0, 1, 2, 3, 4, 5].map((i) => `${tag}-${i}`));
+    for (const d of dls) {
+      DeadLetterSchema.parse(d);
+      expect(d.reason).toBe("invalid_job");
+    }
+    expect(Buffer.from(dls.find((d) => d.id === `${tag}-0`)!.job.raw_base64 as string, "base64").toString()).toBe("{not json");
+    expect(dls.find((d) => d.id === `${tag}-4`)!.error).toContain("byte limit");
+    expect(await results(beforeResults + 1)).toHaveLength(1);
+  });
+
+  it("a job for an unknown task becomes a no_route dead letter on dlq.<task>", async () => {
+    const before = await totalDlq();
+    await stack.nats.js.publish("jobs.translation", JSON.stringify({ id: `${tag}-0`, request: { messages: [{ role: "user", content: "bonjour" }] } }));
+    const dls = await readStream<DeadLetter>(stack.nats.js, STREAMS.dlq, { count: 1, subject: "dlq.translation" });
+    expect(dls.filter((d) => d.id === `${tag}-0`)).toEqual([expect.objectContaining({ reason: "no_route", task: "translation" })]);
+    expect(await totalDlq()).toBe(before + 1);
+  });
+
+  it("the same job id published twice yields one result", async () => {
+    const before = await totalResults();
+    // Same Nats-Msg-Id: JOBS drops the second inside the duplicate window.
+    await stack.publishJobs("moderation", [job(0), job(0)]);
+    // Same body id under different message ids: both are served, RESULTS keeps one.
+    await stack.nats.js.publish("jobs.moderation", JSON.stringify(job(1)), { msgID: `${tag}-x1` });
+    await stack.nats.js.publish("jobs.moderation", JSON.stringify(job(1)), { msgID: `${tag}-x2` });
+    const got = await results(before + 2);
+    expect(got.map((r) => r.id).sort()).toEqual([`${tag}-0`, `${tag}-1`]);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await totalResults()).toBe(before + 2);
+  });
+
+  it("a job past its deadline is dead-lettered, never served late", async () => {
+    const before = await totalDlq();
+    await stack.publishJobs("moderation", [job(0, { deadline: new Date(Date.now() - 1000).toISOString() })]);
+    const [d] = await deadLetters(before + 1);
+    expect(d).toMatchObject({ reason: "deadline_exceeded", attempts: [] });
+  });
+
+  it("a job over its cost budget is dead-lettered as budget_exceeded", async () => {
+    const before = await totalDlq();
+    await stack.publishJobs("moderation", [job(0, { routing: { max_cost_usd: 1e-12 } })]);
+    const [d] = await deadLetters(before + 1);
+    expect(d).toMatchObject({ reason: "budget_exceeded" });
+  });
+
+  it("two workers share one durable consumer with no overlap", async () => {
+    const second = await stack.addRouter();
+    const first = stack.routers[0]!;
+    const a0 = first.router.stats.succeeded;
+    const b0 = second.router.stats.succeeded;
+    const before = await totalResults();
+    stack.sim.control("budget", "budget-lite", { latency_ms: { min: 5, max: 10 } });
+    await stack.publishJobs("moderation", Array.from({ length: 400 }, (_, i) => job(i)));
+    const got = await results(before + 400);
+    expect(new Set(got.map((r) => r.id)).size).toBe(400);
+    const a = first.router.stats.succeeded - a0;
+    const b = second.router.stats.succeeded - b0;
+    expect(a + b).toBe(400);
+    expect(a).toBeGreaterThan(0);
+    expect(b).toBeGreaterThan(0);
+  });
+});
