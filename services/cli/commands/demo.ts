@@ -1,0 +1,154 @@
+import { DeliverPolicy, jetstream, type JetStreamClient } from "@nats-io/jetstream";
+import { nuid } from "@nats-io/transport-node";
+import type { DeadLetter, Result } from "../../../shared/contract/job.ts";
+import { STREAMS } from "../../../shared/contract/subjects.ts";
+import { createLogger } from "../../../shared/log.ts";
+import { connectNats } from "../../../shared/nats/connect.ts";
+import { buildCatalog } from "../../../shared/routing/catalog.ts";
+import { intFlag, parse } from "../args.ts";
+import { demoJobs } from "../demo-jobs.ts";
+import { startLocalStack } from "../local-stack.ts";
+import { progress } from "../progress.ts";
+import { table } from "./dlq.ts";
+import type { Command } from "./types.ts";
+
+export const demoCommand: Command = {
+  name: "demo",
+  summary: "the embedded demo (npm start): the whole stack, 1,200+ jobs, a summary",
+  usage: `switchyard demo [--jobs-per-task 600] [--workers 2] [--timeout 120]
+
+Starts a local nats-server (or uses NATS_URL), the sim-provider with three providers at
+different prices (one flaky) and router workers; publishes moderation and classification
+jobs plus a few broken ones; waits until every job has ended as a result or a dead letter;
+prints where the jobs went, what they cost and lost = published − results − dead letters.
+Exits 0 when nothing was lost.`,
+  async run(argv) {
+    const { values } = parse("demo", argv, { "jobs-per-task": { type: "string" }, workers: { type: "string" }, timeout: { type: "string" } });
+    const perTask = intFlag("demo", "jobs-per-task", values["jobs-per-task"], 600);
+    const timeoutMs = intFlag("demo", "timeout", values.timeout, 120) * 1000;
+    const logger = createLogger("demo", process.env.LOG_LEVEL ?? "error");
+    const out = process.stdout;
+    out.write("Starting Switchyard: nats-server, sim-provider (budget: cheap and flaky; swift; premium: 50x the price), router workers…\n");
+    const stack = await startLocalStack({ simPort: 0, workers: Math.max(1, intFlag("demo", "workers", values.workers, 2)), logger });
+    const nc = await connectNats(stack.natsUrl, "switchyard-demo");
+    try {
+      const js = jetstream(nc);
+      const runId = `demo-${nuid.next().slice(-8).toLowerCase()}`;
+      const jobs = demoJobs(runId, perTask);
+      const startTime = new Date(Date.now() - 1000);
+      const t0 = Date.now();
+      const collected = collect(js, runId, startTime, jobs.length);
+
+      const pub = progress("published", jobs.length);
+      const pending = new Set<Promise<unknown>>();
+      let published = 0;
+      for (const j of jobs) {
+        const p = js.publish(j.subject, j.payload, { msgID: j.msgId }).then(() => pub.update(++published));
+        pending.add(p);
+        void p.finally(() => pending.delete(p));
+        if (pending.size >= 256) await Promise.race(pending);
+      }
+      await Promise.all(pending);
+      pub.finish();
+
+      const done = progress("ended", jobs.length);
+      const timer = setInterval(() => done.update(collected.results.length + collected.deadLetters.length), 100);
+      const finished = await Promise.race([collected.done.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), timeoutMs).unref())]);
+      clearInterval(timer);
+      done.update(collected.results.length + collected.deadLetters.length);
+      done.finish(finished ? "" : "timed out");
+      const elapsed = (Date.now() - t0) / 1000;
+      collected.stop();
+      const lost = report(out, { published, elapsedS: elapsed, results: collected.results, deadLetters: collected.deadLetters, catalog: buildCatalog(stack.config) });
+      return lost === 0 ? 0 : 1;
+    } finally {
+      await nc.drain().catch(() => {});
+      await stack.stop();
+    }
+  },
+};
+
+function collect(js: JetStreamClient, runId: string, since: Date, expected: number) {
+  const results: Result[] = [];
+  const deadLetters: DeadLetter[] = [];
+  const stops: (() => void)[] = [];
+  let resolveDone!: () => void;
+  const done = new Promise<void>((r) => (resolveDone = r));
+  const follow = async <T extends { id: string }>(stream: string, into: T[]) => {
+    const consumer = await js.consumers.get(stream, { deliver_policy: DeliverPolicy.StartTime, opt_start_time: since.toISOString() });
+    const messages = await consumer.consume();
+    stops.push(() => void messages.stop());
+    for await (const m of messages) {
+      const v = m.json<T>();
+      if (!v.id.startsWith(`${runId}-`)) continue;
+      into.push(v);
+      if (results.length + deadLetters.length >= expected) resolveDone();
+    }
+  };
+  void follow(STREAMS.results, results);
+  void follow(STREAMS.dlq, deadLetters);
+  return { results, deadLetters, done, stop: () => stops.forEach((s) => s()) };
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+function report(
+  out: NodeJS.WriteStream,
+  r: { published: number; elapsedS: number; results: Result[]; deadLetters: DeadLetter[]; catalog: ReturnType<typeof buildCatalog> },
+): number {
+  const perModel = new Map<string, { jobs: number; cost: number }>();
+  const outcomes = new Map<string, number>();
+  let failovers = 0;
+  let cost = 0;
+  for (const res of r.results) {
+    const key = `${res.provider}/${res.model}`;
+    const m = perModel.get(key) ?? { jobs: 0, cost: 0 };
+    m.jobs++;
+    m.cost += res.cost_usd;
+    perModel.set(key, m);
+    cost += res.cost_usd;
+    if (res.attempts.length > 1) failovers++;
+    for (const a of res.attempts) outcomes.set(a.outcome, (outcomes.get(a.outcome) ?? 0) + 1);
+  }
+  for (const d of r.deadLetters) for (const a of d.attempts) outcomes.set(a.outcome, (outcomes.get(a.outcome) ?? 0) + 1);
+  // The bill had every served job gone to the one model that would have cost the most for this workload.
+  let worst = { id: "", cost: 0 };
+  for (const model of r.catalog.models.values()) {
+    const c = r.results.reduce((s, res) => s + (res.usage.prompt_tokens * model.inputPerMtok + res.usage.completion_tokens * model.outputPerMtok) / 1e6, 0);
+    if (c > worst.cost) worst = { id: model.id, cost: c };
+  }
+  const reasons = new Map<string, number>();
+  for (const d of r.deadLetters) reasons.set(d.reason, (reasons.get(d.reason) ?? 0) + 1);
+  const latency = r.results.map((x) => x.latency_ms).sort((a, b) => a - b);
+  const queued = r.results.map((x) => x.queued_ms).sort((a, b) => a - b);
+  const lost = r.published - r.results.length - r.deadLetters.length;
+
+  out.write("\nWhere the jobs went\n");
+  out.write(
+    table(
+      ["model", "jobs", "share", "cost (USD)"],
+      [...perModel.entries()]
+        .sort((a, b) => b[1].jobs - a[1].jobs)
+        .map(([id, m]) => [id, String(m.jobs), `${((m.jobs / Math.max(1, r.results.length)) * 100).toFixed(1)}%`, m.cost.toFixed(6)]),
+    ),
+  );
+  out.write("\nSummary\n");
+  const rows: [string, string][] = [
+    ["published", String(r.published)],
+    ["succeeded (results)", String(r.results.length)],
+    ["failovers (served after >1 attempt)", String(failovers)],
+    ["attempts by outcome", [...outcomes.entries()].map(([k, v]) => `${k} ${v}`).join(", ")],
+    ["dead letters", `${r.deadLetters.length}${reasons.size ? ` (${[...reasons.entries()].map(([k, v]) => `${k} ${v}`).join(", ")})` : ""}`],
+    ["total cost", `$${cost.toFixed(6)}`],
+    [`all on ${worst.id} (most expensive)`, `$${worst.cost.toFixed(6)}${worst.cost > 0 ? `  (saved ${((1 - cost / worst.cost) * 100).toFixed(1)}%)` : ""}`],
+    ["latency p50 / p95 (delivery → result)", `${percentile(latency, 50)} ms / ${percentile(latency, 95)} ms`],
+    ["queued p50 / p95 (publish → delivery)", `${percentile(queued, 50).toFixed(0)} ms / ${percentile(queued, 95).toFixed(0)} ms`],
+    ["wall time", `${r.elapsedS.toFixed(1)} s (${(r.published / r.elapsedS).toFixed(0)} jobs/s)`],
+    ["lost = published − results − dead letters", String(lost)],
+  ];
+  out.write(table(["", ""], rows).split("\n").slice(2).join("\n"));
+  return lost;
+}

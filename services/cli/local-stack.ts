@@ -1,0 +1,74 @@
+/**
+ * The pieces `up` and the demo start in one process: a local nats-server when NATS_URL is
+ * unset, the sim-provider, and router workers. Each is the same code its own command runs.
+ */
+import { createServer } from "node:net";
+import { loadConfig } from "../../shared/config/load.ts";
+import type { Config } from "../../shared/config/schema.ts";
+import type { Logger } from "../../shared/log.ts";
+import { startNatsServer, type NatsServerHandle } from "../../shared/nats/server-process.ts";
+import { startRouter, type RunningRouter } from "../router/main.ts";
+import { runSimProvider } from "../sim-provider/main.ts";
+import type { SimProvider } from "../sim-provider/server.ts";
+import { DEFAULT_SCENARIO } from "./commands/sim-provider.ts";
+
+export interface LocalStack {
+  readonly natsUrl: string;
+  readonly natsServer: NatsServerHandle | undefined;
+  readonly sim: SimProvider;
+  readonly simUrl: string;
+  readonly config: Config;
+  readonly routers: RunningRouter[];
+  stop(): Promise<void>;
+}
+
+export interface LocalStackOptions {
+  /** JetStream store of the local nats-server; a temporary one (deleted at stop) when absent. */
+  readonly dataDir?: string;
+  /** Preferred client port of the local nats-server; a free one is used when it is taken. */
+  readonly natsPort?: number;
+  readonly simPort: number;
+  readonly workers: number;
+  readonly logger: Logger;
+}
+
+export async function startLocalStack(opts: LocalStackOptions): Promise<LocalStack> {
+  const started: { stop(): Promise<void> }[] = [];
+  const stopAll = async () => {
+    for (const s of started.reverse()) await s.stop().catch(() => {});
+  };
+  try {
+    let natsServer: NatsServerHandle | undefined;
+    let natsUrl = process.env.NATS_URL;
+    if (!natsUrl) {
+      const port = opts.natsPort !== undefined && (await portFree(opts.natsPort)) ? opts.natsPort : undefined;
+      natsServer = await startNatsServer({ storeDir: opts.dataDir, port });
+      started.push({ stop: () => natsServer!.stop() });
+      natsUrl = natsServer.url;
+      opts.logger.info({ url: natsUrl, store: natsServer.storeDir }, "local nats-server with JetStream started");
+    }
+    const { sim, url: simUrl } = await runSimProvider({ scenarioFile: process.env.SIM_SCENARIO ?? DEFAULT_SCENARIO, port: opts.simPort, host: "127.0.0.1", logger: opts.logger });
+    started.push({ stop: () => sim.close() });
+    // The embedded config reaches the sim-provider through SIM_PROVIDER_URL, so a random port still lines up.
+    process.env.SIM_PROVIDER_URL = simUrl;
+    const config = loadConfig();
+    const routers: RunningRouter[] = [];
+    for (let i = 0; i < opts.workers; i++) {
+      const r = await startRouter({ natsUrl, config, logger: opts.logger.child({ worker: i + 1 }), name: `switchyard-router-${i + 1}` });
+      routers.push(r);
+      started.push({ stop: () => r.stop() });
+    }
+    return { natsUrl, natsServer, sim, simUrl, config, routers, stop: stopAll };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once("error", () => resolve(false));
+    srv.listen(port, "127.0.0.1", () => srv.close(() => resolve(true)));
+  });
+}

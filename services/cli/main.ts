@@ -1,0 +1,64 @@
+/**
+ * `switchyard`: one binary for every service and tool. Errors from Switchyard's own family
+ * print as one clear message and exit 1 (2 for usage); anything else is a bug and prints
+ * its stack.
+ */
+import { SwitchyardError } from "../../shared/errors.ts";
+import { demoCommand } from "./commands/demo.ts";
+import { dlqCommand } from "./commands/dlq.ts";
+import { publishCommand } from "./commands/publish.ts";
+import { routerCommand } from "./commands/router.ts";
+import { simProviderCommand } from "./commands/sim-provider.ts";
+import { streamsCommand } from "./commands/streams.ts";
+import { tailCommand } from "./commands/tail.ts";
+import type { Command } from "./commands/types.ts";
+import { upCommand } from "./commands/up.ts";
+
+export const COMMANDS: readonly Command[] = [upCommand, routerCommand, simProviderCommand, publishCommand, tailCommand, dlqCommand, streamsCommand, demoCommand];
+
+function help(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length));
+  return `switchyard — route LLM completion jobs over NATS JetStream to the cheapest healthy model
+
+Usage: switchyard <command> [options]     (switchyard <command> --help for details)
+
+Commands:
+${COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join("\n")}
+
+Environment: NATS_URL (default nats://127.0.0.1:4222), SWITCHYARD_CONFIG (default: the
+embedded config/switchyard.yaml), LOG_LEVEL (info).
+`;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "help" || name === "--help" || name === "-h") {
+    process.stdout.write(help());
+    return 0;
+  }
+  const command = COMMANDS.find((c) => c.name === name);
+  if (!command) {
+    process.stderr.write(`switchyard: unknown command "${name}"\n\n${help()}`);
+    return 2;
+  }
+  if (rest.includes("--help") || rest.includes("-h")) {
+    process.stdout.write(`${command.usage}\n`);
+    return 0;
+  }
+  return command.run(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof SwitchyardError) {
+      process.stderr.write(`switchyard: ${err.message}\n`);
+      process.exitCode = err.kind === "usage" ? 2 : 1;
+    } else {
+      process.stderr.write(`switchyard: unexpected error: ${(err as Error)?.stack ?? String(err)}\n`);
+      process.exitCode = 1;
+    }
+  },
+);
