@@ -45,6 +45,10 @@ export interface Router {
 
 /** Attempts of jobs awaiting redelivery, keyed by stream sequence, so the final result or dead letter lists them all. */
 const HISTORY_LIMIT = 50_000;
+/** Largest single pull; bigger pulls save little and delay the first job of the batch. */
+const FETCH_MAX = 256;
+/** A pull's lifetime: also the longest a stop waits for the last pull to end. */
+const FETCH_EXPIRES_MS = 1_000;
 
 interface InFlight {
   readonly m: JsMsg;
@@ -70,7 +74,6 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
   let wakeSlot: (() => void) | undefined;
   let idle: (() => void) | undefined;
   let stopping = false;
-  let stopConsume: (() => void) | undefined;
 
   // One timer for all jobs: a long provider call must not let ack_wait run out under it.
   const workingEvery = Math.max(250, Math.floor(router.ack_wait / 3));
@@ -229,46 +232,64 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
     m.ack();
   }
 
+  function dispatch(m: JsMsg): void {
+    const entry = { m, started: clock() };
+    inFlight.add(entry);
+    stats.inFlight++;
+    handle(m, entry.started)
+      .catch((err: unknown) => {
+        // A publish that failed (NATS down, say): the job goes back to the queue, nothing is lost.
+        logger.error({ err: (err as Error).message, subject: m.subject }, "job handling failed; it will be redelivered");
+        try {
+          m.nak(router.redelivery_backoff[0]);
+        } catch {
+          // The connection is gone: ack_wait redelivers it.
+        }
+      })
+      .finally(() => {
+        inFlight.delete(entry);
+        stats.inFlight--;
+        const w = wakeSlot;
+        wakeSlot = undefined;
+        w?.();
+        if (stats.inFlight === 0) idle?.();
+      });
+  }
+
+  /**
+   * Pulls with `fetch` sized to the free handler slots rather than `consume`'s standing
+   * prefetch: no job waits in a client buffer while its ack_wait runs (NATS-NOTES), and on
+   * stop the last pull is allowed to end, so no job is left delivered to nobody.
+   */
   async function run(): Promise<void> {
     const consumer = await js.consumers.get(STREAMS.jobs, ROUTER_DURABLE);
-    const messages = await consumer.consume({ max_messages: Math.min(router.max_in_flight, 512) });
-    stopConsume = () => void messages.stop();
-    void (async () => {
-      for await (const s of messages.status()) {
-        if (s.type === "heartbeats_missed" || s.type === "consumer_not_found" || s.type === "stream_not_found") logger.warn({ status: s.type }, "job consumer trouble; the client keeps retrying");
+    let failures = 0;
+    while (!stopping) {
+      const free = router.max_in_flight - stats.inFlight;
+      if (free <= 0) {
+        await new Promise<void>((r) => (wakeSlot = r));
+        continue;
       }
-    })().catch(() => {});
-    for await (const m of messages) {
-      stats.received++;
-      while (stats.inFlight >= router.max_in_flight) await new Promise<void>((r) => (wakeSlot = r));
-      const entry = { m, started: clock() };
-      inFlight.add(entry);
-      stats.inFlight++;
-      handle(m, entry.started)
-        .catch((err: unknown) => {
-          // A publish that failed (NATS down, say): the job goes back to the queue, nothing is lost.
-          logger.error({ err: (err as Error).message, subject: m.subject }, "job handling failed; it will be redelivered");
-          try {
-            m.nak(router.redelivery_backoff[0]);
-          } catch {
-            // The connection is gone: ack_wait redelivers it.
-          }
-        })
-        .finally(() => {
-          inFlight.delete(entry);
-          stats.inFlight--;
-          const w = wakeSlot;
-          wakeSlot = undefined;
-          w?.();
-          if (stats.inFlight === 0) idle?.();
-        });
-      if (stopping) break;
+      try {
+        const batch = await consumer.fetch({ max_messages: Math.min(free, FETCH_MAX), expires: FETCH_EXPIRES_MS });
+        for await (const m of batch) {
+          stats.received++;
+          if (stopping) m.nak();
+          else dispatch(m);
+        }
+        failures = 0;
+      } catch (err) {
+        if (stopping) break;
+        failures++;
+        logger.warn({ err: (err as Error).message, failures }, "pulling jobs failed; retrying");
+        await new Promise((r) => setTimeout(r, Math.min(5_000, 100 * 2 ** failures)));
+      }
     }
   }
 
   async function stop(): Promise<void> {
     stopping = true;
-    stopConsume?.();
+    wakeSlot?.();
     if (stats.inFlight > 0) {
       await Promise.race([
         new Promise<void>((r) => (idle = r)),

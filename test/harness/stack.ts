@@ -28,17 +28,17 @@ providers:
       premium-large: { latency_ms: { min: 1, max: 5 } }
 `;
 
-export function testConfigYaml(simUrl: string, routerOverrides = ""): string {
+const TEST_ROUTER = { max_in_flight: "256", ack_wait: "5s", max_deliveries: "3", redelivery_backoff: "[200ms, 400ms]", shutdown_grace: "5s" };
+
+export function testConfigYaml(simUrl: string, router: Partial<Record<keyof typeof TEST_ROUTER, string>> = {}): string {
+  const routerBlock = Object.entries({ ...TEST_ROUTER, ...router })
+    .map(([k, v]) => `  ${k}: ${v}`)
+    .join("\n");
   return `
 streams:
   duplicate_window: 2m
 router:
-  max_in_flight: 256
-  ack_wait: 5s
-  max_deliveries: 3
-  redelivery_backoff: [200ms, 400ms]
-  shutdown_grace: 5s
-${routerOverrides}
+${routerBlock}
 providers:
   budget:
     dialect: openai
@@ -86,11 +86,11 @@ export interface TestStack {
   close(): Promise<void>;
 }
 
-export async function startStack(opts: { routers?: number; routerOverrides?: string; scenario?: string; ownServer?: boolean } = {}): Promise<TestStack> {
+export async function startStack(opts: { routers?: number; router?: Parameters<typeof testConfigYaml>[1]; scenario?: string; ownServer?: boolean } = {}): Promise<TestStack> {
   const nats = await startTestNats({ ownServer: opts.ownServer });
   const sim = createSimProvider(parseScenario(opts.scenario ?? TEST_SCENARIO, "test-scenario.yaml"));
   const simUrl = await sim.listen(0);
-  const configYaml = testConfigYaml(simUrl, opts.routerOverrides);
+  const configYaml = testConfigYaml(simUrl, opts.router);
   const config = parseConfig(configYaml, "test-config.yaml", {});
   await provision(await jetstreamManager(nats.nc), config);
   const logger = createLogger("test-router", process.env.LOG_LEVEL ?? "silent");

@@ -1,0 +1,21 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
+const BIN = fileURLToPath(new URL("../../bin/switchyard.js", import.meta.url));
+
+export interface CliProcess {
+  readonly child: ChildProcess;
+  /** Resolves to the exit code (or the signal's name) once the process has ended. */
+  readonly exited: Promise<number | string>;
+  output(): string;
+}
+
+/** Runs `switchyard <args>` as its own process, the way a user or an orchestrator would. */
+export function spawnCli(args: string[], env: Record<string, string>): CliProcess {
+  const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, LOG_LEVEL: "warn", ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  child.stdout?.on("data", (d: Buffer) => (out += d.toString()));
+  child.stderr?.on("data", (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | string>((resolve) => child.once("exit", (code, signal) => resolve(code ?? signal ?? -1)));
+  return { child, exited, output: () => out };
+}
