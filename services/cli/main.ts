@@ -4,17 +4,7 @@
  * its stack.
  */
 import { SwitchyardError } from "../../shared/errors.ts";
-import { demoCommand } from "./commands/demo.ts";
-import { dlqCommand } from "./commands/dlq.ts";
-import { publishCommand } from "./commands/publish.ts";
-import { routerCommand } from "./commands/router.ts";
-import { simProviderCommand } from "./commands/sim-provider.ts";
-import { streamsCommand } from "./commands/streams.ts";
-import { tailCommand } from "./commands/tail.ts";
-import type { Command } from "./commands/types.ts";
-import { upCommand } from "./commands/up.ts";
-
-export const COMMANDS: readonly Command[] = [upCommand, routerCommand, simProviderCommand, publishCommand, tailCommand, dlqCommand, streamsCommand, demoCommand];
+import { COMMANDS } from "./commands/index.ts";
 
 function help(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

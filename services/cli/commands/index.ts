@@ -1,0 +1,15 @@
+/**
+ * Every `switchyard` command, in help order. Kept apart from main.ts, which runs the CLI on
+ * import, so tests and tools can list the commands without starting anything.
+ */
+import { demoCommand } from "./demo.ts";
+import { dlqCommand } from "./dlq.ts";
+import { publishCommand } from "./publish.ts";
+import { routerCommand } from "./router.ts";
+import { simProviderCommand } from "./sim-provider.ts";
+import { streamsCommand } from "./streams.ts";
+import { tailCommand } from "./tail.ts";
+import type { Command } from "./types.ts";
+import { upCommand } from "./up.ts";
+
+export const COMMANDS: readonly Command[] = [upCommand, routerCommand, simProviderCommand, publishCommand, tailCommand, dlqCommand, streamsCommand, demoCommand];
