@@ -5,6 +5,11 @@ import { fileURLToPath } from "node:url";
 import { pino } from "pino";
 import { request } from "undici";
 import { afterEach, describe, expect, it } from "vitest";
+import { ProviderError } from "../shared/adapters/errors.ts";
+import { createProviderClient } from "../shared/adapters/http.ts";
+import { ADAPTERS } from "../shared/adapters/index.ts";
+import type { Dialect } from "../shared/adapters/types.ts";
+import { ChatRequestSchema, type ChatRequest } from "../shared/contract/job.ts";
 import { ConfigError } from "../shared/errors.ts";
 import { estimatePromptTokens, estimateTextTokens } from "../shared/tokens.ts";
 import { runSimProvider } from "../services/sim-provider/main.ts";
@@ -240,5 +245,200 @@ describe("sim-provider scenario", () => {
     });
     expect(res.statusCode).toBe(200);
     expect(((await res.body.json()) as { model: string }).model).toBe("swift-mini");
+  });
+});
+
+const ANTHROPIC = { "x-api-key": "alpha-key", "anthropic-version": "2023-06-01", "content-type": "application/json" };
+
+async function post(url: string, path: string, body: unknown, headers: Record<string, string>) {
+  const res = await request(`${url}${path}`, { method: "POST", headers, body: JSON.stringify(body) });
+  const text = await res.body.text();
+  return { status: res.statusCode, headers: res.headers, text, json: () => JSON.parse(text) };
+}
+
+const messages = (url: string, body: Record<string, unknown>, headers: Record<string, string> = ANTHROPIC) => post(url, "/alpha/v1/messages", body, headers);
+const generate = (url: string, model: string, body: Record<string, unknown>, headers: Record<string, string> = { "x-goog-api-key": "alpha-key" }, query = "") =>
+  post(url, `/alpha/v1beta/models/${model}:generateContent${query}`, body, headers);
+const parts = (text: string) => ({ role: "user", parts: [{ text }] });
+
+describe("sim-provider anthropic dialect", () => {
+  it("answers a Messages request with a message whose usage is the shared estimate", async () => {
+    const { url } = await start();
+    const system = "Classify the support ticket.\nLabels: billing, shipping, other";
+    const res = await messages(url, { model: "steady", max_tokens: 100, system, messages: [user("Where is my shipping update?")] });
+    expect(res.status).toBe(200);
+    const body = res.json();
+    expect(body).toMatchObject({ type: "message", role: "assistant", model: "steady", content: [{ type: "text", text: "shipping" }], stop_reason: "end_turn", stop_sequence: null });
+    expect(body.id).toMatch(/^msg_sim_\d+$/);
+    const prompt = estimatePromptTokens([{ content: system }, user("Where is my shipping update?")]);
+    expect(body.usage).toEqual({ input_tokens: prompt, output_tokens: estimateTextTokens("shipping") });
+  });
+
+  it("answers JSON when the system prompt asks for a JSON object, and cuts at max_tokens", async () => {
+    const { url } = await start();
+    const system = [{ type: "text", text: "Labels: billing, other" }, { type: "text", text: "Respond with only a JSON object." }];
+    const json = (await messages(url, { model: "steady", max_tokens: 100, system, messages: [user("billing please")] })).json();
+    expect(JSON.parse(json.content[0].text)).toEqual({ label: "billing" });
+    const cut = (await messages(url, { model: "steady", max_tokens: 2, messages: [user("a fairly long question about trains")] })).json();
+    expect(cut).toMatchObject({ stop_reason: "max_tokens", usage: { output_tokens: 2 } });
+    expect(cut.content[0].text).toHaveLength(8);
+  });
+
+  it("refuses like Anthropic: missing or wrong x-api-key, missing version or max_tokens, a system role, an unknown model", async () => {
+    const { url } = await start();
+    const ok = { model: "steady", max_tokens: 10, messages: [user("hi")] };
+    const cases: [Record<string, unknown>, Record<string, string>, number, string, RegExp][] = [
+      [ok, { "anthropic-version": "2023-06-01" }, 401, "authentication_error", /x-api-key header is required/],
+      [ok, { ...ANTHROPIC, "x-api-key": "wrong" }, 401, "authentication_error", /invalid x-api-key/],
+      [ok, { authorization: "Bearer alpha-key", "anthropic-version": "2023-06-01" }, 401, "authentication_error", /x-api-key/],
+      [ok, { "x-api-key": "alpha-key" }, 400, "invalid_request_error", /anthropic-version/],
+      [{ model: "steady", messages: [user("hi")] }, ANTHROPIC, 400, "invalid_request_error", /max_tokens/],
+      [{ ...ok, messages: [{ role: "system", content: "x" }, user("hi")] }, ANTHROPIC, 400, "invalid_request_error", /top-level `system`/],
+      [{ ...ok, model: "nope" }, ANTHROPIC, 404, "not_found_error", /model: nope/],
+    ];
+    for (const [body, headers, status, type, message] of cases) {
+      const res = await messages(url, body, headers);
+      expect(res.status).toBe(status);
+      expect(res.json()).toEqual({ type: "error", error: { type, message: expect.stringMatching(message) } });
+    }
+  });
+
+  it("answers 429 rate_limit_error with Retry-After, and 529 overloaded_error for the 503 fault", async () => {
+    const { url, sim } = await start();
+    const limited = await messages(url, { model: "limited", max_tokens: 10, messages: [user("hi")] });
+    expect(limited.status).toBe(429);
+    expect(limited.headers["retry-after"]).toBe("7");
+    expect(limited.json().error.type).toBe("rate_limit_error");
+    sim.control("alpha", "steady", { outage: "503" });
+    const overloaded = await messages(url, { model: "steady", max_tokens: 10, messages: [user("hi")] });
+    expect(overloaded.status).toBe(529);
+    expect(overloaded.json()).toEqual({ type: "error", error: { type: "overloaded_error", message: "Overloaded" } });
+    expect(sim.stats().models["alpha/steady"]?.responses).toEqual({ 529: 1 });
+  });
+
+  it("words both context-window refusals as Anthropic does", async () => {
+    const { url } = await start();
+    const long = await messages(url, { model: "small-ctx", max_tokens: 1, messages: [user("x".repeat(200))] });
+    expect(long.status).toBe(400);
+    expect(long.json().error.message).toMatch(/^prompt is too long: \d+ tokens > 40 maximum$/);
+    const greedy = await messages(url, { model: "small-ctx", max_tokens: 30, messages: [user("x".repeat(80))] });
+    expect(greedy.status).toBe(400);
+    expect(greedy.json().error.message).toMatch(/^input length and `max_tokens` exceed context limit: \d+ \+ 30 > 40/);
+  });
+});
+
+describe("sim-provider gemini dialect", () => {
+  it("answers generateContent with a candidate and usageMetadata, key in the header or in ?key=", async () => {
+    const { url } = await start();
+    const body = { systemInstruction: { parts: [{ text: "Labels: billing, shipping, other" }] }, contents: [parts("Where is my shipping update?")] };
+    for (const [headers, query] of [[undefined, ""], [{}, "?key=alpha-key"]] as const) {
+      const res = await generate(url, "steady", body, headers, query);
+      expect(res.status).toBe(200);
+      const json = res.json();
+      expect(json).toMatchObject({ candidates: [{ content: { role: "model", parts: [{ text: "shipping" }] }, finishReason: "STOP", index: 0 }], modelVersion: "steady" });
+      expect(json.responseId).toMatch(/^sim-\d+$/);
+      const prompt = estimatePromptTokens([{ content: "Labels: billing, shipping, other" }, user("Where is my shipping update?")]);
+      expect(json.usageMetadata).toEqual({ promptTokenCount: prompt, candidatesTokenCount: 2, totalTokenCount: prompt + 2 });
+    }
+  });
+
+  it("answers JSON for responseMimeType application/json, and MAX_TOKENS at maxOutputTokens", async () => {
+    const { url } = await start();
+    const json = (await generate(url, "steady", { contents: [parts("hello")], generationConfig: { responseMimeType: "application/json" } })).json();
+    expect(JSON.parse(json.candidates[0].content.parts[0].text)).toEqual({ reply: "Simulated steady reply: hello" });
+    const cut = (await generate(url, "steady", { contents: [parts("a fairly long question about trains")], generationConfig: { maxOutputTokens: 2 } })).json();
+    expect(cut.candidates[0].finishReason).toBe("MAX_TOKENS");
+  });
+
+  it("refuses like Gemini: no key 403, a wrong key 400 API_KEY_INVALID, an unknown model 404, a bad role 400", async () => {
+    const { url } = await start();
+    const noKey = await generate(url, "steady", { contents: [parts("hi")] }, {});
+    expect(noKey.status).toBe(403);
+    expect(noKey.json().error).toMatchObject({ code: 403, status: "PERMISSION_DENIED" });
+    const wrong = await generate(url, "steady", { contents: [parts("hi")] }, { "x-goog-api-key": "wrong" });
+    expect(wrong.status).toBe(400);
+    expect(wrong.json().error).toMatchObject({ code: 400, status: "INVALID_ARGUMENT", details: [{ reason: "API_KEY_INVALID" }] });
+    const missing = await generate(url, "nope", { contents: [parts("hi")] });
+    expect(missing.status).toBe(404);
+    expect(missing.json().error).toMatchObject({ status: "NOT_FOUND", message: expect.stringContaining("models/nope") });
+    const role = await generate(url, "steady", { contents: [{ role: "assistant", parts: [{ text: "hi" }] }] });
+    expect(role.status).toBe(400);
+    expect(role.json().error.status).toBe("INVALID_ARGUMENT");
+  });
+
+  it("answers 429 RESOURCE_EXHAUSTED with RetryInfo, and 503 UNAVAILABLE for the 503 fault", async () => {
+    const { url, sim } = await start();
+    const limited = await generate(url, "limited", { contents: [parts("hi")] });
+    expect(limited.status).toBe(429);
+    expect(limited.json().error).toMatchObject({ code: 429, status: "RESOURCE_EXHAUSTED", details: [{ "@type": "type.googleapis.com/google.rpc.RetryInfo", retryDelay: "7s" }] });
+    sim.control("alpha", "steady", { outage: "503" });
+    const down = await generate(url, "steady", { contents: [parts("hi")] });
+    expect(down.status).toBe(503);
+    expect(down.json().error).toMatchObject({ code: 503, status: "UNAVAILABLE" });
+  });
+
+  it("counts only the prompt against the context window, as Gemini does", async () => {
+    const { url } = await start();
+    expect((await generate(url, "small-ctx", { contents: [parts("x".repeat(80))], generationConfig: { maxOutputTokens: 30 } })).status).toBe(200);
+    const long = await generate(url, "small-ctx", { contents: [parts("x".repeat(200))] });
+    expect(long.status).toBe(400);
+    expect(long.json().error.message).toMatch(/^The input token count \(\d+\) exceeds the maximum number of tokens allowed \(40\)\.$/);
+  });
+});
+
+describe("adapters through the sim-provider", () => {
+  const bases: Record<Dialect, string> = { openai: "/alpha/v1", anthropic: "/alpha/v1", gemini: "/alpha/v1beta" };
+  const classify = (extra: Record<string, unknown> = {}) =>
+    ChatRequestSchema.parse({
+      messages: [{ role: "system", content: "Classify the support ticket.\nLabels: billing, shipping, other" }, user("I need a refund on my billing")],
+      response_format: { type: "json_object" },
+      ...extra,
+    });
+
+  async function call(dialect: Dialect, model: string, req: ChatRequest, apiKey = "alpha-key", setup?: (sim: SimProvider) => void) {
+    const { url, sim } = await start();
+    setup?.(sim);
+    const client = createProviderClient({ base_url: `${url}${bases[dialect]}`, max_concurrency: 2 });
+    try {
+      const adapter = ADAPTERS[dialect];
+      const reply = await client.send(adapter.toRequest(req, { provider: "alpha", upstream: model, apiKey }), 2_000);
+      return adapter.fromResponse(reply, req);
+    } finally {
+      await client.close();
+    }
+  }
+
+  describe.each(["openai", "anthropic", "gemini"] as const)("%s", (dialect) => {
+    it("a classification comes back as a normalised chat.completion with JSON content and the provider's usage", async () => {
+      const { response, usage, usageEstimated } = await call(dialect, "steady", classify());
+      expect(response).toMatchObject({ object: "chat.completion", choices: [{ index: 0, finish_reason: "stop", message: { role: "assistant" } }] });
+      expect(JSON.parse(response.choices[0]!.message.content!)).toEqual({ label: "billing" });
+      expect(response.created).toBeGreaterThan(1_700_000_000);
+      expect(usageEstimated).toBe(false);
+      expect(usage.completion_tokens).toBe(estimateTextTokens('{"label":"billing"}'));
+      expect(usage.total_tokens).toBe(usage.prompt_tokens + usage.completion_tokens);
+    });
+
+    it("max_tokens ends as finish_reason length", async () => {
+      const { response } = await call(dialect, "steady", ChatRequestSchema.parse({ messages: [user("a fairly long question about trains")], max_tokens: 2 }));
+      expect(response.choices[0]?.finish_reason).toBe("length");
+    });
+
+    it.each<[string, string, string, ((sim: SimProvider) => void) | undefined, string, Record<string, unknown>]>([
+      ["a 429", "limited", "alpha-key", undefined, "rate_limited", { retryAfterMs: 7000 }],
+      ["an overload", "steady", "alpha-key", (sim) => sim.control("alpha", "steady", { outage: "503" }), "unavailable", {}],
+      ["a 500", "steady", "alpha-key", (sim) => sim.control("alpha", "steady", { errors: { rate_500: 1 } }), "unavailable", { status: 500 }],
+      ["a context-window refusal", "small-ctx", "alpha-key", undefined, "bad_request", { contextLength: true, status: 400 }],
+      ["a wrong key", "steady", "wrong-key", undefined, "auth_failed", {}],
+      ["a malformed body", "garbled", "alpha-key", undefined, "invalid_output", { status: 200 }],
+    ])("%s fails as %s", async (_name, model, apiKey, setup, kind, extra) => {
+      const req = model === "small-ctx" ? classify({ messages: [user("x".repeat(400))] }) : classify();
+      const err = await call(dialect, model, req, apiKey, setup).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(ProviderError);
+      expect(err).toMatchObject({ kind, ...extra });
+    });
   });
 });

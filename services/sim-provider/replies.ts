@@ -6,7 +6,10 @@
  */
 import { estimateTextTokens } from "../../shared/tokens.ts";
 
-/** The parts of a chat-completions body the replies read; the server checks only that `messages` is a non-empty array of objects. */
+/**
+ * The parts of a chat request the replies read, in the OpenAI shape: each dialect reads its own
+ * body into it (an Anthropic `system` or Gemini `systemInstruction` becomes a system message).
+ */
 export interface SimChatRequest {
   readonly messages: readonly SimMessage[];
   readonly response_format?: unknown;

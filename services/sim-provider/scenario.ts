@@ -6,7 +6,7 @@
 import { z } from "zod";
 import { loadYaml, parseYaml } from "../../shared/config/load.ts";
 
-/** Provider names are a URL path segment (`/<provider>/v1/...`), so they keep to the config's name rule. */
+/** Provider names are a URL path segment (`/<provider>/v1/...`, `/<provider>/v1beta/...`), so they keep to the config's name rule. */
 const PROVIDER_NAME = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
 
 const probability = z.number().min(0).max(1);
@@ -24,11 +24,11 @@ export const LatencySchema = z
  * override leaves missing ones as they are.
  */
 const errorFields = {
-  /** Share of requests answered 429 `rate_limit_exceeded` with a `Retry-After` header. */
+  /** Share of requests answered 429 (OpenAI `rate_limit_exceeded`, Anthropic `rate_limit_error`, Gemini `RESOURCE_EXHAUSTED`). */
   rate_429: probability,
-  /** Share of requests answered 500 `server_error`. */
+  /** Share of requests answered 500 (OpenAI `server_error`, Anthropic `api_error`, Gemini `INTERNAL`). */
   rate_500: probability,
-  /** Share of requests answered 503 "The server is overloaded". */
+  /** Share of requests answered as overloaded: OpenAI 503, Anthropic 529 `overloaded_error`, Gemini 503 `UNAVAILABLE`. */
   rate_503: probability,
   /** Share of requests never answered: the socket is held for `hang_ms`, then destroyed. */
   rate_hang: probability,
@@ -38,7 +38,7 @@ const errorFields = {
   rate_truncated: probability,
   /** Share of requests whose socket is destroyed without any response. */
   rate_reset: probability,
-  /** Whole seconds sent in `Retry-After` on every 429, scripted or forced by an outage. */
+  /** Whole seconds to wait, sent on every 429 (scripted or forced by an outage) as `Retry-After`, or by Gemini as `RetryInfo.retryDelay`. */
   retry_after_s: z.int().nonnegative(),
 };
 
@@ -80,7 +80,9 @@ export const ModelBehaviourSchema = z.strictObject({
   hang_ms: z.int().positive().default(120_000),
   /**
    * Prompt plus completion tokens the model accepts. A request whose estimated prompt
-   * tokens plus `max_tokens` exceed it gets 400 `context_length_exceeded`, as OpenAI answers.
+   * tokens plus `max_tokens` exceed it gets 400 as each API words it: OpenAI
+   * `context_length_exceeded`, Anthropic "prompt is too long" / "input length and `max_tokens`
+   * exceed context limit"; Gemini counts the prompt alone ("The input token count ...").
    * Absent: no limit.
    */
   context_window: z.int().positive().optional(),
@@ -88,7 +90,10 @@ export const ModelBehaviourSchema = z.strictObject({
 export type ModelBehaviour = z.output<typeof ModelBehaviourSchema>;
 
 export const SimProviderSchema = z.strictObject({
-  /** When set, requests must carry `Authorization: Bearer <api_key>`, else 401 `invalid_api_key`. Usually `${ENV_VAR:-default}`. */
+  /**
+   * When set, requests must carry the key where their dialect puts it (`Authorization: Bearer`,
+   * `x-api-key`, `x-goog-api-key` or `?key=`), else the API's own refusal. Usually `${ENV_VAR:-default}`.
+   */
   api_key: z.string().min(1).optional(),
   /** Upstream model name (the request's `model` field) → its behaviour. */
   models: z
@@ -100,7 +105,7 @@ export type SimProviderConfig = z.output<typeof SimProviderSchema>;
 export const ScenarioSchema = z.strictObject({
   /** Seeds every model's fault and latency draws, so a run replays exactly given the same request order. Default 0. */
   seed: z.int().default(0),
-  /** Provider name → provider; each is served under `/<provider>/v1`. */
+  /** Provider name → provider; each is served under `/<provider>/v1` (OpenAI, Anthropic) and `/<provider>/v1beta` (Gemini). */
   providers: z
     .record(z.string().regex(PROVIDER_NAME, "provider names must match [a-z0-9][a-z0-9_.-]{0,63}"), SimProviderSchema)
     .refine((p) => Object.keys(p).length > 0, { message: "the scenario needs at least one provider" }),

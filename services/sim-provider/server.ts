@@ -1,6 +1,9 @@
 /**
  * The simulated provider: a real HTTP server that impersonates the providers of a scenario,
- * speaking the OpenAI chat-completions API with scripted latency and faults.
+ * with scripted latency and faults. Every provider speaks all three dialects: OpenAI chat
+ * completions (`POST /<provider>/v1/chat/completions`), Anthropic messages
+ * (`POST /<provider>/v1/messages`) and Gemini generateContent
+ * (`POST /<provider>/v1beta/models/<model>:generateContent`).
  *
  * The benchmark drives it at many thousands of requests per second, so the request path
  * avoids frameworks, zod, logging and per-request objects it can do without; the control
@@ -9,6 +12,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { estimatePromptTokens, estimateTextTokens } from "../../shared/tokens.ts";
+import { anthropicDialect, geminiDialect, openaiDialect, type SimDialect, type WireReply } from "./dialects.ts";
 import { buildReply, completionLimit, fnv1a, type SimChatRequest } from "./replies.ts";
 import {
   BehaviourOverrideSchema,
@@ -96,15 +100,41 @@ interface ModelState {
 }
 
 interface ProviderState {
-  /** The whole expected header value, so the check is one string comparison. */
-  readonly authorization: string | undefined;
+  readonly apiKey: string | undefined;
   readonly models: Map<string, ModelState>;
   readonly modelList: string;
 }
 
 type Fault = Outage | "500" | "malformed" | "truncated";
 
+interface ChatRoute {
+  readonly dialect: SimDialect;
+  /** Gemini names the model in the path, the others in the body. */
+  readonly model?: string;
+}
+
 const JSON_TYPE = "application/json";
+const OPENAI_ROUTE: ChatRoute = { dialect: openaiDialect };
+const ANTHROPIC_ROUTE: ChatRoute = { dialect: anthropicDialect };
+const GEMINI_PREFIX = "/v1beta/models/";
+const GEMINI_SUFFIX = ":generateContent";
+
+/** The dialect a path under `/<provider>` speaks, or undefined when it is no chat route. */
+function chatRoute(rest: string): ChatRoute | undefined {
+  if (rest === "/v1/chat/completions") return OPENAI_ROUTE;
+  if (rest === "/v1/messages") return ANTHROPIC_ROUTE;
+  if (rest.startsWith(GEMINI_PREFIX) && rest.endsWith(GEMINI_SUFFIX) && rest.length > GEMINI_PREFIX.length + GEMINI_SUFFIX.length) {
+    const raw = rest.slice(GEMINI_PREFIX.length, -GEMINI_SUFFIX.length);
+    let model = raw;
+    try {
+      model = decodeURIComponent(raw);
+    } catch {
+      // A malformed escape stays as sent; it then names no model and gets 404.
+    }
+    return { dialect: geminiDialect, model };
+  }
+  return undefined;
+}
 
 export function createSimProvider(scenario: Scenario, opts: SimProviderOptions = {}): SimProvider {
   const maxBodyBytes = opts.maxBodyBytes ?? 4 * 1024 * 1024;
@@ -112,7 +142,7 @@ export function createSimProvider(scenario: Scenario, opts: SimProviderOptions =
   const models = new Map<string, ModelState>();
   for (const [provider, p] of Object.entries(scenario.providers)) {
     const state: ProviderState = {
-      authorization: p.api_key === undefined ? undefined : `Bearer ${p.api_key}`,
+      apiKey: p.api_key,
       models: new Map(),
       modelList: JSON.stringify({
         object: "list",
@@ -154,95 +184,78 @@ export function createSimProvider(scenario: Scenario, opts: SimProviderOptions =
     const slash = path.indexOf("/", 1);
     const provider = slash === -1 ? undefined : providers.get(path.slice(1, slash));
     const rest = slash === -1 ? "" : path.slice(slash);
-    if (provider && rest === "/v1/chat/completions" && req.method === "POST") return chat(req, res, provider);
+    const route = chatRoute(rest);
+    if (provider && route && req.method === "POST") return chat(req, res, provider, route, q === -1 ? "" : url.slice(q + 1));
     if (provider && rest === "/v1/models" && req.method === "GET") {
-      if (!authorized(req, res, provider)) return;
+      if (!authorized(req, res, provider, openaiDialect, "")) return;
       return send(res, 200, provider.modelList);
     }
-    if (rest === "/v1/chat/completions") tally(unmatched, 404);
+    if (route) tally(unmatched, 404);
     req.resume();
-    send(res, 404, openAiError(`Invalid URL (${req.method} ${path})`, "invalid_request_error", null, null));
+    sendReply(res, (route?.dialect ?? openaiDialect).notFound(`Invalid URL (${req.method} ${path})`));
   });
 
-  function chat(req: IncomingMessage, res: ServerResponse, provider: ProviderState): void {
+  function chat(req: IncomingMessage, res: ServerResponse, provider: ProviderState, route: ChatRoute, query: string): void {
+    const { dialect } = route;
     readBody(req, maxBodyBytes, (raw) => {
-      if (raw === undefined) return reject(res, 413, "The request body is too large.", "messages", null);
-      let body: Record<string, unknown>;
+      if (raw === undefined) return reject(res, dialect.tooLarge());
+      let body: unknown;
       try {
         body = JSON.parse(raw.toString("utf8"));
       } catch {
-        return reject(res, 400, "We could not parse the JSON body of your request.", null, null);
+        return reject(res, dialect.notJson());
       }
-      if (typeof body !== "object" || body === null || Array.isArray(body)) {
-        return reject(res, 400, "The request body must be a JSON object.", null, null);
-      }
-      const messages = body.messages;
-      if (!Array.isArray(messages)) return reject(res, 400, "Missing required parameter: 'messages'.", "messages", null);
-      if (messages.length === 0) {
-        return reject(res, 400, "Invalid 'messages': empty array. Expected an array with minimum length 1.", "messages", "empty_array");
-      }
-      for (const m of messages) {
-        if (typeof m !== "object" || m === null) return reject(res, 400, "Invalid 'messages': every message must be an object.", "messages", null);
-      }
-      if (typeof body.model !== "string") return reject(res, 400, "Missing required parameter: 'model'.", "model", null);
-      if (body.stream === true) return reject(res, 400, "The simulator does not stream; send stream: false.", "stream", null);
+      if (typeof body !== "object" || body === null || Array.isArray(body)) return reject(res, dialect.notJson());
+      const parsed = dialect.parse(body as Record<string, unknown>, req.headers, route.model);
+      if ("status" in parsed) return reject(res, parsed);
 
-      const m = provider.models.get(body.model);
+      const m = provider.models.get(parsed.model);
       if (!m) {
         tally(unmatched, 404);
-        return send(res, 404, openAiError(`The model \`${body.model}\` does not exist or you do not have access to it.`, "invalid_request_error", null, "model_not_found"));
+        return sendReply(res, dialect.unknownModel(parsed.model));
       }
       m.counters.requests++;
-      if (!authorized(req, res, provider, m)) return;
+      if (!authorized(req, res, provider, dialect, query, m)) return;
 
-      const request = body as unknown as SimChatRequest;
+      const { request } = parsed;
       const promptTokens = estimatePromptTokens(request.messages);
       const window = m.behaviour.context_window;
       if (window !== undefined) {
-        const completion = completionLimit(request) ?? 0;
-        if (promptTokens + completion > window) {
-          return count(m, res, 400, openAiError(
-            `This model's maximum context length is ${window} tokens. However, you requested ${promptTokens + completion} tokens (${promptTokens} in the messages, ${completion} in the completion). Please reduce the length of the messages or completion.`,
-            "invalid_request_error", "messages", "context_length_exceeded"));
-        }
+        const refusal = dialect.contextCheck(promptTokens, completionLimit(request) ?? 0, window);
+        if (refusal) return count(m, res, refusal);
       }
 
       const fault = m.outage ?? rollFault(m);
-      if (fault !== undefined) return fail(req, res, m, fault, request, promptTokens);
+      if (fault !== undefined) return fail(req, res, m, dialect, fault, request, promptTokens);
 
       const { min, max } = m.behaviour.latency_ms;
       const delay = min === max ? min : min + m.latencyDraw() * (max - min);
-      if (delay <= 0) return complete(res, m, request, promptTokens);
+      if (delay <= 0) return complete(res, m, dialect, request, promptTokens);
       const timer = setTimeout(() => {
         timers.delete(timer);
-        if (!res.destroyed) complete(res, m, request, promptTokens);
+        if (!res.destroyed) complete(res, m, dialect, request, promptTokens);
       }, delay);
       timers.add(timer);
     });
   }
 
-  function complete(res: ServerResponse, m: ModelState, request: SimChatRequest, promptTokens: number): void {
-    count(m, res, 200, completionBody(m, request, promptTokens));
+  function complete(res: ServerResponse, m: ModelState, dialect: SimDialect, request: SimChatRequest, promptTokens: number): void {
+    count(m, res, { status: 200, body: completionBody(m, dialect, request, promptTokens) });
   }
 
-  /** A template rather than JSON.stringify of a nested object: this runs for every successful request. */
-  function completionBody(m: ModelState, request: SimChatRequest, promptTokens: number): string {
+  function completionBody(m: ModelState, dialect: SimDialect, request: SimChatRequest, promptTokens: number): string {
     const reply = buildReply(m.model, request);
-    const completionTokens = estimateTextTokens(reply.content);
-    return `{"id":"chatcmpl-sim-${++completions}","object":"chat.completion","created":${Math.floor(Date.now() / 1000)},"model":${m.modelJson},"choices":[{"index":0,"message":{"role":"assistant","content":${JSON.stringify(reply.content)}},"finish_reason":"${reply.finish_reason}"}],"usage":{"prompt_tokens":${promptTokens},"completion_tokens":${completionTokens},"total_tokens":${promptTokens + completionTokens}},"system_fingerprint":${m.fingerprintJson}}`;
+    return dialect.completion(++completions, m, reply, promptTokens, estimateTextTokens(reply.content));
   }
 
-  function fail(req: IncomingMessage, res: ServerResponse, m: ModelState, fault: Fault, request: SimChatRequest, promptTokens: number): void {
+  function fail(req: IncomingMessage, res: ServerResponse, m: ModelState, dialect: SimDialect, fault: Fault, request: SimChatRequest, promptTokens: number): void {
     switch (fault) {
-      case "429": {
-        const after = m.behaviour.errors.retry_after_s;
-        const body = openAiError(`Rate limit reached for ${m.model}. Please try again in ${after}s.`, "requests", null, "rate_limit_exceeded");
-        return count(m, res, 429, body, { "retry-after": String(after) });
-      }
+      case "429":
+        return count(m, res, dialect.rateLimited(m.model, m.behaviour.errors.retry_after_s));
       case "500":
-        return count(m, res, 500, openAiError("The server had an error while processing your request. Sorry about that!", "server_error", null, null));
+        return count(m, res, dialect.serverError());
       case "503":
-        return count(m, res, 503, openAiError("The server is overloaded", "server_error", null, null));
+        return count(m, res, dialect.overloaded());
       case "hang": {
         m.counters.hangs++;
         const timer = setTimeout(() => {
@@ -262,11 +275,11 @@ export function createSimProvider(scenario: Scenario, opts: SimProviderOptions =
         return;
       case "malformed":
         m.counters.malformed++;
-        return count(m, res, 200, `{"id":"chatcmpl-sim-${++completions}","object":"chat.completion","choices":[{"index":0,"message":<<simulated malformed body>>`);
+        return count(m, res, { status: 200, body: dialect.malformed(++completions) });
       case "truncated": {
         m.counters.truncated++;
         tally(m.counters.responses, 200);
-        const full = Buffer.from(completionBody(m, request, promptTokens));
+        const full = Buffer.from(completionBody(m, dialect, request, promptTokens));
         res.writeHead(200, { "content-type": JSON_TYPE, "content-length": full.length });
         res.write(full.subarray(0, full.length >> 1), () => req.socket.destroy());
         return;
@@ -288,26 +301,25 @@ export function createSimProvider(scenario: Scenario, opts: SimProviderOptions =
     return undefined;
   }
 
-  function authorized(req: IncomingMessage, res: ServerResponse, provider: ProviderState, m?: ModelState): boolean {
-    if (provider.authorization === undefined || req.headers.authorization === provider.authorization) return true;
-    const message = req.headers.authorization
-      ? "Incorrect API key provided."
-      : "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).";
-    const body = openAiError(message, "invalid_request_error", null, "invalid_api_key");
-    if (m) count(m, res, 401, body);
-    else send(res, 401, body);
+  function authorized(req: IncomingMessage, res: ServerResponse, provider: ProviderState, dialect: SimDialect, query: string, m?: ModelState): boolean {
+    if (provider.apiKey === undefined) return true;
+    const presented = dialect.presentedKey(req.headers, query);
+    if (presented === provider.apiKey) return true;
+    const refusal = dialect.unauthorized(presented);
+    if (m) count(m, res, refusal);
+    else sendReply(res, refusal);
     req.resume();
     return false;
   }
 
-  function reject(res: ServerResponse, status: number, message: string, param: string | null, code: string | null): void {
-    tally(unmatched, status);
-    send(res, status, openAiError(message, "invalid_request_error", param, code));
+  function reject(res: ServerResponse, reply: WireReply): void {
+    tally(unmatched, reply.status);
+    sendReply(res, reply);
   }
 
-  function count(m: ModelState, res: ServerResponse, status: number, body: string, headers?: Record<string, string>): void {
-    tally(m.counters.responses, status);
-    send(res, status, body, JSON_TYPE, headers);
+  function count(m: ModelState, res: ServerResponse, reply: WireReply): void {
+    tally(m.counters.responses, reply.status);
+    sendReply(res, reply);
   }
 
   function control(req: IncomingMessage, res: ServerResponse, route: string): void {
@@ -432,8 +444,8 @@ function send(res: ServerResponse, status: number, body: string, type = JSON_TYP
   res.end(body);
 }
 
-function openAiError(message: string, type: string, param: string | null, code: string | null): string {
-  return JSON.stringify({ error: { message, type, param, code } });
+function sendReply(res: ServerResponse, reply: WireReply): void {
+  send(res, reply.status, reply.body, JSON_TYPE, reply.headers);
 }
 
 function controlError(message: string): string {

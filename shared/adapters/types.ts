@@ -6,7 +6,8 @@
  */
 import type { ChatRequest, Usage } from "../contract/job.ts";
 
-export type Dialect = "openai";
+/** `openai` (and every OpenAI-compatible API), `anthropic` (Messages API), `gemini` (generateContent). */
+export type Dialect = "openai" | "anthropic" | "gemini";
 
 /** Where a call goes: the provider as configured, and the model name its API expects. */
 export interface ProviderTarget {

@@ -49,7 +49,7 @@ export const ModelConfigSchema = z.strictObject({
 
 export const ProviderConfigSchema = z.strictObject({
   /** Wire dialect. `openai` covers OpenAI and every OpenAI-compatible API. */
-  dialect: z.enum(["openai"]),
+  dialect: z.enum(["openai", "anthropic", "gemini"]),
   /** Base URL up to and including the API version, e.g. `https://api.openai.com/v1`. */
   base_url: z.url(),
   /** API key, usually `${ENV_VAR}`; resolved from the environment at start-up, never logged. */

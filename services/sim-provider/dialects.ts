@@ -1,0 +1,265 @@
+/**
+ * The wire shapes the sim-provider speaks: OpenAI chat completions, Anthropic messages and
+ * Gemini generateContent. Each dialect reads its request into the one `SimChatRequest` the
+ * replies are built from, and writes successes and errors with the provider's real status
+ * codes and bodies; the server's behaviour and fault machinery is shared by all three.
+ */
+import type { IncomingHttpHeaders } from "node:http";
+import type { Reply, SimChatRequest, SimMessage } from "./replies.ts";
+
+/** A response to send as it is: status, JSON body, extra headers. */
+export interface WireReply {
+  readonly status: number;
+  readonly body: string;
+  readonly headers?: Record<string, string>;
+}
+
+export interface ParsedChat {
+  readonly model: string;
+  readonly request: SimChatRequest;
+}
+
+/** What a completion body shows of the model: pre-serialised, as it goes out on every success. */
+export interface SimModel {
+  readonly modelJson: string;
+  readonly fingerprintJson: string;
+}
+
+export interface SimDialect {
+  /** Checks the parsed body (an object) and reads the model and request; the model comes from the path where the API puts it there. */
+  parse(body: Record<string, unknown>, headers: IncomingHttpHeaders, pathModel: string | undefined): ParsedChat | WireReply;
+  /** The API key the request presents, where this dialect expects it. */
+  presentedKey(headers: IncomingHttpHeaders, query: string): string | undefined;
+  tooLarge(): WireReply;
+  notJson(): WireReply;
+  notFound(message: string): WireReply;
+  unknownModel(model: string): WireReply;
+  unauthorized(presented: string | undefined): WireReply;
+  /** The refusal when the prompt (and, where the API counts it, the completion limit) exceeds the window. */
+  contextCheck(promptTokens: number, completionTokens: number, window: number): WireReply | undefined;
+  rateLimited(model: string, retryAfterS: number): WireReply;
+  serverError(): WireReply;
+  /** The answer to the scenario's "503" fault: each API's own overload status. */
+  overloaded(): WireReply;
+  /** A template rather than JSON.stringify of a nested object: this runs for every successful request. */
+  completion(id: number, m: SimModel, reply: Reply, promptTokens: number, completionTokens: number): string;
+  /** A 200 body that starts like a completion and is not JSON. */
+  malformed(id: number): string;
+}
+
+const MALFORMED = "<<simulated malformed body>>";
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function positiveInt(v: unknown): boolean {
+  return typeof v === "number" && Number.isInteger(v) && v > 0;
+}
+
+function openAiError(status: number, message: string, type = "invalid_request_error", param: string | null = null, code: string | null = null): WireReply {
+  return { status, body: JSON.stringify({ error: { message, type, param, code } }) };
+}
+
+export const openaiDialect: SimDialect = {
+  parse(body) {
+    const messages = body.messages;
+    if (!Array.isArray(messages)) return openAiError(400, "Missing required parameter: 'messages'.", undefined, "messages");
+    if (messages.length === 0) {
+      return openAiError(400, "Invalid 'messages': empty array. Expected an array with minimum length 1.", undefined, "messages", "empty_array");
+    }
+    for (const m of messages) {
+      if (typeof m !== "object" || m === null) return openAiError(400, "Invalid 'messages': every message must be an object.", undefined, "messages");
+    }
+    if (typeof body.model !== "string") return openAiError(400, "Missing required parameter: 'model'.", undefined, "model");
+    if (body.stream === true) return openAiError(400, "The simulator does not stream; send stream: false.", undefined, "stream");
+    return { model: body.model, request: body as unknown as SimChatRequest };
+  },
+  presentedKey(headers) {
+    const h = headers.authorization;
+    return h?.startsWith("Bearer ") ? h.slice("Bearer ".length) : undefined;
+  },
+  tooLarge: () => openAiError(413, "The request body is too large.", undefined, "messages"),
+  notJson: () => openAiError(400, "We could not parse the JSON body of your request."),
+  notFound: (message) => openAiError(404, message),
+  unknownModel: (model) => openAiError(404, `The model \`${model}\` does not exist or you do not have access to it.`, undefined, null, "model_not_found"),
+  unauthorized(presented) {
+    const message = presented
+      ? "Incorrect API key provided."
+      : "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).";
+    return openAiError(401, message, undefined, null, "invalid_api_key");
+  },
+  contextCheck(prompt, completion, window) {
+    if (prompt + completion <= window) return undefined;
+    return openAiError(
+      400,
+      `This model's maximum context length is ${window} tokens. However, you requested ${prompt + completion} tokens (${prompt} in the messages, ${completion} in the completion). Please reduce the length of the messages or completion.`,
+      undefined,
+      "messages",
+      "context_length_exceeded",
+    );
+  },
+  rateLimited: (model, after) => ({
+    ...openAiError(429, `Rate limit reached for ${model}. Please try again in ${after}s.`, "requests", null, "rate_limit_exceeded"),
+    headers: { "retry-after": String(after) },
+  }),
+  serverError: () => openAiError(500, "The server had an error while processing your request. Sorry about that!", "server_error"),
+  overloaded: () => openAiError(503, "The server is overloaded", "server_error"),
+  completion(id, m, reply, prompt, completion) {
+    return `{"id":"chatcmpl-sim-${id}","object":"chat.completion","created":${Math.floor(Date.now() / 1000)},"model":${m.modelJson},"choices":[{"index":0,"message":{"role":"assistant","content":${JSON.stringify(reply.content)}},"finish_reason":"${reply.finish_reason}"}],"usage":{"prompt_tokens":${prompt},"completion_tokens":${completion},"total_tokens":${prompt + completion}},"system_fingerprint":${m.fingerprintJson}}`;
+  },
+  malformed: (id) => `{"id":"chatcmpl-sim-${id}","object":"chat.completion","choices":[{"index":0,"message":${MALFORMED}`,
+};
+
+/** Anthropic's error `type` for each status it answers with. */
+const ANTHROPIC_ERROR_TYPES: Readonly<Record<number, string>> = {
+  400: "invalid_request_error",
+  401: "authentication_error",
+  403: "permission_error",
+  404: "not_found_error",
+  413: "request_too_large",
+  429: "rate_limit_error",
+  500: "api_error",
+  529: "overloaded_error",
+};
+
+function anthropicError(status: number, message: string): WireReply {
+  return { status, body: JSON.stringify({ type: "error", error: { type: ANTHROPIC_ERROR_TYPES[status] ?? "api_error", message } }) };
+}
+
+/** A system prompt asking for a JSON object counts as JSON mode: a real model told so answers with one. */
+const ASKS_FOR_JSON = /\bJSON object\b/i;
+
+export const anthropicDialect: SimDialect = {
+  parse(body, headers) {
+    if (headers["anthropic-version"] === undefined) return anthropicError(400, "anthropic-version: header is required");
+    if (typeof body.model !== "string") return anthropicError(400, "model: Field required");
+    if (!positiveInt(body.max_tokens)) return anthropicError(400, "max_tokens: Field required");
+    if (body.stream === true) return anthropicError(400, "stream: the simulator does not stream; send stream: false");
+    const messages = body.messages;
+    if (!Array.isArray(messages) || messages.length === 0) return anthropicError(400, "messages: at least one message is required");
+    for (const m of messages) {
+      if (!isObject(m)) return anthropicError(400, "messages: every message must be an object");
+      if (m.role !== "user" && m.role !== "assistant") {
+        return anthropicError(400, `messages: Unexpected role ${JSON.stringify(m.role)}. The Messages API accepts a top-level \`system\` parameter, not "system" as an input message role.`);
+      }
+    }
+    const system = systemText(body.system);
+    const request: SimChatRequest = {
+      messages: system ? [{ role: "system", content: system }, ...(messages as SimMessage[])] : (messages as SimMessage[]),
+      max_tokens: body.max_tokens,
+      response_format: system && ASKS_FOR_JSON.test(system) ? { type: "json_object" } : undefined,
+    };
+    return { model: body.model, request };
+  },
+  presentedKey: (headers) => single(headers["x-api-key"]),
+  tooLarge: () => anthropicError(413, "Request exceeds the maximum allowed number of bytes."),
+  notJson: () => anthropicError(400, "There was an issue with the format or content of your request: the body is not valid JSON."),
+  notFound: (message) => anthropicError(404, message),
+  unknownModel: (model) => anthropicError(404, `model: ${model}`),
+  unauthorized: (presented) => anthropicError(401, presented ? "invalid x-api-key" : "x-api-key header is required"),
+  contextCheck(prompt, completion, window) {
+    if (prompt > window) return anthropicError(400, `prompt is too long: ${prompt} tokens > ${window} maximum`);
+    if (prompt + completion > window) {
+      return anthropicError(400, `input length and \`max_tokens\` exceed context limit: ${prompt} + ${completion} > ${window}, decrease input length or \`max_tokens\` and try again`);
+    }
+    return undefined;
+  },
+  rateLimited: (_model, after) => ({
+    ...anthropicError(429, "This request would exceed your organization's rate limit. Please try again later."),
+    headers: { "retry-after": String(after) },
+  }),
+  serverError: () => anthropicError(500, "Internal server error"),
+  overloaded: () => anthropicError(529, "Overloaded"),
+  completion(id, m, reply, prompt, completion) {
+    const stop = reply.finish_reason === "length" ? "max_tokens" : "end_turn";
+    return `{"id":"msg_sim_${id}","type":"message","role":"assistant","model":${m.modelJson},"content":[{"type":"text","text":${JSON.stringify(reply.content)}}],"stop_reason":"${stop}","stop_sequence":null,"usage":{"input_tokens":${prompt},"output_tokens":${completion}}}`;
+  },
+  malformed: (id) => `{"id":"msg_sim_${id}","type":"message","role":"assistant","content":${MALFORMED}`,
+};
+
+/** `system` as a string or as an array of text blocks. */
+function systemText(system: unknown): string {
+  if (typeof system === "string") return system;
+  if (!Array.isArray(system)) return "";
+  return system.map((b: unknown) => (isObject(b) && typeof b.text === "string" ? b.text : "")).join("\n");
+}
+
+function single(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** google.rpc.Status names for the HTTP statuses the Gemini API answers with. */
+const GOOGLE_STATUS: Readonly<Record<number, string>> = {
+  400: "INVALID_ARGUMENT",
+  401: "UNAUTHENTICATED",
+  403: "PERMISSION_DENIED",
+  404: "NOT_FOUND",
+  429: "RESOURCE_EXHAUSTED",
+  500: "INTERNAL",
+  503: "UNAVAILABLE",
+};
+
+function googleError(code: number, message: string, details?: unknown[]): WireReply {
+  const error = { code, message, status: GOOGLE_STATUS[code] ?? "UNKNOWN", ...(details ? { details } : {}) };
+  return { status: code, body: JSON.stringify({ error }) };
+}
+
+export const geminiDialect: SimDialect = {
+  parse(body, _headers, pathModel) {
+    const contents = body.contents;
+    if (!Array.isArray(contents) || contents.length === 0) return googleError(400, "* GenerateContentRequest.contents: contents is not specified");
+    const messages: SimMessage[] = [];
+    const system = body.systemInstruction;
+    if (isObject(system) && Array.isArray(system.parts)) messages.push({ role: "system", content: system.parts });
+    for (const c of contents) {
+      if (!isObject(c) || !Array.isArray(c.parts) || c.parts.length === 0) {
+        return googleError(400, "* GenerateContentRequest.contents: contents.parts must not be empty.");
+      }
+      if (c.role !== "user" && c.role !== "model") return googleError(400, "Please use a valid role: user, model.");
+      messages.push({ role: c.role === "model" ? "assistant" : "user", content: c.parts });
+    }
+    const config = isObject(body.generationConfig) ? body.generationConfig : {};
+    const request: SimChatRequest = {
+      messages,
+      max_tokens: config.maxOutputTokens,
+      response_format: config.responseMimeType === "application/json" ? { type: "json_object" } : undefined,
+    };
+    return { model: pathModel ?? "", request };
+  },
+  presentedKey(headers, query) {
+    const header = single(headers["x-goog-api-key"]);
+    if (header !== undefined || query === "") return header;
+    return new URLSearchParams(query).get("key") ?? undefined;
+  },
+  tooLarge: () => googleError(400, "Request payload size exceeds the limit."),
+  notJson: () => googleError(400, "Invalid JSON payload received."),
+  notFound: (message) => googleError(404, message),
+  unknownModel: (model) =>
+    googleError(404, `models/${model} is not found for API version v1beta, or is not supported for generateContent. Call ListModels to see the list of available models and their supported methods.`),
+  unauthorized(presented) {
+    if (presented === undefined) {
+      return googleError(403, "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.");
+    }
+    return googleError(400, "API key not valid. Please pass a valid API key.", [
+      { "@type": "type.googleapis.com/google.rpc.ErrorInfo", reason: "API_KEY_INVALID", domain: "googleapis.com", metadata: { service: "generativelanguage.googleapis.com" } },
+    ]);
+  },
+  // Gemini counts only the input against the window; maxOutputTokens is capped, not refused.
+  contextCheck(prompt, _completion, window) {
+    if (prompt <= window) return undefined;
+    return googleError(400, `The input token count (${prompt}) exceeds the maximum number of tokens allowed (${window}).`);
+  },
+  // Gemini sends no Retry-After header: the delay rides in google.rpc.RetryInfo.
+  rateLimited: (_model, after) =>
+    googleError(429, "You exceeded your current quota, please check your plan and billing details.", [
+      { "@type": "type.googleapis.com/google.rpc.RetryInfo", retryDelay: `${after}s` },
+    ]),
+  serverError: () => googleError(500, "An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting"),
+  overloaded: () => googleError(503, "The model is overloaded. Please try again later."),
+  completion(id, m, reply, prompt, completion) {
+    const finish = reply.finish_reason === "length" ? "MAX_TOKENS" : "STOP";
+    return `{"candidates":[{"content":{"parts":[{"text":${JSON.stringify(reply.content)}}],"role":"model"},"finishReason":"${finish}","index":0}],"usageMetadata":{"promptTokenCount":${prompt},"candidatesTokenCount":${completion},"totalTokenCount":${prompt + completion}},"modelVersion":${m.modelJson},"responseId":"sim-${id}"}`;
+  },
+  malformed: (id) => `{"candidates":[{"content":{"parts":${MALFORMED}],"responseId":"sim-${id}"`,
+};

@@ -1,0 +1,168 @@
+/**
+ * What the translating dialects (`anthropic`, `gemini`) read from the OpenAI-shaped request
+ * and do with a provider reply in the same way. A request the target API cannot express is
+ * refused with a `BadRequestError` (no status): the router then tries the next candidate,
+ * which may speak a dialect that can.
+ */
+import type { z } from "zod";
+import type { ChatMessage, ChatRequest, Usage } from "../contract/job.ts";
+import { estimatePromptTokens, estimateTextTokens } from "../tokens.ts";
+import { BadRequestError, InvalidOutputError } from "./errors.ts";
+import type { ChatCompletion, Completion, HttpReply } from "./types.ts";
+
+/** An OpenAI function tool, the only kind the translating dialects carry over. */
+export interface FunctionTool {
+  readonly name: string;
+  readonly description: string | undefined;
+  /** JSON Schema of the arguments, when the tool takes any. */
+  readonly parameters: Record<string, unknown> | undefined;
+}
+
+/** An assistant message's tool call with its arguments already parsed. */
+export interface ToolCall {
+  readonly id: string;
+  readonly name: string;
+  readonly arguments: Record<string, unknown>;
+  /** The call as the job sent it, for provider extensions riding along (Gemini's thought signature). */
+  readonly raw: Readonly<Record<string, unknown>>;
+}
+
+export type ToolChoice = { readonly kind: "auto" | "none" | "required" } | { readonly kind: "function"; readonly name: string };
+
+/** A normalised tool call, as OpenAI returns it. */
+export interface OpenAiToolCall {
+  id: string;
+  type: "function";
+  function: { name: string; arguments: string };
+  [k: string]: unknown;
+}
+
+export function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** String content, or the text parts joined; any other part (image, audio, file) is refused rather than silently dropped. */
+export function textOf(content: ChatMessage["content"], dialect: string): string {
+  if (typeof content === "string") return content;
+  if (!content) return "";
+  let text = "";
+  for (const part of content) {
+    if (part.type !== "text" || typeof part.text !== "string") {
+      throw new BadRequestError(`the ${dialect} adapter carries text content only, not a "${part.type}" part`);
+    }
+    text += part.text;
+  }
+  return text;
+}
+
+export function functionTools(request: ChatRequest, dialect: string): FunctionTool[] | undefined {
+  const tools = request.tools;
+  if (!Array.isArray(tools) || tools.length === 0) return undefined;
+  return tools.map((tool: unknown) => {
+    const fn = isRecord(tool) && tool.type === "function" && isRecord(tool.function) ? tool.function : undefined;
+    if (!fn || typeof fn.name !== "string") {
+      throw new BadRequestError(`the ${dialect} adapter carries function tools only`);
+    }
+    return {
+      name: fn.name,
+      description: typeof fn.description === "string" ? fn.description : undefined,
+      parameters: isRecord(fn.parameters) ? fn.parameters : undefined,
+    };
+  });
+}
+
+export function toolChoice(request: ChatRequest): ToolChoice | undefined {
+  const choice = request.tool_choice;
+  if (choice === "auto" || choice === "none" || choice === "required") return { kind: choice };
+  if (isRecord(choice) && isRecord(choice.function) && typeof choice.function.name === "string") {
+    return { kind: "function", name: choice.function.name };
+  }
+  return undefined;
+}
+
+export function toolCallsOf(message: ChatMessage, dialect: string): ToolCall[] {
+  return (message.tool_calls ?? []).map((call) => {
+    const fn = isRecord(call.function) ? call.function : {};
+    if (typeof call.id !== "string" || typeof fn.name !== "string") {
+      throw new BadRequestError(`an assistant tool call lacks its id or function name, which the ${dialect} API needs`);
+    }
+    let args: unknown = {};
+    if (typeof fn.arguments === "string" && fn.arguments.trim() !== "") {
+      try {
+        args = JSON.parse(fn.arguments);
+      } catch {
+        throw new BadRequestError(`the arguments of tool call ${call.id} are not JSON; the ${dialect} API takes them as an object`);
+      }
+    }
+    if (!isRecord(args)) throw new BadRequestError(`the arguments of tool call ${call.id} are not a JSON object`);
+    return { id: call.id, name: fn.name, arguments: args, raw: call };
+  });
+}
+
+/** The smaller of `max_completion_tokens` and `max_tokens` when both are set, as the sim-provider reads them. */
+export function completionLimit(request: ChatRequest): number | undefined {
+  const a = request.max_completion_tokens;
+  const b = request.max_tokens;
+  if (a === undefined) return b;
+  return b === undefined ? a : Math.min(a, b);
+}
+
+export function stopSequences(request: ChatRequest): string[] | undefined {
+  if (request.stop === undefined) return undefined;
+  return typeof request.stop === "string" ? [request.stop] : request.stop;
+}
+
+/** The JSON Schema of a `json_schema` response format, if one was given. */
+export function responseSchema(request: ChatRequest): Record<string, unknown> | undefined {
+  const format = request.response_format;
+  if (format?.type !== "json_schema" || !isRecord(format.json_schema)) return undefined;
+  return isRecord(format.json_schema.schema) ? format.json_schema.schema : undefined;
+}
+
+/** The reply body parsed and checked against the dialect's (partial) response schema. */
+export function parseReply<T extends z.ZodType>(reply: HttpReply, schema: T, what: string): z.output<T> {
+  let json: unknown;
+  try {
+    json = JSON.parse(reply.body);
+  } catch {
+    throw new InvalidOutputError(`provider answered ${reply.status} with a body that is not JSON (${reply.body.length} bytes)`, { status: reply.status });
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new InvalidOutputError(`provider response is not ${what} (${issue?.path.join(".") || "body"}: ${issue?.message})`, { status: reply.status });
+  }
+  return parsed.data;
+}
+
+/** The error body as JSON, or undefined when it is not (a proxy's HTML page, say). */
+export function parseErrorBody(body: string): unknown {
+  try {
+    return JSON.parse(body);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Seconds since the epoch from the reply's `Date` header: these APIs put no timestamp in the
+ * body, and reading the reply keeps `fromResponse` pure. 0 when the header is missing.
+ */
+export function createdFrom(reply: HttpReply): number {
+  const date = reply.headers.date;
+  const ms = typeof date === "string" ? Date.parse(date) : NaN;
+  return Number.isFinite(ms) ? Math.floor(ms / 1000) : 0;
+}
+
+/** The normalised completion; usage is estimated, and flagged so, when the provider sent none. */
+export function completion(
+  base: ChatCompletion,
+  usage: (Omit<Usage, "total_tokens"> & { total_tokens?: number | undefined }) | undefined,
+  request: ChatRequest,
+): Completion {
+  const estimated = usage === undefined;
+  const prompt = usage?.prompt_tokens ?? estimatePromptTokens(request.messages);
+  const completionTokens = usage?.completion_tokens ?? estimateTextTokens(base.choices[0]?.message.content ?? "");
+  const counted: Usage = { prompt_tokens: prompt, completion_tokens: completionTokens, total_tokens: usage?.total_tokens ?? prompt + completionTokens };
+  return { response: { ...base, usage: counted }, usage: counted, usageEstimated: estimated };
+}
