@@ -59,7 +59,7 @@ function ids(p: Plan): string[] {
 }
 
 const run = (task: string, j: Job, health = new LocalHealth(), now = 1_000, random = () => 0.5) =>
-  plan({ policy: catalog.tasks.get(task)!, catalog, health, job: j, now, random });
+  plan({ policy: catalog.tasks.get(task)!, catalog, view: health, job: j, now, random });
 
 describe("planner", () => {
   it("cheapest: orders a tier by expected cost, then the next tier", () => {

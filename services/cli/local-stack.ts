@@ -1,12 +1,13 @@
 /**
  * The pieces `up` and the demo start in one process: a local nats-server when NATS_URL is
- * unset, the sim-provider, and router workers. Each is the same code its own command runs.
+ * unset, the sim-provider, the pricing service and router workers. Each is the same code its own command runs.
  */
 import { createServer } from "node:net";
-import { loadConfig } from "../../shared/config/load.ts";
+import { configPath, loadConfig } from "../../shared/config/load.ts";
 import type { Config } from "../../shared/config/schema.ts";
 import type { Logger } from "../../shared/log.ts";
 import { startNatsServer, type NatsServerHandle } from "../../shared/nats/server-process.ts";
+import { startPricing, type RunningPricing } from "../pricing/main.ts";
 import { startRouter, type RunningRouter } from "../router/main.ts";
 import { runSimProvider } from "../sim-provider/main.ts";
 import type { SimProvider } from "../sim-provider/server.ts";
@@ -19,6 +20,7 @@ export interface LocalStack {
   readonly simUrl: string;
   readonly config: Config;
   readonly routers: RunningRouter[];
+  readonly pricing: RunningPricing;
   stop(): Promise<void>;
 }
 
@@ -30,6 +32,7 @@ export interface LocalStackOptions {
   readonly simPort: number;
   readonly workers: number;
   readonly logger: Logger;
+  readonly priceFile?: string;
 }
 
 export async function startLocalStack(opts: LocalStackOptions): Promise<LocalStack> {
@@ -51,14 +54,17 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
     started.push({ stop: () => sim.close() });
     // The embedded config reaches the sim-provider through SIM_PROVIDER_URL, so a random port still lines up.
     process.env.SIM_PROVIDER_URL = simUrl;
-    const config = loadConfig();
+    const file = configPath();
+    const config = loadConfig(file);
+    const pricing = await startPricing({ natsUrl, config, logger: opts.logger.child({ service: "pricing" }), priceFile: opts.priceFile });
+    started.push({ stop: () => pricing.stop() });
     const routers: RunningRouter[] = [];
     for (let i = 0; i < opts.workers; i++) {
-      const r = await startRouter({ natsUrl, config, logger: opts.logger.child({ worker: i + 1 }), name: `switchyard-router-${i + 1}` });
+      const r = await startRouter({ natsUrl, config, logger: opts.logger.child({ worker: i + 1 }), name: `switchyard-router-${i + 1}`, configFile: file });
       routers.push(r);
       started.push({ stop: () => r.stop() });
     }
-    return { natsUrl, natsServer, sim, simUrl, config, routers, stop: stopAll };
+    return { natsUrl, natsServer, sim, simUrl, config, routers, pricing, stop: stopAll };
   } catch (err) {
     await stopAll();
     throw err;

@@ -18,7 +18,8 @@ export function progress(label: string, total: number, out: NodeJS.WriteStream =
     const filled = Math.round(frac * width);
     const secs = (Date.now() - started) / 1000;
     const rate = secs > 0 ? Math.round(done / secs) : 0;
-    return `${label.padEnd(10)} [${"#".repeat(filled)}${"-".repeat(width - filled)}] ${done}/${total} ${(frac * 100).toFixed(0).padStart(3)}%  ${rate}/s${extra ? `  ${extra}` : ""}`;
+    const bar = total > 0 ? `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${done}/${total} ${(frac * 100).toFixed(0).padStart(3)}%` : `${done}`;
+    return `${label.padEnd(10)} ${bar}  ${rate}/s${extra ? `  ${extra}` : ""}`;
   };
   return {
     update(done, extra) {

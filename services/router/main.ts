@@ -1,4 +1,6 @@
+import { unwatchFile, watchFile } from "node:fs";
 import { jetstreamManager } from "@nats-io/jetstream";
+import { loadConfig } from "../../shared/config/load.ts";
 import type { Config } from "../../shared/config/schema.ts";
 import { connectNats } from "../../shared/nats/connect.ts";
 import { provision } from "../../shared/nats/provision.ts";
@@ -10,15 +12,37 @@ export interface RunningRouter {
   stop(): Promise<void>;
 }
 
+export interface StartRouterOptions {
+  natsUrl: string;
+  config: Config;
+  logger: Logger;
+  name?: string;
+  /** The config file to watch: an edit is applied without a restart, a bad edit is rejected and the old config stays. */
+  configFile?: string;
+}
+
 /** Connects, provisions streams and consumer, and starts one router worker. */
-export async function startRouter(opts: { natsUrl: string; config: Config; logger: Logger; name?: string }): Promise<RunningRouter> {
+export async function startRouter(opts: StartRouterOptions): Promise<RunningRouter> {
   const nc = await connectNats(opts.natsUrl, opts.name ?? "switchyard-router");
   await provision(await jetstreamManager(nc), opts.config);
   const router = createRouter({ nc, config: opts.config, logger: opts.logger });
   const loop = router.run();
+  const file = opts.configFile;
+  if (file) {
+    watchFile(file, { interval: 500 }, (cur, prev) => {
+      if (cur.mtimeMs === prev.mtimeMs) return;
+      try {
+        router.reload(loadConfig(file));
+        opts.logger.info({ file }, "config reloaded");
+      } catch (err) {
+        opts.logger.error({ file, err: (err as Error).message }, "config edit rejected; the previous config stays in force");
+      }
+    });
+  }
   let stopped: Promise<void> | undefined;
   const stop = () =>
     (stopped ??= (async () => {
+      if (file) unwatchFile(file);
       await router.stop();
       await loop.catch(() => {});
       await nc.drain().catch(() => {});

@@ -7,17 +7,20 @@ import { jetstream, type JetStreamClient, type JsMsg } from "@nats-io/jetstream"
 import { nuid, type NatsConnection } from "@nats-io/transport-node";
 import { ADAPTERS } from "../../shared/adapters/index.ts";
 import { ProviderError } from "../../shared/adapters/errors.ts";
-import { createProviderClient, type ProviderClient } from "../../shared/adapters/http.ts";
-import type { Completion, ProviderTarget } from "../../shared/adapters/types.ts";
+import type { Completion } from "../../shared/adapters/types.ts";
 import type { Config } from "../../shared/config/schema.ts";
-import type { Attempt, DeadLetter, DlqReason, Job, Result } from "../../shared/contract/job.ts";
-import { dlqSubject, resultSubject, ROUTER_DURABLE, STREAMS } from "../../shared/contract/subjects.ts";
+import type { Attempt, AttemptOutcome, DeadLetter, DlqReason, Job, Result } from "../../shared/contract/job.ts";
+import { HeartbeatSchema, ModelStateSchema, type AttemptEvent } from "../../shared/contract/live.ts";
+import { dlqSubject, HEARTBEAT_KEY, resultSubject, ROUTER_DURABLE, STREAMS, TELEMETRY_SUBJECT } from "../../shared/contract/subjects.ts";
 import type { Logger } from "../../shared/log.ts";
-import { buildCatalog, type ModelInfo } from "../../shared/routing/catalog.ts";
+import { openBuckets } from "../../shared/nats/buckets.ts";
+import type { ModelInfo } from "../../shared/routing/catalog.ts";
 import { decideAfterFailure } from "../../shared/routing/decide.ts";
 import { LocalHealth } from "../../shared/routing/health.ts";
+import { LiveState } from "../../shared/routing/live-state.ts";
 import { plan } from "../../shared/routing/planner.ts";
 import { intake } from "./intake.ts";
+import { createRoutingSetup, type RoutingSetup } from "./routing-setup.ts";
 
 export interface RouterDeps {
   readonly nc: NatsConnection;
@@ -25,6 +28,8 @@ export interface RouterDeps {
   readonly logger: Logger;
   readonly clock?: () => number;
   readonly random?: () => number;
+  /** Where task pins (SWITCHYARD_PIN_<TASK>) are read. */
+  readonly env?: NodeJS.ProcessEnv;
 }
 
 export interface RouterStats {
@@ -40,6 +45,9 @@ export interface Router {
   run(): Promise<void>;
   /** Stops pulling, lets in-flight jobs finish within the grace period, returns any others to the queue. */
   stop(): Promise<void>;
+  /** Routes new jobs by this config from now on (providers, models, aliases, tasks; `router` and `streams` need a restart). */
+  reload(config: Config): void;
+  readonly live: LiveState;
   readonly stats: Readonly<RouterStats>;
 }
 
@@ -55,17 +63,12 @@ interface InFlight {
   readonly started: number;
 }
 
-export function createRouter({ nc, config, logger, clock = Date.now, random = Math.random }: RouterDeps): Router {
+export function createRouter({ nc, config, logger, clock = Date.now, random = Math.random, env = process.env }: RouterDeps): Router {
   const js: JetStreamClient = jetstream(nc);
-  const catalog = buildCatalog(config);
-  const health = new LocalHealth();
+  const live = new LiveState(new LocalHealth(), clock);
   const router = config.router;
-  const clients = new Map<string, ProviderClient>();
-  const targets = new Map<string, ProviderTarget>();
-  for (const [name, p] of Object.entries(config.providers)) clients.set(name, createProviderClient(p));
-  for (const model of catalog.models.values()) {
-    targets.set(model.id, { provider: model.provider, upstream: model.upstream, apiKey: config.providers[model.provider]?.api_key });
-  }
+  let setup: RoutingSetup = createRoutingSetup(config, env);
+  let stopWatch: (() => void) | undefined;
 
   const stats: RouterStats = { received: 0, succeeded: 0, deadLettered: 0, redelivered: 0, inFlight: 0 };
   const inFlight = new Set<InFlight>();
@@ -103,14 +106,34 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
     };
   }
 
-  async function attempt(model: ModelInfo, job: Job, timeoutMs: number): Promise<Completion> {
-    const adapter = ADAPTERS[config.providers[model.provider]!.dialect];
-    const call = adapter.toRequest(job.request, targets.get(model.id)!);
-    const reply = await clients.get(model.provider)!.send(call, timeoutMs);
+  async function attempt(s: RoutingSetup, model: ModelInfo, job: Job, timeoutMs: number): Promise<Completion> {
+    const adapter = ADAPTERS[s.config.providers[model.provider]!.dialect];
+    const call = adapter.toRequest(job.request, s.targets.get(model.id)!);
+    const reply = await s.clients.get(model.provider)!.send(call, timeoutMs);
     return adapter.fromResponse(reply, job.request);
   }
 
+  /** Fire-and-forget on core NATS: telemetry lost while the pricing service is away costs nothing. */
+  function report(model: ModelInfo, outcome: AttemptOutcome, status: number | null, latencyMs: number, usage: Completion["usage"] | undefined, at: number): void {
+    const event: AttemptEvent = {
+      m: model.id,
+      outcome,
+      status,
+      latency_ms: latencyMs,
+      prompt_tokens: usage?.prompt_tokens ?? 0,
+      completion_tokens: usage?.completion_tokens ?? 0,
+      at,
+    };
+    try {
+      nc.publish(`${TELEMETRY_SUBJECT}.${model.provider}`, JSON.stringify(event));
+    } catch {
+      // A closed connection: the job's own publish will fail and redeliver it.
+    }
+  }
+
   async function handle(m: JsMsg, started: number): Promise<void> {
+    const s = setup;
+    const catalog = s.catalog;
     const got = intake(m.subject, m.headers?.get("Nats-Msg-Id") || undefined, m.data, {
       maxBytes: router.max_job_bytes,
       isKnownTask: (t) => catalog.tasks.has(t),
@@ -149,7 +172,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
       return;
     }
 
-    const planned = plan({ policy, catalog, health, job, now: started, random });
+    const planned = plan({ policy, catalog, view: live, job, now: started, random });
     if (planned.kind === "none") {
       await publishDeadLetter(dlqSubject(job.task), deadLetter(job, planned.reason, planned.error, attempts));
       m.ack();
@@ -165,16 +188,17 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
         if (attempts.length - thisDelivery >= policy.maxAttempts) break;
         // After a context-length refusal only a larger window can help.
         if (p.model.contextWindow <= minContextFailed && minContextFailed !== Infinity) continue;
-        if (health.cooldownUntil(p.model.id, p.model.provider) > clock()) continue;
+        if (live.cooldownUntil(p.model.id, p.model.provider) > clock()) continue;
         const t0 = clock();
-        let timeoutMs = config.providers[p.model.provider]!.timeout_ms;
+        let timeoutMs = s.config.providers[p.model.provider]!.timeout_ms;
         if (deadline !== undefined) timeoutMs = Math.min(timeoutMs, deadline - t0);
         if (timeoutMs <= 0) break;
         try {
-          const completion = await attempt(p.model, job, timeoutMs);
+          const completion = await attempt(s, p.model, job, timeoutMs);
           const output = checkOutput(job, completion);
           const latency = clock() - t0;
-          health.succeeded(p.model.id, latency);
+          live.local.succeeded(p.model.id, latency);
+          report(p.model, "ok", 200, latency, completion.usage, t0);
           attempts.push({ provider: p.model.provider, model: p.model.name, tier: p.tier, outcome: "ok", http_status: 200, latency_ms: latency, error: null });
           const now = clock();
           const result: Result = {
@@ -186,7 +210,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
             response: completion.response,
             ...(output === NO_OUTPUT ? {} : { output }),
             usage: completion.usage,
-            cost_usd: (completion.usage.prompt_tokens * p.model.inputPerMtok + completion.usage.completion_tokens * p.model.outputPerMtok) / 1e6,
+            cost_usd: (completion.usage.prompt_tokens * p.inputPerMtok + completion.usage.completion_tokens * p.outputPerMtok) / 1e6,
             latency_ms: now - started,
             queued_ms: Math.max(0, started - m.info.timestampNanos / 1e6),
             attempts,
@@ -200,8 +224,9 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
         } catch (err) {
           if (!(err instanceof ProviderError)) throw err;
           const now = clock();
-          health.failed(p.model.id, p.model.provider, err.kind, now, err.retryAfterMs);
-          attempts.push({ provider: p.model.provider, model: p.model.name, tier: p.tier, outcome: err.kind, http_status: err.status, latency_ms: now - t0, error: redact(err.message, targets.get(p.model.id)!.apiKey) });
+          live.local.failed(p.model.id, p.model.provider, err.kind, now, err.retryAfterMs);
+          report(p.model, err.kind, err.status, now - t0, undefined, t0);
+          attempts.push({ provider: p.model.provider, model: p.model.name, tier: p.tier, outcome: err.kind, http_status: err.status, latency_ms: now - t0, error: redact(err.message, s.targets.get(p.model.id)!.apiKey) });
           failures.push(err.kind);
           lastError = attempts[attempts.length - 1]!.error!;
           if (err.kind === "bad_request" && (err as { contextLength?: boolean }).contextLength) minContextFailed = Math.min(minContextFailed, p.model.contextWindow);
@@ -261,7 +286,47 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
    * prefetch: no job waits in a client buffer while its ack_wait runs (NATS-NOTES), and on
    * stop the last pull is allowed to end, so no job is left delivered to nobody.
    */
+  /** Keeps `live` in step with the pricing service's KV entries, and says when it goes quiet. */
+  async function watchLiveState(): Promise<void> {
+    const { models } = await openBuckets(nc, config);
+    const watcher = await models.watch();
+    stopWatch = () => watcher.stop();
+    // Starting as if fresh makes the first check say so when no pricing service is running.
+    let wasFresh = true;
+    const check = setInterval(() => {
+      const fresh = live.fresh();
+      if (fresh === wasFresh) return;
+      wasFresh = fresh;
+      if (fresh) logger.info("pricing service heard: routing on live prices and health");
+      else logger.warn({ last_heard: live.lastHeartbeat() ? new Date(live.lastHeartbeat()).toISOString() : null }, "pricing service silent: routing on last-known prices and this worker's own health checks");
+    }, 1_000);
+    check.unref();
+    try {
+      for await (const e of watcher) {
+        if (e.operation !== "PUT") continue;
+        let value: unknown;
+        try {
+          value = JSON.parse(e.string());
+        } catch {
+          continue;
+        }
+        if (e.key === HEARTBEAT_KEY) {
+          const hb = HeartbeatSchema.safeParse(value);
+          // A heartbeat left behind by a pricing service that died long ago must not read as fresh.
+          if (hb.success) live.heartbeat(Math.min(clock(), Date.parse(hb.data.at)));
+          continue;
+        }
+        const parsed = ModelStateSchema.safeParse(value);
+        if (parsed.success) live.apply(parsed.data);
+        else logger.warn({ key: e.key }, "ignoring a malformed model state entry");
+      }
+    } finally {
+      clearInterval(check);
+    }
+  }
+
   async function run(): Promise<void> {
+    void watchLiveState().catch((err: unknown) => logger.error({ err: (err as Error).message }, "live state watch failed; routing on configured prices and local health"));
     const consumer = await js.consumers.get(STREAMS.jobs, ROUTER_DURABLE);
     let failures = 0;
     while (!stopping) {
@@ -298,10 +363,20 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
     }
     for (const f of inFlight) f.m.nak();
     clearInterval(heartbeat);
-    await Promise.all([...clients.values()].map((c) => c.close().catch(() => {})));
+    stopWatch?.();
+    await setup.close();
   }
 
-  return { run, stop, stats };
+  function reload(next: Config): void {
+    const previous = setup;
+    setup = createRoutingSetup(next, env);
+    void previous.close();
+    if (JSON.stringify(next.router) !== JSON.stringify(config.router) || JSON.stringify(next.streams) !== JSON.stringify(config.streams)) {
+      logger.warn("config reloaded; changes to `router` and `streams` take effect at the next restart");
+    }
+  }
+
+  return { run, stop, reload, stats, live };
 }
 
 const NO_OUTPUT = Symbol("no output");

@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { TASK_PATTERN } from "../contract/subjects.ts";
+import { OutputConfigSchema } from "./output-schema.ts";
 
 const NAME = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
 const name = (what: string) =>
@@ -84,6 +85,16 @@ export const TaskConfigSchema = z.strictObject({
   max_deliveries: z.int().positive().optional(),
   /** Completion tokens expected when the job sets no `max_tokens`; used for expected cost and context fit. */
   expected_completion_tokens: z.int().positive().default(256),
+  /** What an acceptable answer looks like, checked on every attempt (see `output-schema.ts`). */
+  output: OutputConfigSchema.optional(),
+  /** Candidates whose observed p95 latency exceeds this are skipped (a job's `routing.max_latency_ms` overrides it). */
+  max_latency_ms: z.int().positive().optional(),
+  /** Quality score per model for this task, 0–1 (e.g. from `switchyard verify`); an unscored model counts as 1. */
+  quality: z.record(z.string().min(1), z.number().min(0).max(1)).default({}),
+  /** Candidates scored below this are skipped. */
+  min_quality: z.number().min(0).max(1).optional(),
+  /** Models a job may name in `request.model` for this task; any configured model when absent. */
+  allow_models: z.array(z.string().min(1)).optional(),
 });
 
 export const StreamsConfigSchema = z.strictObject({
@@ -146,6 +157,12 @@ export const ConfigSchema = z
         if (tier.strategy === "weighted" && tier.weights?.length !== tier.models.length) {
           ctx.addIssue({ code: "custom", path: ["tasks", task, "tiers", i, "weights"], message: "a weighted tier needs one weight per model" });
         }
+      });
+      for (const ref of Object.keys(t.quality)) {
+        if (!known(ref)) ctx.addIssue({ code: "custom", path: ["tasks", task, "quality", ref], message: `unknown model "${ref}"` });
+      }
+      t.allow_models?.forEach((ref, j) => {
+        if (!known(ref)) ctx.addIssue({ code: "custom", path: ["tasks", task, "allow_models", j], message: `unknown model "${ref}"` });
       });
       if (t.max_deliveries !== undefined && t.max_deliveries > cfg.router.max_deliveries) {
         ctx.addIssue({ code: "custom", path: ["tasks", task, "max_deliveries"], message: `must not exceed router.max_deliveries (${cfg.router.max_deliveries})` });

@@ -14,6 +14,25 @@ export const SUBJECTS = {
   dlq: "dlq",
 } as const;
 
+/**
+ * Live state ("gossip"). MODELS: one entry per `provider/model`, written only by the
+ * pricing-service leader, watched by every worker. PRICES: operator price overrides
+ * (`switchyard prices set`), durable so they apply even when no pricing service runs.
+ * PRICING_LEASE: the leader lease, a key that expires unless its holder renews it.
+ */
+export const BUCKETS = {
+  models: "switchyard-models",
+  prices: "switchyard-prices",
+  lease: "switchyard-pricing-lease",
+} as const;
+
+/** The KV key the pricing leader refreshes about every second, so workers can tell it is alive. */
+export const HEARTBEAT_KEY = "_heartbeat";
+export const LEASE_KEY = "leader";
+
+/** Per-attempt telemetry, core NATS (not stored): `telemetry.attempts.<provider>`. */
+export const TELEMETRY_SUBJECT = "telemetry.attempts";
+
 /** The durable pull consumer every router worker shares. */
 export const ROUTER_DURABLE = "router";
 

@@ -3,12 +3,16 @@
  * waiting for anyone else. The planner reads it through `isAvailable`.
  */
 import type { FailureKind } from "../adapters/errors.ts";
+import type { ModelInfo } from "./catalog.ts";
 
-export interface HealthView {
+/** What the planner reads about models beyond the config: a worker's local health, or the live state. */
+export interface RoutingView {
   /** The time until which a model must not be called, or 0. */
   cooldownUntil(modelId: string, provider: string): number;
-  /** Typical latency of a successful call, or undefined before the first one. */
+  /** Typical (p95 when known) latency of a successful call, or undefined before the first one. */
   latencyMs(modelId: string): number | undefined;
+  /** The price in force. */
+  price(model: ModelInfo): { readonly inputPerMtok: number; readonly outputPerMtok: number };
 }
 
 export interface LocalHealthOptions {
@@ -30,7 +34,7 @@ export const DEFAULT_LOCAL_HEALTH: LocalHealthOptions = {
 
 const LATENCY_WEIGHT = 0.1;
 
-export class LocalHealth implements HealthView {
+export class LocalHealth implements RoutingView {
   readonly #opts: LocalHealthOptions;
   readonly #failures = new Map<string, number>();
   readonly #modelUntil = new Map<string, number>();
@@ -47,6 +51,10 @@ export class LocalHealth implements HealthView {
 
   latencyMs(modelId: string): number | undefined {
     return this.#latency.get(modelId);
+  }
+
+  price(model: ModelInfo) {
+    return model;
   }
 
   succeeded(modelId: string, latencyMs: number): void {

@@ -5,12 +5,15 @@
 import type { Job } from "../contract/job.ts";
 import { estimatePromptTokens } from "../tokens.ts";
 import type { Catalog, ModelInfo, TaskPolicy, TierPolicy } from "./catalog.ts";
-import type { HealthView } from "./health.ts";
+import type { RoutingView } from "./health.ts";
 
 export interface PlannedAttempt {
   readonly model: ModelInfo;
   readonly tier: number;
   readonly expectedCostUsd: number;
+  /** Prices at planning time; the result's cost uses them, so a price change mid-call does not rewrite history. */
+  readonly inputPerMtok: number;
+  readonly outputPerMtok: number;
 }
 
 export type Plan =
@@ -22,7 +25,7 @@ export type Plan =
 export interface PlanInput {
   readonly policy: TaskPolicy;
   readonly catalog: Pick<Catalog, "models" | "resolve">;
-  readonly health: HealthView;
+  readonly view: RoutingView;
   readonly job: Job;
   readonly now: number;
   /** Uniform in [0, 1); only the `weighted` strategy draws from it. */
@@ -31,7 +34,7 @@ export interface PlanInput {
 
 const JOB_STRATEGY = { cost: "cheapest", cheapest: "cheapest", latency: "fastest", fastest: "fastest", ordered: "ordered", weighted: "weighted" } as const;
 
-export function plan({ policy, catalog, health, job, now, random }: PlanInput): Plan {
+export function plan({ policy, catalog, view, job, now, random }: PlanInput): Plan {
   const request = job.request;
   const routing = job.routing;
   let tiers: readonly TierPolicy[] = policy.tiers;
@@ -40,7 +43,10 @@ export function plan({ policy, catalog, health, job, now, random }: PlanInput): 
     if (id === undefined) {
       return { kind: "none", reason: "no_route", error: `request.model "${request.model}" is neither "auto" nor a configured model or alias` };
     }
-    tiers = [{ strategy: "ordered", models: [id], weights: undefined }];
+    if (policy.allowModels && !policy.allowModels.has(id)) {
+      return { kind: "none", reason: "no_route", error: `request.model "${request.model}" is not among the models task "${policy.task}" allows (allow_models)` };
+    }
+    tiers = [{ index: 0, strategy: "ordered", models: [id], weights: undefined }];
   }
 
   const promptTokens = estimatePromptTokens(request.messages);
@@ -48,7 +54,8 @@ export function plan({ policy, catalog, health, job, now, random }: PlanInput): 
   const allow = routing?.allow_providers;
   const deny = routing?.deny_providers;
   const maxCost = routing?.max_cost_usd;
-  const maxLatency = routing?.max_latency_ms;
+  const maxLatency = routing?.max_latency_ms ?? policy.maxLatencyMs;
+  const minQuality = policy.minQuality;
   const strategyOverride = routing?.strategy ? JOB_STRATEGY[routing.strategy] : undefined;
 
   const attempts: PlannedAttempt[] = [];
@@ -56,8 +63,7 @@ export function plan({ policy, catalog, health, job, now, random }: PlanInput): 
   let overBudget = 0;
   let earliestReady = Infinity;
   const seen = new Set<string>();
-  for (let t = 0; t < tiers.length; t++) {
-    const tier = tiers[t] as TierPolicy;
+  for (const tier of tiers) {
     const eligible: Eligible[] = [];
     for (let i = 0; i < tier.models.length; i++) {
       const id = tier.models[i] as string;
@@ -67,20 +73,26 @@ export function plan({ policy, catalog, health, job, now, random }: PlanInput): 
       if (allow && !allow.includes(model.provider)) continue;
       if (deny?.includes(model.provider)) continue;
       if (promptTokens + completionTokens > model.contextWindow) continue;
+      if (minQuality !== undefined && (policy.quality.get(id) ?? 1) < minQuality) continue;
+      const latencyMs = view.latencyMs(id);
+      if (maxLatency !== undefined && latencyMs !== undefined && latencyMs > maxLatency) continue;
       considered++;
-      const expectedCostUsd = (promptTokens * model.inputPerMtok + completionTokens * model.outputPerMtok) / 1e6;
+      const price = view.price(model);
+      const expectedCostUsd = (promptTokens * price.inputPerMtok + completionTokens * price.outputPerMtok) / 1e6;
       if (maxCost !== undefined && expectedCostUsd > maxCost) {
         overBudget++;
         continue;
       }
-      const latencyMs = health.latencyMs(id);
-      if (maxLatency !== undefined && latencyMs !== undefined && latencyMs > maxLatency) continue;
-      const until = health.cooldownUntil(id, model.provider);
+      const until = view.cooldownUntil(id, model.provider);
       if (until > now) {
         earliestReady = Math.min(earliestReady, until);
         continue;
       }
-      eligible.push({ attempt: { model, tier: t, expectedCostUsd }, weight: tier.weights?.[i] ?? 1, latencyMs: latencyMs ?? 0 });
+      eligible.push({
+        attempt: { model, tier: tier.index, expectedCostUsd, inputPerMtok: price.inputPerMtok, outputPerMtok: price.outputPerMtok },
+        weight: tier.weights?.[i] ?? 1,
+        latencyMs: latencyMs ?? 0,
+      });
     }
     order(eligible, strategyOverride ?? tier.strategy, random);
     for (const e of eligible) attempts.push(e.attempt);
@@ -91,7 +103,7 @@ export function plan({ policy, catalog, health, job, now, random }: PlanInput): 
   if (considered > 0 && overBudget === considered) {
     return { kind: "none", reason: "budget_exceeded", error: `every candidate's expected cost exceeds routing.max_cost_usd (${maxCost})` };
   }
-  return { kind: "none", reason: "no_route", error: `no candidate model of task "${policy.task}" fits this job (context window, allow/deny providers, max_latency_ms)` };
+  return { kind: "none", reason: "no_route", error: `no candidate model of task "${policy.task}" fits this job (context window, allow/deny providers, latency, quality floor)` };
 }
 
 interface Eligible {

@@ -4,6 +4,8 @@
  */
 import { demoCommand } from "./demo.ts";
 import { dlqCommand } from "./dlq.ts";
+import { pricesCommand } from "./prices.ts";
+import { pricingCommand } from "./pricing.ts";
 import { publishCommand } from "./publish.ts";
 import { routerCommand } from "./router.ts";
 import { simProviderCommand } from "./sim-provider.ts";
@@ -11,5 +13,6 @@ import { streamsCommand } from "./streams.ts";
 import { tailCommand } from "./tail.ts";
 import type { Command } from "./types.ts";
 import { upCommand } from "./up.ts";
+import { verifyCommand } from "./verify.ts";
 
-export const COMMANDS: readonly Command[] = [upCommand, routerCommand, simProviderCommand, publishCommand, tailCommand, dlqCommand, streamsCommand, demoCommand];
+export const COMMANDS: readonly Command[] = [upCommand, routerCommand, pricingCommand, pricesCommand, simProviderCommand, publishCommand, tailCommand, dlqCommand, streamsCommand, verifyCommand, demoCommand];

@@ -7,18 +7,19 @@ import type { Command } from "./types.ts";
 
 export const upCommand: Command = {
   name: "up",
-  summary: "run the whole stack in the foreground (nats-server, sim-provider, router workers)",
-  usage: `switchyard up [--workers 1] [--data .data] [--nats-port 4222] [--sim-port 8790]
+  summary: "run the whole stack in the foreground (nats-server, sim-provider, pricing, router workers)",
+  usage: `switchyard up [--workers 1] [--data .data] [--nats-port 4222] [--sim-port 8790] [--prices-file f]
 
 Without NATS_URL, starts a local nats-server with JetStream storing in <data>/nats, on port
-4222 when it is free (else a free port, printed). Then the sim-provider and the router
-workers. Runs until SIGINT/SIGTERM, then drains everything and exits 0.`,
+4222 when it is free (else a free port, printed). Then the sim-provider, the pricing
+service and the router workers. Runs until SIGINT/SIGTERM, then drains everything and exits 0.`,
   async run(argv) {
     const { values } = parse("up", argv, {
       workers: { type: "string" },
       data: { type: "string" },
       "nats-port": { type: "string" },
       "sim-port": { type: "string" },
+      "prices-file": { type: "string" },
     });
     const logger = createLogger("switchyard");
     const stack = await startLocalStack({
@@ -27,9 +28,10 @@ workers. Runs until SIGINT/SIGTERM, then drains everything and exits 0.`,
       simPort: intFlag("up", "sim-port", values["sim-port"], simPort()),
       workers: Math.max(1, intFlag("up", "workers", values.workers, 1)),
       logger,
+      priceFile: values["prices-file"] ? resolve(values["prices-file"]) : undefined,
     });
     process.stdout.write(
-      `Switchyard is up.\n  NATS_URL=${stack.natsUrl}\n  sim-provider: ${stack.simUrl}\n  router workers: ${stack.routers.length}\n` +
+      `Switchyard is up.\n  NATS_URL=${stack.natsUrl}\n  sim-provider: ${stack.simUrl}\n  pricing service: ${stack.pricing.service.id}\n  router workers: ${stack.routers.length}\n` +
         `Publish jobs to jobs.<task> (tasks: ${Object.keys(stack.config.tasks).join(", ")}); results on results.<task>, dead letters on dlq.<task>.\n` +
         `Try: NATS_URL=${stack.natsUrl} npx switchyard tail   (Ctrl-C stops the stack)\n`,
     );

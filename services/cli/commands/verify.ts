@@ -1,0 +1,362 @@
+/**
+ * `switchyard verify`: the acceptance suite a team runs before promoting a model into a tier.
+ * Every sample job of a task goes to every candidate model of every tier, straight through
+ * the adapters (no NATS, no routing), and each answer is judged by the task's output check —
+ * the same check the router applies — and, where the sample carries one, against the
+ * expected answer.
+ */
+import { readFileSync } from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
+import { isDeepStrictEqual } from "node:util";
+import { compileOutputCheck, type OutputCheck } from "../../../shared/acceptance/check.ts";
+import { ProviderError } from "../../../shared/adapters/errors.ts";
+import { createProviderClient, type ProviderClient } from "../../../shared/adapters/http.ts";
+import { ADAPTERS } from "../../../shared/adapters/index.ts";
+import type { Dialect, ProviderTarget } from "../../../shared/adapters/types.ts";
+import { configPath, loadConfig } from "../../../shared/config/load.ts";
+import type { Config } from "../../../shared/config/schema.ts";
+import { ATTEMPT_OUTCOMES, JobSchema, type AttemptOutcome, type ChatRequest } from "../../../shared/contract/job.ts";
+import { ConfigError, UsageError } from "../../../shared/errors.ts";
+import { buildCatalog, type ModelInfo } from "../../../shared/routing/catalog.ts";
+import { intFlag, parse } from "../args.ts";
+import { table } from "./dlq.ts";
+import type { Command } from "./types.ts";
+
+/** What a sample's answer should be: a label (or the whole trimmed text), or fields the JSON output must have. */
+export type Expected = string | Record<string, unknown>;
+
+export interface Sample {
+  /** 1-based line in the samples file, for messages. */
+  readonly line: number;
+  readonly request: ChatRequest;
+  readonly expected: Expected | undefined;
+}
+
+export interface ModelReport {
+  readonly model: string;
+  readonly tier: number;
+  readonly dialect: Dialect;
+  readonly samples: number;
+  /** Samples whose answer passed the output check. */
+  readonly passed: number;
+  readonly passRate: number;
+  /** Samples with an expected answer whose answer passed the check, and how many of those agreed. */
+  readonly judged: number;
+  readonly agreed: number;
+  /** agreed / judged; undefined when no sample carries an expected answer or none was answered. */
+  readonly agreement: number | undefined;
+  /** Of answered calls (the provider replied, whether or not the answer passed). */
+  readonly latencyMs: { readonly p50: number; readonly p95: number } | undefined;
+  readonly costUsd: number;
+  readonly costPerJobUsd: number;
+  /** Calls whose usage the provider omitted, so cost rests on Switchyard's token estimate. */
+  readonly estimatedUsageCalls: number;
+  /** Every call's outcome, retries included. */
+  readonly outcomes: Partial<Record<AttemptOutcome, number>>;
+  readonly belowFloor: boolean;
+  /** Why the model is below the floor, and the first failure or disagreement seen. */
+  readonly notes: string[];
+}
+
+export interface VerifyReport {
+  readonly task: string;
+  readonly samplesFile: string;
+  readonly samples: number;
+  readonly floor: number;
+  readonly models: ModelReport[];
+  readonly passed: boolean;
+}
+
+export interface VerifyOptions {
+  readonly concurrency: number;
+  /** Further calls after a transient failure (429, 5xx, timeout, connection error). */
+  readonly retries: number;
+}
+
+/** Longest wait honoured from a Retry-After while verifying. */
+const MAX_RETRY_WAIT_MS = 10_000;
+const RETRY_BASE_MS = 250;
+const TRANSIENT: ReadonlySet<AttemptOutcome> = new Set(["rate_limited", "unavailable", "timeout", "network_error"]);
+
+export const verifyCommand: Command = {
+  name: "verify",
+  summary: "run a task's sample jobs against every candidate model; pass rates, agreement, latency, cost",
+  usage: `switchyard verify <task> --samples <file.jsonl> [--concurrency 8] [--retries 2] [--json]
+
+The acceptance suite to run before promoting a model into a tier. Every sample job goes to
+every candidate model of every tier of <task> (config from SWITCHYARD_CONFIG), straight
+through the provider adapters: no NATS, no routing, so one model answers each call. Each
+answer is judged by the task's output: check (json_schema, labels, max_chars,
+forbidden_patterns — the router's own check) and, where the sample gives one, against the
+expected answer.
+
+Samples file: one JSON object per line (blank lines skipped), either
+  a job in wire contract v1:   {"request": {"messages": [...]}}
+  or a job with its answer:    {"job": {"request": {...}}, "expected": "billing"}
+                               {"job": {...}, "expected": {"flagged": true}}
+A string "expected" is compared with the answer's label (tasks with labels) or the whole
+trimmed answer; an object lists fields the JSON output must have, each deep-equal. A job's
+"task", when given, must be <task>; its "model", "routing" and "deadline" are ignored.
+
+Per model it prints: tier, samples, pass rate (output check), agreement with the expected
+answers (of the samples that passed the check), latency p50/p95 of answered calls, total
+cost and cost per job (usage × the configured price; * marks usage the provider omitted,
+estimated at 4 characters per token), and failed calls by outcome. A transient failure
+(429, 5xx, timeout, connection) is retried up to --retries times, honouring Retry-After up
+to 10 s; every call counts in the outcomes.
+
+Exit status: 1 when a model falls below the task's floor (output.min_pass_rate, default
+0.95) on pass rate or agreement, naming each; 0 when all meet it; 2 for a usage mistake.
+--json prints the report as one JSON object instead of the table.`,
+  async run(argv) {
+    const { values, positionals } = parse("verify", argv, {
+      samples: { type: "string" },
+      concurrency: { type: "string" },
+      retries: { type: "string" },
+      json: { type: "boolean" },
+    });
+    const task = positionals[0];
+    if (task === undefined || positionals.length > 1) throw new UsageError("verify: name one task: switchyard verify <task> --samples <file.jsonl>");
+    if (values.samples === undefined) throw new UsageError("verify: --samples <file.jsonl> is required");
+    const concurrency = intFlag("verify", "concurrency", values.concurrency, 8);
+    if (concurrency < 1) throw new UsageError("verify: --concurrency must be at least 1");
+    const retries = intFlag("verify", "retries", values.retries, 2);
+
+    const config = loadConfig();
+    if (config.tasks[task] === undefined) {
+      throw new UsageError(`verify: no task "${task}" in ${configPath()} (tasks: ${Object.keys(config.tasks).join(", ")})`);
+    }
+    const samples = readSamples(values.samples, task);
+    const report = await verify(config, task, samples, values.samples, { concurrency, retries });
+    process.stdout.write(values.json ? `${JSON.stringify(report)}\n` : renderReport(report));
+    return report.passed ? 0 : 1;
+  },
+};
+
+/** Reads and validates a samples file; a bad line is a ConfigError naming the file and line. */
+export function readSamples(file: string, task: string): Sample[] {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new UsageError(`verify: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+  const samples: Sample[] = [];
+  const problems: ConfigError["problems"][number][] = [];
+  text.split(/\r?\n/).forEach((raw, i) => {
+    const line = i + 1;
+    if (raw.trim() === "") return;
+    const problem = (message: string, path = "") => problems.push({ path, line, column: 1, message });
+    let v: unknown;
+    try {
+      v = JSON.parse(raw);
+    } catch (err) {
+      return problem(`not JSON (${(err as Error).message})`);
+    }
+    if (!isRecord(v)) return problem("a sample must be a JSON object");
+    const wrapped = "job" in v && !("request" in v);
+    const jobValue = wrapped ? v.job : v;
+    const expected = wrapped ? v.expected : undefined;
+    if (wrapped && expected !== undefined && typeof expected !== "string" && !isRecord(expected)) {
+      return problem('"expected" must be a string (a label) or an object (fields of the JSON output)', "expected");
+    }
+    const parsed = JobSchema.safeParse(jobValue);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      return problem(issue.message, [...(wrapped ? ["job"] : []), ...issue.path.map(String)].join("."));
+    }
+    if (parsed.data.task !== undefined && parsed.data.task !== task) return problem(`the job is for task "${parsed.data.task}", not "${task}"`, "task");
+    samples.push({ line, request: parsed.data.request, expected: expected as Expected | undefined });
+  });
+  if (problems.length > 0) throw new ConfigError(file, problems);
+  if (samples.length === 0) throw new UsageError(`verify: ${file} holds no samples`);
+  return samples;
+}
+
+interface Outcome {
+  passed: boolean;
+  /** True/false when the sample has an expected answer and the answer passed the check. */
+  agreed: boolean | undefined;
+  latencyMs: number | undefined;
+  costUsd: number;
+  usageEstimated: boolean;
+  calls: AttemptOutcome[];
+  /** Why it failed or disagreed, for the report's notes. */
+  note: string | undefined;
+}
+
+/** Runs every sample against every candidate of the task's tiers (each model once, at its first tier). */
+export async function verify(config: Config, task: string, samples: readonly Sample[], samplesFile: string, opts: VerifyOptions): Promise<VerifyReport> {
+  const taskConfig = config.tasks[task]!;
+  const catalog = buildCatalog(config);
+  const check = compileOutputCheck(taskConfig.output);
+  const floor = taskConfig.output?.min_pass_rate ?? 0.95;
+  const candidates: { model: ModelInfo; tier: number }[] = [];
+  catalog.tasks.get(task)!.tiers.forEach((tier, i) => {
+    for (const id of tier.models) {
+      if (!candidates.some((c) => c.model.id === id)) candidates.push({ model: catalog.models.get(id)!, tier: i });
+    }
+  });
+
+  const clients = new Map<string, ProviderClient>();
+  try {
+    const models: ModelReport[] = [];
+    for (const { model, tier } of candidates) {
+      const provider = config.providers[model.provider]!;
+      let client = clients.get(model.provider);
+      if (!client) clients.set(model.provider, (client = createProviderClient(provider)));
+      const call = callModel(model, provider.dialect, { provider: model.provider, upstream: model.upstream, apiKey: provider.api_key }, client, provider.timeout_ms, check, opts.retries);
+      const outcomes = await pool(samples, opts.concurrency, call);
+      models.push(summarise(model, tier, provider.dialect, samples, outcomes, floor));
+    }
+    return { task, samplesFile, samples: samples.length, floor, models, passed: models.every((m) => !m.belowFloor) };
+  } finally {
+    await Promise.all([...clients.values()].map((c) => c.close().catch(() => {})));
+  }
+}
+
+function callModel(model: ModelInfo, dialect: Dialect, target: ProviderTarget, client: ProviderClient, timeoutMs: number, check: OutputCheck, retries: number) {
+  const adapter = ADAPTERS[dialect];
+  return async (sample: Sample): Promise<Outcome> => {
+    const calls: AttemptOutcome[] = [];
+    for (let attempt = 0; ; attempt++) {
+      const t0 = performance.now();
+      try {
+        const completion = adapter.fromResponse(await client.send(adapter.toRequest(sample.request, target), timeoutMs), sample.request);
+        const latencyMs = performance.now() - t0;
+        const costUsd = (completion.usage.prompt_tokens * model.inputPerMtok + completion.usage.completion_tokens * model.outputPerMtok) / 1e6;
+        const content = completion.response.choices[0]?.message.content ?? null;
+        const checked = check(content, sample.request);
+        const answered = { latencyMs, costUsd, usageEstimated: completion.usageEstimated };
+        if (!checked.ok) {
+          calls.push("invalid_output");
+          return { ...answered, passed: false, agreed: undefined, calls, note: `line ${sample.line}: invalid_output: ${checked.error}` };
+        }
+        calls.push("ok");
+        if (sample.expected === undefined) return { ...answered, passed: true, agreed: undefined, calls, note: undefined };
+        const got = checked.label ?? (checked.output !== undefined ? checked.output : (content ?? "").trim());
+        const agreed = agrees(sample.expected, got);
+        return { ...answered, passed: true, agreed, calls, note: agreed ? undefined : `line ${sample.line}: expected ${brief(sample.expected)}, got ${brief(got)}` };
+      } catch (err) {
+        if (!(err instanceof ProviderError)) throw err;
+        calls.push(err.kind);
+        if (!TRANSIENT.has(err.kind) || attempt >= retries) {
+          return { passed: false, agreed: undefined, latencyMs: undefined, costUsd: 0, usageEstimated: false, calls, note: `line ${sample.line}: ${err.kind}: ${err.message}` };
+        }
+        const backoff = RETRY_BASE_MS * 2 ** attempt * (0.8 + Math.random() * 0.4);
+        await sleep(Math.min(MAX_RETRY_WAIT_MS, err.retryAfterMs ?? backoff));
+      }
+    }
+  };
+}
+
+/** A string expectation matches the label or text exactly; an object's every field must deep-equal the output's. */
+function agrees(expected: Expected, got: unknown): boolean {
+  if (typeof expected === "string") return got === expected;
+  if (!isRecord(got)) return false;
+  return Object.entries(expected).every(([k, v]) => isDeepStrictEqual(got[k], v));
+}
+
+function summarise(model: ModelInfo, tier: number, dialect: Dialect, samples: readonly Sample[], results: Outcome[], floor: number): ModelReport {
+  const passed = results.filter((r) => r.passed).length;
+  const judgedResults = results.filter((r) => r.agreed !== undefined);
+  const agreed = judgedResults.filter((r) => r.agreed).length;
+  const latencies = results.flatMap((r) => (r.latencyMs === undefined ? [] : [r.latencyMs])).sort((a, b) => a - b);
+  const costUsd = results.reduce((s, r) => s + r.costUsd, 0);
+  const outcomes: Partial<Record<AttemptOutcome, number>> = {};
+  for (const r of results) for (const c of r.calls) outcomes[c] = (outcomes[c] ?? 0) + 1;
+  const passRate = passed / samples.length;
+  const agreement = judgedResults.length === 0 ? undefined : agreed / judgedResults.length;
+  const notes: string[] = [];
+  if (passRate < floor) notes.push(`pass rate ${pct(passRate)} < floor ${pct(floor)}`);
+  if (agreement !== undefined && agreement < floor) notes.push(`agreement ${pct(agreement)} < floor ${pct(floor)}`);
+  const firstFailure = results.find((r) => !r.passed)?.note;
+  const firstDisagreement = results.find((r) => r.agreed === false)?.note;
+  if (firstFailure) notes.push(`first failure: ${firstFailure}`);
+  if (firstDisagreement) notes.push(`first disagreement: ${firstDisagreement}`);
+  return {
+    model: model.id,
+    tier,
+    dialect,
+    samples: samples.length,
+    passed,
+    passRate,
+    judged: judgedResults.length,
+    agreed,
+    agreement,
+    latencyMs: latencies.length === 0 ? undefined : { p50: Math.round(percentile(latencies, 50)), p95: Math.round(percentile(latencies, 95)) },
+    costUsd,
+    costPerJobUsd: costUsd / samples.length,
+    estimatedUsageCalls: results.filter((r) => r.usageEstimated).length,
+    outcomes,
+    belowFloor: passRate < floor || (agreement !== undefined && agreement < floor),
+    notes,
+  };
+}
+
+export function renderReport(r: VerifyReport): string {
+  const rows = r.models.map((m) => {
+    const star = m.estimatedUsageCalls > 0 ? "*" : "";
+    const failures = ATTEMPT_OUTCOMES.filter((o) => o !== "ok" && m.outcomes[o]).map((o) => `${o} ${m.outcomes[o]}`);
+    return [
+      String(m.tier),
+      m.model,
+      m.dialect,
+      String(m.samples),
+      `${pct(m.passRate)} (${m.passed}/${m.samples})`,
+      m.agreement === undefined ? "–" : `${pct(m.agreement)} (${m.agreed}/${m.judged})`,
+      m.latencyMs ? `${m.latencyMs.p50} ms` : "–",
+      m.latencyMs ? `${m.latencyMs.p95} ms` : "–",
+      `${m.costUsd.toFixed(6)}${star}`,
+      `${m.costPerJobUsd.toFixed(8)}${star}`,
+      failures.length ? failures.join(", ") : "–",
+      m.belowFloor ? "FAIL" : "ok",
+    ];
+  });
+  const out = [
+    `verify ${r.task}: ${r.samples} samples from ${r.samplesFile}, ${r.models.length} models, floor ${pct(r.floor)}\n\n`,
+    table(["tier", "model", "dialect", "samples", "pass", "agreement", "p50", "p95", "cost (USD)", "per job", "failed calls", "verdict"], rows),
+  ];
+  const estimated = r.models.filter((m) => m.estimatedUsageCalls > 0);
+  if (estimated.length > 0) {
+    out.push(`* usage estimated (the provider sent none) for ${estimated.map((m) => `${m.model}: ${m.estimatedUsageCalls} calls`).join(", ")}\n`);
+  }
+  out.push("\n");
+  for (const m of r.models) {
+    if (m.belowFloor) out.push(`FAIL ${m.model} (tier ${m.tier}): ${m.notes.join("; ")}\n`);
+  }
+  const failing = r.models.filter((m) => m.belowFloor).length;
+  out.push(failing === 0 ? `All ${r.models.length} models meet the floor of ${pct(r.floor)}.\n` : `${failing} of ${r.models.length} models fall below the floor of ${pct(r.floor)}.\n`);
+  return out.join("");
+}
+
+/** Runs `fn` over `items` with at most `limit` at once, results in input order. */
+async function pool<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+function percentile(sorted: readonly number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+function pct(x: number): string {
+  return `${(x * 100).toFixed(1)}%`;
+}
+
+function brief(v: unknown): string {
+  const s = JSON.stringify(v) ?? String(v);
+  return s.length > 80 ? `${s.slice(0, 80)}…` : s;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
