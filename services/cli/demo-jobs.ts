@@ -41,10 +41,11 @@ export interface DemoJob {
 export function demoJobs(runId: string, perTask: number): DemoJob[] {
   const jobs: DemoJob[] = [];
   const add = (task: string, id: string, body: unknown) => jobs.push({ subject: `jobs.${task}`, msgId: id, payload: typeof body === "string" ? body : JSON.stringify(body) });
+  // Interleaved, so each phase of the demo sees both tasks.
   for (let i = 0; i < perTask; i++) {
-    const id = `${runId}-mod-${i}`;
-    add("moderation", id, {
-      id,
+    const mod = `${runId}-mod-${i}`;
+    add("moderation", mod, {
+      id: mod,
       request: {
         model: "auto",
         messages: [
@@ -57,11 +58,9 @@ export function demoJobs(runId: string, perTask: number): DemoJob[] {
       },
       metadata: { demo: runId, tenant: i % 2 ? "acme" : "globex" },
     });
-  }
-  for (let i = 0; i < perTask; i++) {
-    const id = `${runId}-cls-${i}`;
-    add("classification", id, {
-      id,
+    const cls = `${runId}-cls-${i}`;
+    add("classification", cls, {
+      id: cls,
       request: {
         messages: [
           { role: "system", content: `Classify the support ticket. Labels: ${DEMO_LABELS.join(", ")}` },

@@ -56,7 +56,7 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
     process.env.SIM_PROVIDER_URL = simUrl;
     const file = configPath();
     const config = loadConfig(file);
-    const pricing = await startPricing({ natsUrl, config, logger: opts.logger.child({ service: "pricing" }), priceFile: opts.priceFile });
+    const pricing = await startPricing({ natsUrl, config, logger: opts.logger.child({ service: "pricing" }), priceFile: opts.priceFile, configFile: file });
     started.push({ stop: () => pricing.stop() });
     const routers: RunningRouter[] = [];
     for (let i = 0; i < opts.workers; i++) {

@@ -31,7 +31,7 @@ export const DEFAULT_HEALTH_POLICY: HealthPolicy = {
   recoverErrorRate: 0.1,
   degradedRateLimitRate: 0.5,
   downConsecutive: 5,
-  cooldownMs: 5_000,
+  cooldownMs: 2_000,
   maxCooldownMs: 300_000,
   maxEvents: 2_000,
 };

@@ -33,6 +33,8 @@ export interface PricingDeps {
 export interface PricingService {
   start(): Promise<void>;
   stop(): Promise<void>;
+  /** Takes the config's prices and models from now on (a YAML edit is a price source too). */
+  reload(config: Config): void;
   isLeader(): boolean;
   readonly id: string;
 }
@@ -45,8 +47,8 @@ const PROBE_TIMEOUT_MS = 5_000;
 
 export function createPricingService({ nc, config, logger, priceFile, healthPolicy = DEFAULT_HEALTH_POLICY, clock = Date.now }: PricingDeps): PricingService {
   const id = `pricing-${nuid.next().slice(-10)}`;
-  const catalog: Catalog = buildCatalog(config);
-  const configSetAt = clock();
+  let catalog: Catalog = buildCatalog(config);
+  let configSetAt = clock();
   const health = new Map<string, ModelHealth>();
   for (const modelId of catalog.models.keys()) health.set(modelId, new ModelHealth(healthPolicy));
   const overrides = new Map<string, PriceOverride>();
@@ -62,6 +64,7 @@ export function createPricingService({ nc, config, logger, priceFile, healthPoli
   const timers: NodeJS.Timeout[] = [];
   let stopWatch: (() => void) | undefined;
   let badTelemetry = 0;
+  let currentConfig = config;
   let lastHeartbeat = 0;
 
   function recomputePrices(reason: string): void {
@@ -129,7 +132,7 @@ export function createPricingService({ nc, config, logger, priceFile, healthPoli
     if (probing.has(modelId)) return;
     probing.add(modelId);
     const m = catalog.models.get(modelId)!;
-    const provider = config.providers[m.provider]!;
+    const provider = currentConfig.providers[m.provider]!;
     let client = clients.get(m.provider);
     if (!client) clients.set(m.provider, (client = createProviderClient({ base_url: provider.base_url, max_concurrency: 2 })));
     const adapter = ADAPTERS[provider.dialect];
@@ -183,8 +186,20 @@ export function createPricingService({ nc, config, logger, priceFile, healthPoli
     }
   }
 
+  function reload(next: Config): void {
+    currentConfig = next;
+    catalog = buildCatalog(next);
+    configSetAt = clock();
+    for (const modelId of catalog.models.keys()) if (!health.has(modelId)) health.set(modelId, new ModelHealth(healthPolicy));
+    for (const modelId of [...health.keys()]) if (!catalog.models.has(modelId)) health.delete(modelId);
+    for (const c of clients.values()) void c.close().catch(() => {});
+    clients.clear();
+    recomputePrices("config reloaded");
+  }
+
   return {
     id,
+    reload,
     isLeader: () => leader,
     async start() {
       buckets = await openBuckets(nc, config);

@@ -1,8 +1,10 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { DeliverPolicy, jetstream, type JetStreamClient } from "@nats-io/jetstream";
 import { nuid } from "@nats-io/transport-node";
 import type { DeadLetter, Result } from "../../../shared/contract/job.ts";
 import { STREAMS } from "../../../shared/contract/subjects.ts";
 import { createLogger } from "../../../shared/log.ts";
+import { openBuckets } from "../../../shared/nats/buckets.ts";
 import { connectNats } from "../../../shared/nats/connect.ts";
 import { buildCatalog } from "../../../shared/routing/catalog.ts";
 import { intFlag, parse } from "../args.ts";
@@ -15,16 +17,18 @@ import type { Command } from "./types.ts";
 export const demoCommand: Command = {
   name: "demo",
   summary: "the embedded demo (npm start): the whole stack, 1,200+ jobs, a summary",
-  usage: `switchyard demo [--jobs-per-task 600] [--workers 2] [--timeout 120]
+  usage: `switchyard demo [--jobs-per-task 600] [--workers 2] [--rate 100] [--timeout 120]
 
 Starts a local nats-server (or uses NATS_URL), the sim-provider with three providers at
 different prices (one flaky) and router workers; publishes moderation and classification
-jobs plus a few broken ones; waits until every job has ended as a result or a dead letter;
+jobs plus a few broken ones at --rate jobs/s (100), and while they run drops swift's price,
+then takes budget down and brings it back; waits until every job has ended as a result or a dead letter;
 prints where the jobs went, what they cost and lost = published − results − dead letters.
 Exits 0 when nothing was lost.`,
   async run(argv) {
-    const { values } = parse("demo", argv, { "jobs-per-task": { type: "string" }, workers: { type: "string" }, timeout: { type: "string" } });
+    const { values } = parse("demo", argv, { "jobs-per-task": { type: "string" }, workers: { type: "string" }, timeout: { type: "string" }, rate: { type: "string" } });
     const perTask = intFlag("demo", "jobs-per-task", values["jobs-per-task"], 600);
+    const rate = intFlag("demo", "rate", values.rate, 100);
     const timeoutMs = intFlag("demo", "timeout", values.timeout, 120) * 1000;
     const logger = createLogger("demo", process.env.LOG_LEVEL ?? "error");
     const out = process.stdout;
@@ -39,14 +43,30 @@ Exits 0 when nothing was lost.`,
       const t0 = Date.now();
       const collected = collect(js, runId, startTime, jobs.length);
 
+      // The market moves while the batch runs: a price drop, then an outage and its end.
+      const { prices } = await openBuckets(nc, stack.config);
+      const events: DemoEvent[] = [
+        { at: 0.25, name: "swift/mini price drop to $0.02/$0.08", run: () => prices.put("swift/mini", JSON.stringify({ input_per_mtok: 0.02, output_per_mtok: 0.08, set_at: new Date().toISOString() })) },
+        { at: 0.45, name: "budget outage (every call 503)", run: () => stack.sim.control("budget", "budget-lite-1", { outage: "503" }) },
+        { at: 0.57, name: "budget recovered", run: () => stack.sim.control("budget", "budget-lite-1", { outage: null }) },
+      ];
+      const phaseOf = new Map<string, number>();
+      let phase = 0;
       const pub = progress("published", jobs.length);
       const pending = new Set<Promise<unknown>>();
       let published = 0;
-      for (const j of jobs) {
+      for (const [i, j] of jobs.entries()) {
+        while (phase < events.length && i >= events[phase]!.at * jobs.length) {
+          await events[phase]!.run();
+          phase++;
+        }
+        phaseOf.set(j.msgId, phase);
         const p = js.publish(j.subject, j.payload, { msgID: j.msgId }).then(() => pub.update(++published));
         pending.add(p);
         void p.finally(() => pending.delete(p));
         if (pending.size >= 256) await Promise.race(pending);
+        const ahead = ((i + 1) / rate) * 1000 - (Date.now() - t0);
+        if (ahead > 1) await sleep(ahead);
       }
       await Promise.all(pending);
       pub.finish();
@@ -59,7 +79,9 @@ Exits 0 when nothing was lost.`,
       done.finish(finished ? "" : "timed out");
       const elapsed = (Date.now() - t0) / 1000;
       collected.stop();
-      const lost = report(out, { published, elapsedS: elapsed, results: collected.results, deadLetters: collected.deadLetters, catalog: buildCatalog(stack.config) });
+      const catalog = buildCatalog(stack.config);
+      reportPhases(out, ["steady", ...events.map((e) => e.name)], collected.results, phaseOf);
+      const lost = report(out, { published, elapsedS: elapsed, results: collected.results, deadLetters: collected.deadLetters, catalog });
       return lost === 0 ? 0 : 1;
     } finally {
       await nc.drain().catch(() => {});
@@ -67,6 +89,35 @@ Exits 0 when nothing was lost.`,
     }
   },
 };
+
+interface DemoEvent {
+  /** Fraction of the jobs published before it happens. */
+  readonly at: number;
+  readonly name: string;
+  run(): unknown;
+}
+
+/** Which model served the jobs published in each phase: the traffic shift, and its reversal. */
+function reportPhases(out: NodeJS.WriteStream, phases: string[], results: Result[], phaseOf: ReadonlyMap<string, number>): void {
+  const models = [...new Set(results.map((r) => `${r.provider}/${r.model}`))].sort();
+  const counts = phases.map(() => new Map<string, number>());
+  for (const r of results) {
+    const c = counts[phaseOf.get(r.id) ?? 0]!;
+    const key = `${r.provider}/${r.model}`;
+    c.set(key, (c.get(key) ?? 0) + 1);
+  }
+  out.write("\nTraffic by phase (jobs published in the phase, by the model that served them)\n");
+  out.write(
+    table(
+      ["phase", ...models],
+      phases.map((name, i) => {
+        const c = counts[i]!;
+        const total = [...c.values()].reduce((a, b) => a + b, 0) || 1;
+        return [name, ...models.map((m) => `${c.get(m) ?? 0} (${(((c.get(m) ?? 0) / total) * 100).toFixed(0)}%)`)];
+      }),
+    ),
+  );
+}
 
 function collect(js: JetStreamClient, runId: string, since: Date, expected: number) {
   const results: Result[] = [];

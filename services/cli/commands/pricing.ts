@@ -22,7 +22,8 @@ Environment: NATS_URL, SWITCHYARD_CONFIG, SWITCHYARD_PRICES_FILE, LOG_LEVEL.`,
     const { values } = parse("pricing", argv, { "prices-file": { type: "string" } });
     const logger = createLogger("pricing");
     const priceFile = values["prices-file"] ?? process.env.SWITCHYARD_PRICES_FILE;
-    const running = await startPricing({ natsUrl: natsUrl(), config: loadConfig(configPath()), logger, priceFile: priceFile ? resolve(priceFile) : undefined });
+    const file = configPath();
+    const running = await startPricing({ natsUrl: natsUrl(), config: loadConfig(file), logger, priceFile: priceFile ? resolve(priceFile) : undefined, configFile: file });
     await untilSignal();
     await running.stop();
     logger.flush();
