@@ -6,7 +6,7 @@
 import { jetstream, type JetStreamClient, type JsMsg } from "@nats-io/jetstream";
 import { nuid, type NatsConnection } from "@nats-io/transport-node";
 import { ADAPTERS } from "../../shared/adapters/index.ts";
-import { ProviderError } from "../../shared/adapters/errors.ts";
+import { InvalidOutputError, ProviderError } from "../../shared/adapters/errors.ts";
 import type { Completion } from "../../shared/adapters/types.ts";
 import type { Config } from "../../shared/config/schema.ts";
 import type { Attempt, AttemptOutcome, DeadLetter, DlqReason, Job, Result } from "../../shared/contract/job.ts";
@@ -195,7 +195,9 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
         if (timeoutMs <= 0) break;
         try {
           const completion = await attempt(s, p.model, job, timeoutMs);
-          const output = checkOutput(job, completion);
+          const checked = policy.check(completion.response.choices[0]?.message.content ?? null, job.request);
+          // A failed check is the model's failure, so the next candidate tries.
+          if (!checked.ok) throw new InvalidOutputError(checked.error, { status: 200 });
           const latency = clock() - t0;
           live.local.succeeded(p.model.id, latency);
           report(p.model, "ok", 200, latency, completion.usage, t0);
@@ -208,8 +210,9 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
             provider: p.model.provider,
             model: p.model.name,
             response: completion.response,
-            ...(output === NO_OUTPUT ? {} : { output }),
+            ...(checked.output === undefined ? {} : { output: checked.output }),
             usage: completion.usage,
+            ...(completion.usageEstimated ? { usage_estimated: true as const } : {}),
             cost_usd: (completion.usage.prompt_tokens * p.inputPerMtok + completion.usage.completion_tokens * p.outputPerMtok) / 1e6,
             latency_ms: now - started,
             queued_ms: Math.max(0, started - m.info.timestampNanos / 1e6),
@@ -377,29 +380,6 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
   }
 
   return { run, stop, reload, stats, live };
-}
-
-const NO_OUTPUT = Symbol("no output");
-
-/**
- * The checked output: when the job asked for JSON, content that does not parse is the
- * provider's failure (an `invalid_output` attempt), never the caller's problem.
- */
-function checkOutput(job: Job, completion: Completion): unknown {
-  const format = job.request.response_format?.type;
-  if (format !== "json_object" && format !== "json_schema") return NO_OUTPUT;
-  const content = completion.response.choices[0]?.message.content ?? "";
-  try {
-    return JSON.parse(content);
-  } catch {
-    throw new InvalidOutput(`response_format ${format} was requested but the content is not JSON`);
-  }
-}
-
-class InvalidOutput extends ProviderError {
-  constructor(message: string) {
-    super("invalid_output", message, { status: 200 });
-  }
 }
 
 /** Provider error bodies sometimes echo the key they rejected. */

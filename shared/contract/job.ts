@@ -105,6 +105,8 @@ export const ResultSchema = z.object({
   response: z.looseObject({ object: z.literal("chat.completion") }),
   output: z.unknown().optional(),
   usage: UsageSchema,
+  /** Present (true) only when the provider sent no usage and the counts are Switchyard's estimate. */
+  usage_estimated: z.literal(true).optional(),
   cost_usd: z.number().nonnegative(),
   latency_ms: z.number().nonnegative(),
   queued_ms: z.number().nonnegative(),

@@ -5,6 +5,7 @@
 import type { Config, TierConfig } from "../config/schema.ts";
 import { splitModelId } from "../config/schema.ts";
 import { SwitchyardError } from "../errors.ts";
+import { compileOutputCheck, type OutputCheck } from "../acceptance/check.ts";
 
 export interface ModelInfo {
   /** `provider/model`, the id jobs and results use. */
@@ -39,6 +40,8 @@ export interface TaskPolicy {
   readonly allowModels: ReadonlySet<string> | undefined;
   /** Set when an environment variable pins the task (see `pinVariable`). */
   readonly pinnedBy: string | undefined;
+  /** The task's output acceptance, compiled once. */
+  readonly check: OutputCheck;
 }
 
 /** `SWITCHYARD_PIN_<TASK>`, the task upper-cased with `-` as `_`: e.g. SWITCHYARD_PIN_MODERATION. */
@@ -113,6 +116,7 @@ export function buildCatalog(cfg: Config, env: NodeJS.ProcessEnv = {}): Catalog 
       minQuality: t.min_quality,
       allowModels: t.allow_models ? new Set(t.allow_models.map((ref) => resolve(ref) as string)) : undefined,
       pinnedBy: pin ? `${pinName}=${pin}` : undefined,
+      check: compileOutputCheck(t.output),
     });
   }
   return { models, tasks, resolve };
