@@ -6,7 +6,7 @@
 import { jetstream, type JetStreamClient, type JsMsg } from "@nats-io/jetstream";
 import { nuid, type NatsConnection } from "@nats-io/transport-node";
 import { ADAPTERS } from "../../shared/adapters/index.ts";
-import { InvalidOutputError, ProviderError } from "../../shared/adapters/errors.ts";
+import { BadRequestError, InvalidOutputError, ProviderError } from "../../shared/adapters/errors.ts";
 import type { Completion } from "../../shared/adapters/types.ts";
 import type { Config } from "../../shared/config/schema.ts";
 import type { Attempt, AttemptOutcome, DeadLetter, DlqReason, Job, Result } from "../../shared/contract/job.ts";
@@ -232,7 +232,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
           attempts.push({ provider: p.model.provider, model: p.model.name, tier: p.tier, outcome: err.kind, http_status: err.status, latency_ms: now - t0, error: redact(err.message, s.targets.get(p.model.id)!.apiKey) });
           failures.push(err.kind);
           lastError = attempts[attempts.length - 1]!.error!;
-          if (err.kind === "bad_request" && (err as { contextLength?: boolean }).contextLength) minContextFailed = Math.min(minContextFailed, p.model.contextWindow);
+          if (err instanceof BadRequestError && err.contextLength) minContextFailed = Math.min(minContextFailed, p.model.contextWindow);
         }
       }
     }
