@@ -196,6 +196,13 @@ ${outputBlock}
     expect(err.problems[0]!.message).toContain("requird");
   });
 
+  it("accepts the JSON Schema idioms providers document: union types with null, keywords without a type", () => {
+    const cfg = parseConfig(yaml('      json_schema:\n        type: object\n        properties:\n          note: { type: [string, "null"], maxLength: 20 }\n          score: { minimum: 0 }'), "cfg.yaml", {});
+    const check = compileOutputCheck(cfg.tasks.extraction!.output);
+    expect(check('{"note":null,"score":1}', plain).ok).toBe(true);
+    expect(check('{"note":"ok","score":-1}', plain)).toEqual({ ok: false, error: "the answer does not match json_schema: /score: must be >= 0" });
+  });
+
   it("reports an invalid regular expression at its own line", () => {
     const err = errorOf(yaml('      forbidden_patterns:\n        - "ok"\n        - "(unclosed"'));
     expect(err.problems).toHaveLength(1);

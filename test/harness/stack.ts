@@ -86,11 +86,20 @@ export interface TestStack {
   close(): Promise<void>;
 }
 
-export async function startStack(opts: { routers?: number; router?: Parameters<typeof testConfigYaml>[1]; scenario?: string; ownServer?: boolean } = {}): Promise<TestStack> {
+export interface StackOptions {
+  routers?: number;
+  router?: Parameters<typeof testConfigYaml>[1];
+  scenario?: string;
+  ownServer?: boolean;
+  /** The whole config, given the sim-provider's URL; `testConfigYaml` when absent. */
+  configYaml?: (simUrl: string) => string;
+}
+
+export async function startStack(opts: StackOptions = {}): Promise<TestStack> {
   const nats = await startTestNats({ ownServer: opts.ownServer });
   const sim = createSimProvider(parseScenario(opts.scenario ?? TEST_SCENARIO, "test-scenario.yaml"));
   const simUrl = await sim.listen(0);
-  const configYaml = testConfigYaml(simUrl, opts.router);
+  const configYaml = opts.configYaml?.(simUrl) ?? testConfigYaml(simUrl, opts.router);
   const config = parseConfig(configYaml, "test-config.yaml", {});
   await provision(await jetstreamManager(nats.nc), config);
   const logger = createLogger("test-router", process.env.LOG_LEVEL ?? "silent");

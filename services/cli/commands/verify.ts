@@ -323,7 +323,7 @@ export function renderReport(r: VerifyReport): string {
   }
   out.push("\n");
   for (const m of r.models) {
-    if (m.belowFloor) out.push(`FAIL ${m.model} (tier ${m.tier}): ${m.notes.join("; ")}\n`);
+    if (m.notes.length > 0) out.push(`${m.belowFloor ? "FAIL" : "note"} ${m.model} (tier ${m.tier}): ${m.notes.join("; ")}\n`);
   }
   const failing = r.models.filter((m) => m.belowFloor).length;
   out.push(failing === 0 ? `All ${r.models.length} models meet the floor of ${pct(r.floor)}.\n` : `${failing} of ${r.models.length} models fall below the floor of ${pct(r.floor)}.\n`);
