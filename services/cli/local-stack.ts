@@ -1,12 +1,14 @@
 /**
  * The pieces `up` and the demo start in one process: a local nats-server when NATS_URL is
- * unset, the sim-provider, the pricing service and router workers. Each is the same code its own command runs.
+ * unset, the sim-provider, the pricing service, router workers and the gateway. Each is the
+ * same code its own command runs.
  */
 import { createServer } from "node:net";
 import { configPath, loadConfig } from "../../shared/config/load.ts";
 import type { Config } from "../../shared/config/schema.ts";
 import type { Logger } from "../../shared/log.ts";
 import { startNatsServer, type NatsServerHandle } from "../../shared/nats/server-process.ts";
+import { startGateway, type RunningGateway } from "../gateway/main.ts";
 import { startPricing, type RunningPricing } from "../pricing/main.ts";
 import { startRouter, type RunningRouter } from "../router/main.ts";
 import { runSimProvider } from "../sim-provider/main.ts";
@@ -21,6 +23,7 @@ export interface LocalStack {
   readonly config: Config;
   readonly routers: RunningRouter[];
   readonly pricing: RunningPricing;
+  readonly gateway: RunningGateway;
   stop(): Promise<void>;
 }
 
@@ -33,6 +36,10 @@ export interface LocalStackOptions {
   readonly workers: number;
   readonly logger: Logger;
   readonly priceFile?: string;
+  /** The gateway's `host:port` (default: the config's gateway.listen); a free port is used when that one is taken. */
+  readonly gatewayListen?: string;
+  /** Accepted by the gateway for tenant `dev` (SWITCHYARD_DEV_API_KEY), so a local trial needs no config edit. */
+  readonly devKey?: string;
 }
 
 export async function startLocalStack(opts: LocalStackOptions): Promise<LocalStack> {
@@ -64,17 +71,22 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
       routers.push(r);
       started.push({ stop: () => r.stop() });
     }
-    return { natsUrl, natsServer, sim, simUrl, config, routers, pricing, stop: stopAll };
+    const listen = opts.gatewayListen ?? config.gateway?.listen ?? "127.0.0.1:8080";
+    const [host, port] = [listen.slice(0, listen.lastIndexOf(":")), Number(listen.slice(listen.lastIndexOf(":") + 1))];
+    const free = port === 0 || (await portFree(port, host.replace(/^\[|\]$/g, "")));
+    const gateway = await startGateway({ natsUrl, config, logger: opts.logger.child({ service: "gateway" }), listen: free ? listen : `${host}:0`, devKey: opts.devKey });
+    started.push({ stop: () => gateway.stop() });
+    return { natsUrl, natsServer, sim, simUrl, config, routers, pricing, gateway, stop: stopAll };
   } catch (err) {
     await stopAll();
     throw err;
   }
 }
 
-function portFree(port: number): Promise<boolean> {
+function portFree(port: number, host = "127.0.0.1"): Promise<boolean> {
   return new Promise((resolve) => {
     const srv = createServer();
     srv.once("error", () => resolve(false));
-    srv.listen(port, "127.0.0.1", () => srv.close(() => resolve(true)));
+    srv.listen(port, host, () => srv.close(() => resolve(true)));
   });
 }

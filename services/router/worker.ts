@@ -8,10 +8,21 @@ import { nuid, type NatsConnection } from "@nats-io/transport-node";
 import { ADAPTERS } from "../../shared/adapters/index.ts";
 import { BadRequestError, InvalidOutputError, ProviderError } from "../../shared/adapters/errors.ts";
 import type { Completion } from "../../shared/adapters/types.ts";
-import type { Config } from "../../shared/config/schema.ts";
+import { GatewayConfigSchema, type Config } from "../../shared/config/schema.ts";
 import type { Attempt, AttemptOutcome, DeadLetter, DlqReason, Job, Result } from "../../shared/contract/job.ts";
 import { HeartbeatSchema, ModelStateSchema, type AttemptEvent } from "../../shared/contract/live.ts";
-import { dlqSubject, HEARTBEAT_KEY, resultSubject, ROUTER_DURABLE, STREAMS, TELEMETRY_SUBJECT } from "../../shared/contract/subjects.ts";
+import {
+  canonicalJobSubject,
+  dlqSubject,
+  HEARTBEAT_KEY,
+  INTERACTIVE_DURABLE,
+  isReplySubject,
+  REPLY_HEADER,
+  resultSubject,
+  ROUTER_DURABLE,
+  STREAMS,
+  TELEMETRY_SUBJECT,
+} from "../../shared/contract/subjects.ts";
 import type { Logger } from "../../shared/log.ts";
 import { openBuckets } from "../../shared/nats/buckets.ts";
 import type { ModelInfo } from "../../shared/routing/catalog.ts";
@@ -20,6 +31,7 @@ import { LocalHealth } from "../../shared/routing/health.ts";
 import { LiveState } from "../../shared/routing/live-state.ts";
 import { plan } from "../../shared/routing/planner.ts";
 import { intake } from "./intake.ts";
+import { laneSlots, pullSize, type Lane, type LaneHeld } from "./lanes.ts";
 import { createRoutingSetup, type RoutingSetup } from "./routing-setup.ts";
 
 export interface RouterDeps {
@@ -74,7 +86,10 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
   const inFlight = new Set<InFlight>();
   // Only this process's view: a redelivery that lands on another worker starts a fresh list.
   const history = new Map<number, Attempt[]>();
-  let wakeSlot: (() => void) | undefined;
+  // Each lane's jobs in flight plus its open pull; a lane with nothing to pull waits in `waiting`.
+  const held: LaneHeld = { interactive: 0, batch: 0 };
+  let interactiveBusy = false;
+  const waiting: Partial<Record<Lane, () => void>> = {};
   let idle: (() => void) | undefined;
   let stopping = false;
 
@@ -86,8 +101,10 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
   }, workingEvery);
   heartbeat.unref();
 
-  async function publishDeadLetter(subject: string, dl: DeadLetter): Promise<void> {
-    await js.publish(subject, JSON.stringify(dl), { msgID: dl.id });
+  async function publishDeadLetter(subject: string, dl: DeadLetter, m: JsMsg): Promise<void> {
+    const payload = JSON.stringify(dl);
+    await js.publish(subject, payload, { msgID: dl.id });
+    replyTo(m, payload);
     stats.deadLettered++;
     logger.warn({ id: dl.id, task: dl.task, reason: dl.reason, attempts: dl.attempts.length }, dl.error);
   }
@@ -113,6 +130,17 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
     return adapter.fromResponse(reply, job.request);
   }
 
+  /** After the outcome is stored: a gateway waiting on this job hears it at once. Core NATS, so a lost reply costs that caller a timeout, never the outcome. */
+  function replyTo(m: JsMsg, payload: string): void {
+    const to = m.headers?.get(REPLY_HEADER);
+    if (!to || !isReplySubject(to)) return;
+    try {
+      nc.publish(to, payload);
+    } catch {
+      // A closed connection: the outcome is in its stream all the same.
+    }
+  }
+
   /** Fire-and-forget on core NATS: telemetry lost while the pricing service is away costs nothing. */
   function report(model: ModelInfo, outcome: AttemptOutcome, status: number | null, latencyMs: number, usage: Completion["usage"] | undefined, at: number): void {
     const event: AttemptEvent = {
@@ -134,7 +162,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
   async function handle(m: JsMsg, started: number): Promise<void> {
     const s = setup;
     const catalog = s.catalog;
-    const got = intake(m.subject, m.headers?.get("Nats-Msg-Id") || undefined, m.data, {
+    const got = intake(canonicalJobSubject(m.subject), m.headers?.get("Nats-Msg-Id") || undefined, m.data, {
       maxBytes: router.max_job_bytes,
       isKnownTask: (t) => catalog.tasks.has(t),
       newId: () => nuid.next(),
@@ -150,7 +178,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
         job: got.job,
         metadata: got.metadata,
         failed_at: new Date(clock()).toISOString(),
-      });
+      }, m);
       m.ack();
       return;
     }
@@ -162,19 +190,19 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
     const attempts: Attempt[] = history.get(seq) ?? [];
     history.delete(seq);
     if (deadline !== undefined && started >= deadline) {
-      await publishDeadLetter(dlqSubject(job.task), deadLetter(job, "deadline_exceeded", `The deadline ${job.deadline} had passed when the job was picked up.`, attempts));
+      await publishDeadLetter(dlqSubject(job.task), deadLetter(job, "deadline_exceeded", `The deadline ${job.deadline} had passed when the job was picked up.`, attempts), m);
       m.ack();
       return;
     }
     if (delivery > policy.maxDeliveries) {
-      await publishDeadLetter(dlqSubject(job.task), deadLetter(job, "exhausted", `Delivered ${delivery} times without completing; its budget is ${policy.maxDeliveries}.`, attempts));
+      await publishDeadLetter(dlqSubject(job.task), deadLetter(job, "exhausted", `Delivered ${delivery} times without completing; its budget is ${policy.maxDeliveries}.`, attempts), m);
       m.ack();
       return;
     }
 
     const planned = plan({ policy, catalog, view: live, job, now: started, random });
     if (planned.kind === "none") {
-      await publishDeadLetter(dlqSubject(job.task), deadLetter(job, planned.reason, planned.error, attempts));
+      await publishDeadLetter(dlqSubject(job.task), deadLetter(job, planned.reason, planned.error, attempts), m);
       m.ack();
       return;
     }
@@ -220,7 +248,9 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
             metadata: job.metadata ?? {},
             completed_at: new Date(now).toISOString(),
           };
-          await js.publish(resultSubject(job.task), JSON.stringify(result), { msgID: job.id });
+          const payload = JSON.stringify(result);
+          await js.publish(resultSubject(job.task), payload, { msgID: job.id });
+          replyTo(m, payload);
           stats.succeeded++;
           m.ack();
           return;
@@ -256,11 +286,11 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
       m.nak(decision.delayMs);
       return;
     }
-    await publishDeadLetter(dlqSubject(job.task), deadLetter(job, decision.reason, decision.error, attempts));
+    await publishDeadLetter(dlqSubject(job.task), deadLetter(job, decision.reason, decision.error, attempts), m);
     m.ack();
   }
 
-  function dispatch(m: JsMsg): void {
+  function dispatch(m: JsMsg, lane: Lane): void {
     const entry = { m, started: clock() };
     inFlight.add(entry);
     stats.inFlight++;
@@ -277,18 +307,12 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
       .finally(() => {
         inFlight.delete(entry);
         stats.inFlight--;
-        const w = wakeSlot;
-        wakeSlot = undefined;
-        w?.();
+        held[lane]--;
+        wake();
         if (stats.inFlight === 0) idle?.();
       });
   }
 
-  /**
-   * Pulls with `fetch` sized to the free handler slots rather than `consume`'s standing
-   * prefetch: no job waits in a client buffer while its ack_wait runs (NATS-NOTES), and on
-   * stop the last pull is allowed to end, so no job is left delivered to nobody.
-   */
   /** Keeps `live` in step with the pricing service's KV entries, and says when it goes quiet. */
   async function watchLiveState(): Promise<void> {
     const { models } = await openBuckets(nc, config);
@@ -328,36 +352,68 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
     }
   }
 
-  async function run(): Promise<void> {
-    void watchLiveState().catch((err: unknown) => logger.error({ err: (err as Error).message }, "live state watch failed; routing on configured prices and local health"));
-    const consumer = await js.consumers.get(STREAMS.jobs, ROUTER_DURABLE);
+  /** Capacity changed: the interactive lane looks first, so a freed slot goes to it before the batch lane. */
+  function wake(): void {
+    for (const lane of ["interactive", "batch"] as const) {
+      const w = waiting[lane];
+      waiting[lane] = undefined;
+      w?.();
+    }
+  }
+
+  /**
+   * One lane's pull loop. Pulls with `fetch` sized to the slots the lane may take (lanes.ts)
+   * rather than `consume`'s standing prefetch: no job waits in a client buffer while its
+   * ack_wait runs (NATS-NOTES), and on stop the last pull is allowed to end, so no job is
+   * left delivered to nobody. A pull's size is held until it ends, so the two lanes together
+   * never exceed max_in_flight.
+   */
+  async function pullLane(lane: Lane, durable: string): Promise<void> {
+    const consumer = await js.consumers.get(STREAMS.jobs, durable);
+    const slots = laneSlots(router.max_in_flight, (config.gateway ?? GatewayConfigSchema.parse({})).lanes);
     let failures = 0;
     while (!stopping) {
-      const free = router.max_in_flight - stats.inFlight;
-      if (free <= 0) {
-        await new Promise<void>((r) => (wakeSlot = r));
+      const size = Math.min(FETCH_MAX, pullSize(lane, slots, held, interactiveBusy));
+      if (size <= 0) {
+        await new Promise<void>((r) => (waiting[lane] = r));
         continue;
       }
+      held[lane] += size;
+      let got = 0;
+      let backoffMs = 0;
       try {
-        const batch = await consumer.fetch({ max_messages: Math.min(free, FETCH_MAX), expires: FETCH_EXPIRES_MS });
+        const batch = await consumer.fetch({ max_messages: size, expires: FETCH_EXPIRES_MS });
         for await (const m of batch) {
+          got++;
           stats.received++;
-          if (stopping) m.nak();
-          else dispatch(m);
+          if (stopping) {
+            m.nak();
+            held[lane]--;
+          } else dispatch(m, lane);
         }
         failures = 0;
       } catch (err) {
         if (stopping) break;
         failures++;
-        logger.warn({ err: (err as Error).message, failures }, "pulling jobs failed; retrying");
-        await new Promise((r) => setTimeout(r, Math.min(5_000, 100 * 2 ** failures)));
+        logger.warn({ err: (err as Error).message, failures, lane }, "pulling jobs failed; retrying");
+        backoffMs = Math.min(5_000, 100 * 2 ** failures);
+      } finally {
+        held[lane] -= size - got;
+        if (lane === "interactive") interactiveBusy = got === size;
+        wake();
       }
+      if (backoffMs > 0) await new Promise((r) => setTimeout(r, backoffMs));
     }
+  }
+
+  async function run(): Promise<void> {
+    void watchLiveState().catch((err: unknown) => logger.error({ err: (err as Error).message }, "live state watch failed; routing on configured prices and local health"));
+    await Promise.all([pullLane("interactive", INTERACTIVE_DURABLE), pullLane("batch", ROUTER_DURABLE)]);
   }
 
   async function stop(): Promise<void> {
     stopping = true;
-    wakeSlot?.();
+    wake();
     if (stats.inFlight > 0) {
       await Promise.race([
         new Promise<void>((r) => (idle = r)),

@@ -38,6 +38,8 @@ const errorFields = {
   rate_truncated: probability,
   /** Share of requests whose socket is destroyed without any response. */
   rate_reset: probability,
+  /** Share of requests answered 200 at once whose (complete, valid) body then arrives in small pieces spread over `slow_body_ms`. */
+  rate_slow_body: probability,
   /** Whole seconds to wait, sent on every 429 (scripted or forced by an outage) as `Retry-After`, or by Gemini as `RetryInfo.retryDelay`. */
   retry_after_s: z.int().nonnegative(),
 };
@@ -52,6 +54,7 @@ export const ErrorRatesSchema = z
     rate_malformed: errorFields.rate_malformed.default(0),
     rate_truncated: errorFields.rate_truncated.default(0),
     rate_reset: errorFields.rate_reset.default(0),
+    rate_slow_body: errorFields.rate_slow_body.default(0),
     retry_after_s: errorFields.retry_after_s.default(1),
   })
   .refine((e) => faultRate(e) <= 1, { message: "the fault rates must add up to at most 1" });
@@ -59,7 +62,7 @@ export type ErrorRates = z.output<typeof ErrorRatesSchema>;
 
 /** The share of requests that fail, all faults together. */
 export function faultRate(e: Record<Exclude<keyof typeof errorFields, "retry_after_s">, number>): number {
-  return e.rate_429 + e.rate_500 + e.rate_503 + e.rate_hang + e.rate_malformed + e.rate_truncated + e.rate_reset;
+  return e.rate_429 + e.rate_500 + e.rate_503 + e.rate_hang + e.rate_malformed + e.rate_truncated + e.rate_reset + e.rate_slow_body;
 }
 
 export const ModelBehaviourSchema = z.strictObject({
@@ -74,10 +77,13 @@ export const ModelBehaviourSchema = z.strictObject({
     rate_malformed: 0,
     rate_truncated: 0,
     rate_reset: 0,
+    rate_slow_body: 0,
     retry_after_s: 1,
   }),
   /** How long a hanging request holds its socket before destroying it. Default 120000 (two minutes: past any sane client timeout). */
   hang_ms: z.int().positive().default(120_000),
+  /** How long a slow body takes from its first piece to its last. Default 10000. */
+  slow_body_ms: z.int().positive().default(10_000),
   /**
    * Prompt plus completion tokens the model accepts. A request whose estimated prompt
    * tokens plus `max_tokens` exceed it gets 400 as each API words it: OpenAI
@@ -128,6 +134,8 @@ export const BehaviourOverrideSchema = z.strictObject({
   errors: z.strictObject(errorFields).partial().optional(),
   /** Replaces the hang duration. */
   hang_ms: z.int().positive().optional(),
+  /** Replaces the slow-body duration. */
+  slow_body_ms: z.int().positive().optional(),
 });
 export type BehaviourOverride = z.input<typeof BehaviourOverrideSchema>;
 

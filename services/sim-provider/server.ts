@@ -37,6 +37,8 @@ export interface ModelCounters {
   resets: number;
   malformed: number;
   truncated: number;
+  /** Answers whose body was sent slowly (`rate_slow_body`). */
+  slow: number;
 }
 
 export interface ModelView {
@@ -105,7 +107,7 @@ interface ProviderState {
   readonly modelList: string;
 }
 
-type Fault = Outage | "500" | "malformed" | "truncated";
+type Fault = Outage | "500" | "malformed" | "truncated" | "slow_body";
 
 interface ChatRoute {
   readonly dialect: SimDialect;
@@ -284,6 +286,33 @@ export function createSimProvider(scenario: Scenario, opts: SimProviderOptions =
         res.write(full.subarray(0, full.length >> 1), () => req.socket.destroy());
         return;
       }
+      case "slow_body": {
+        m.counters.slow++;
+        tally(m.counters.responses, 200);
+        const full = Buffer.from(completionBody(m, dialect, request, promptTokens));
+        res.writeHead(200, { "content-type": JSON_TYPE, "content-length": full.length });
+        // Ten pieces, so the gap between two is a tenth of the duration: a client that only
+        // times out an idle body never notices, one that bounds the whole call does.
+        const pieces = Math.min(10, full.length);
+        const step = Math.ceil(full.length / pieces);
+        let sent = 0;
+        const next = () => {
+          const timer = setTimeout(() => {
+            timers.delete(timer);
+            if (res.destroyed) return;
+            const end = Math.min(full.length, sent + step);
+            const chunk = full.subarray(sent, end);
+            sent = end;
+            if (sent < full.length) {
+              res.write(chunk);
+              next();
+            } else res.end(chunk);
+          }, m.behaviour.slow_body_ms / pieces);
+          timers.add(timer);
+        };
+        next();
+        return;
+      }
     }
   }
 
@@ -298,6 +327,7 @@ export function createSimProvider(scenario: Scenario, opts: SimProviderOptions =
     if (u < (edge += e.rate_malformed)) return "malformed";
     if (u < (edge += e.rate_truncated)) return "truncated";
     if (u < (edge += e.rate_reset)) return "reset";
+    if (u < (edge += e.rate_slow_body)) return "slow_body";
     return undefined;
   }
 
@@ -366,6 +396,7 @@ export function createSimProvider(scenario: Scenario, opts: SimProviderOptions =
       errors,
       latency_ms: o.latency_ms ?? m.behaviour.latency_ms,
       hang_ms: o.hang_ms ?? m.behaviour.hang_ms,
+      slow_body_ms: o.slow_body_ms ?? m.behaviour.slow_body_ms,
     };
     if (o.outage !== undefined) m.outage = o.outage;
     return view(m);
@@ -457,7 +488,7 @@ function tally(counts: Record<string, number>, status: number): void {
 }
 
 function zeroCounters(): ModelCounters {
-  return { requests: 0, responses: {}, hangs: 0, resets: 0, malformed: 0, truncated: 0 };
+  return { requests: 0, responses: {}, hangs: 0, resets: 0, malformed: 0, truncated: 0, slow: 0 };
 }
 
 function copyCounters(c: ModelCounters): ModelCounters {

@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { TASK_PATTERN } from "../contract/subjects.ts";
+import { gatewayConfigSchema } from "./gateway-schema.ts";
 import { OutputConfigSchema } from "./output-schema.ts";
 
 const NAME = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
@@ -129,6 +130,9 @@ export const RouterConfigSchema = z.strictObject({
   shutdown_grace: duration.default(10_000),
 });
 
+/** The OpenAI-compatible gateway and its priority lanes (see `gateway-schema.ts`). */
+export const GatewayConfigSchema = gatewayConfigSchema({ duration, size });
+
 export const ConfigSchema = z
   .strictObject({
     streams: StreamsConfigSchema.default(StreamsConfigSchema.parse({})),
@@ -137,6 +141,7 @@ export const ConfigSchema = z
     /** Short names for models: `small: budget/lite`. A job's `request.model` may name one. */
     aliases: z.record(z.string().min(1), z.string().min(1)).default({}),
     tasks: z.record(z.string().regex(TASK_PATTERN, "task name must match [a-z0-9_-]{1,64}"), TaskConfigSchema),
+    gateway: GatewayConfigSchema.optional(),
   })
   .superRefine((cfg, ctx) => {
     const known = (ref: string) => {

@@ -54,3 +54,46 @@ export function taskOfSubject(subject: string): string | null {
   const task = subject.slice(prefix.length);
   return TASK_PATTERN.test(task) ? task : null;
 }
+
+/**
+ * Priority lanes. `jobs.<task>` (wire contract v1) is the batch lane; the interactive lane
+ * is `ijobs.<task>`, the same job shape, captured by the same JOBS stream and pulled through
+ * its own durable consumer, so a worker can serve it first (README, "Gateway").
+ */
+export const INTERACTIVE_SUBJECT = "ijobs";
+export const INTERACTIVE_DURABLE = "router-interactive";
+export const interactiveJobSubject = (task: string) => `${INTERACTIVE_SUBJECT}.${task}`;
+
+/** A job subject of either lane as its `jobs.…` form, so intake treats both lanes alike. */
+export function canonicalJobSubject(subject: string): string {
+  return subject.startsWith(`${INTERACTIVE_SUBJECT}.`) ? `${SUBJECTS.jobs}.${subject.slice(INTERACTIVE_SUBJECT.length + 1)}` : subject;
+}
+
+/**
+ * A job may carry this header naming a core-NATS subject under REPLY_PREFIX: after storing
+ * the result (or dead letter), the router also publishes it there. A gateway instance listens
+ * on its own subject, so it receives only the outcomes of its own requests.
+ */
+export const REPLY_HEADER = "Switchyard-Reply-To";
+export const REPLY_PREFIX = "switchyard.reply.";
+
+/** Only plain subjects under REPLY_PREFIX: a job must not make the router publish anywhere else. */
+export function isReplySubject(subject: string): boolean {
+  return subject.startsWith(REPLY_PREFIX) && /^[A-Za-z0-9_.-]{1,200}$/.test(subject) && !subject.includes("..") && !subject.endsWith(".");
+}
+
+/**
+ * The gateway's Batch API state. FILES: an object store of uploaded and produced files.
+ * BATCHES: one KV entry per batch (its OpenAI batch object plus bookkeeping).
+ * BATCH_LINES: each finished line of a batch, `batchlines.<batch>.ok|err`, until the batch's
+ * output and error files are written; `batchlines.<batch>.seqs` records the JOBS sequences a
+ * batch published, so a cancel can withdraw the ones not yet served.
+ */
+export const GATEWAY_BUCKETS = {
+  files: "switchyard-files",
+  batches: "switchyard-batches",
+} as const;
+export const BATCH_LINES_STREAM = "BATCH_LINES";
+export const BATCH_LINES_SUBJECT = "batchlines";
+/** The durable consumers (one on RESULTS, one on DLQ) every gateway shares to collect batch outcomes. */
+export const GATEWAY_BATCH_DURABLE = "gateway-batches";

@@ -1,7 +1,7 @@
 /**
- * Idempotent provisioning of the three streams and the router's durable consumer. Every
- * service calls it at start-up, so the first one up creates them and later ones converge
- * them to the config (streams.update for a changed stream: streams.add would fail on 2.9).
+ * Idempotent provisioning of the three streams and the router's durable consumers (one per
+ * priority lane). Every service calls it at start-up, so the first one up creates them and
+ * later ones converge them to the config (streams.update for a changed stream: streams.add would fail on 2.9).
  */
 import {
   AckPolicy,
@@ -17,7 +17,7 @@ import {
 } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
 import type { Config } from "../config/schema.ts";
-import { ROUTER_DURABLE, STREAMS, SUBJECTS } from "../contract/subjects.ts";
+import { INTERACTIVE_DURABLE, INTERACTIVE_SUBJECT, ROUTER_DURABLE, STREAMS, SUBJECTS } from "../contract/subjects.ts";
 
 export function streamConfigs(cfg: Config): StreamConfig[] {
   const s = cfg.streams;
@@ -36,7 +36,7 @@ export function streamConfigs(cfg: Config): StreamConfig[] {
     allow_direct: true,
   } satisfies Partial<StreamConfig>;
   return [
-    { ...common, name: STREAMS.jobs, subjects: [`${SUBJECTS.jobs}.>`], max_age: nanos(s.jobs_max_age) } as StreamConfig,
+    { ...common, name: STREAMS.jobs, subjects: [`${SUBJECTS.jobs}.>`, `${INTERACTIVE_SUBJECT}.>`], max_age: nanos(s.jobs_max_age) } as StreamConfig,
     { ...common, name: STREAMS.results, subjects: [`${SUBJECTS.results}.>`], max_age: nanos(s.results_max_age) } as StreamConfig,
     { ...common, name: STREAMS.dlq, subjects: [`${SUBJECTS.dlq}.>`], max_age: nanos(s.dlq_max_age) } as StreamConfig,
   ];
@@ -68,4 +68,10 @@ export async function provision(jsm: JetStreamManager, cfg: Config): Promise<voi
     }
   }
   await jsm.consumers.add(STREAMS.jobs, routerConsumerConfig(cfg));
+  await jsm.consumers.add(STREAMS.jobs, interactiveConsumerConfig(cfg));
+}
+
+/** The interactive lane's consumer: the router's settings on `ijobs.>`, so workers can pull it first. */
+export function interactiveConsumerConfig(cfg: Config): Partial<ConsumerConfig> {
+  return { ...routerConsumerConfig(cfg), durable_name: INTERACTIVE_DURABLE, filter_subject: `${INTERACTIVE_SUBJECT}.>` };
 }

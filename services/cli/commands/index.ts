@@ -4,9 +4,11 @@
  */
 import { demoCommand } from "./demo.ts";
 import { dlqCommand } from "./dlq.ts";
+import { gatewayCommand } from "./gateway.ts";
 import { pricesCommand } from "./prices.ts";
 import { pricingCommand } from "./pricing.ts";
 import { publishCommand } from "./publish.ts";
+import { replayCommand } from "./replay.ts";
 import { routerCommand } from "./router.ts";
 import { simProviderCommand } from "./sim-provider.ts";
 import { streamsCommand } from "./streams.ts";
@@ -15,4 +17,4 @@ import type { Command } from "./types.ts";
 import { upCommand } from "./up.ts";
 import { verifyCommand } from "./verify.ts";
 
-export const COMMANDS: readonly Command[] = [upCommand, routerCommand, pricingCommand, pricesCommand, simProviderCommand, publishCommand, tailCommand, dlqCommand, streamsCommand, verifyCommand, demoCommand];
+export const COMMANDS: readonly Command[] = [upCommand, routerCommand, gatewayCommand, pricingCommand, pricesCommand, simProviderCommand, publishCommand, tailCommand, dlqCommand, replayCommand, streamsCommand, verifyCommand, demoCommand];

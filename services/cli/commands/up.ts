@@ -7,12 +7,15 @@ import type { Command } from "./types.ts";
 
 export const upCommand: Command = {
   name: "up",
-  summary: "run the whole stack in the foreground (nats-server, sim-provider, pricing, router workers)",
-  usage: `switchyard up [--workers 1] [--data .data] [--nats-port 4222] [--sim-port 8790] [--prices-file f]
+  summary: "run the whole stack in the foreground (nats-server, sim-provider, pricing, router workers, gateway)",
+  usage: `switchyard up [--workers 1] [--data .data] [--nats-port 4222] [--sim-port 8790] [--prices-file f] [--gateway-listen 127.0.0.1:8080]
 
 Without NATS_URL, starts a local nats-server with JetStream storing in <data>/nats, on port
 4222 when it is free (else a free port, printed). Then the sim-provider, the pricing
-service and the router workers. Runs until SIGINT/SIGTERM, then drains everything and exits 0.`,
+service, the router workers and the OpenAI-compatible gateway (http://127.0.0.1:8080/v1 by
+default, or gateway.listen; a free port when that one is taken). With SWITCHYARD_DEV_API_KEY
+set, the gateway also accepts that key (tenant dev). Runs until SIGINT/SIGTERM, then drains
+everything and exits 0.`,
   async run(argv) {
     const { values } = parse("up", argv, {
       workers: { type: "string" },
@@ -20,6 +23,7 @@ service and the router workers. Runs until SIGINT/SIGTERM, then drains everythin
       "nats-port": { type: "string" },
       "sim-port": { type: "string" },
       "prices-file": { type: "string" },
+      "gateway-listen": { type: "string" },
     });
     const logger = createLogger("switchyard");
     const stack = await startLocalStack({
@@ -29,9 +33,11 @@ service and the router workers. Runs until SIGINT/SIGTERM, then drains everythin
       workers: Math.max(1, intFlag("up", "workers", values.workers, 1)),
       logger,
       priceFile: values["prices-file"] ? resolve(values["prices-file"]) : undefined,
+      gatewayListen: values["gateway-listen"],
+      devKey: process.env.SWITCHYARD_DEV_API_KEY || undefined,
     });
     process.stdout.write(
-      `Switchyard is up.\n  NATS_URL=${stack.natsUrl}\n  sim-provider: ${stack.simUrl}\n  pricing service: ${stack.pricing.service.id}\n  router workers: ${stack.routers.length}\n` +
+      `Switchyard is up.\n  NATS_URL=${stack.natsUrl}\n  sim-provider: ${stack.simUrl}\n  pricing service: ${stack.pricing.service.id}\n  router workers: ${stack.routers.length}\n  gateway (OpenAI API): ${stack.gateway.url}${process.env.SWITCHYARD_DEV_API_KEY ? "  (accepts SWITCHYARD_DEV_API_KEY)" : "  (set SWITCHYARD_DEV_API_KEY to try it without a config edit)"}\n` +
         `Publish jobs to jobs.<task> (tasks: ${Object.keys(stack.config.tasks).join(", ")}); results on results.<task>, dead letters on dlq.<task>.\n` +
         `Try: NATS_URL=${stack.natsUrl} npx switchyard tail   (Ctrl-C stops the stack)\n`,
     );

@@ -1,0 +1,87 @@
+/**
+ * API keys and per-key rate limits. Keys are configured as SHA-256 digests; a presented key
+ * is hashed and looked up, so the gateway never holds the keys themselves (except the
+ * development key `switchyard up` takes from SWITCHYARD_DEV_API_KEY, hashed on arrival).
+ */
+import { createHash } from "node:crypto";
+import type { GatewayConfig } from "../../shared/config/gateway-schema.ts";
+import { GatewayError } from "./openai-error.ts";
+
+export interface Caller {
+  /** The key's name in the config: safe to log. */
+  readonly keyName: string;
+  readonly tenant: string;
+  readonly task: string;
+  /** Tasks the key may name in `x-switchyard-task`; undefined allows any. */
+  readonly tasks: ReadonlySet<string> | undefined;
+  readonly ratePerSecond: number;
+  readonly burst: number;
+}
+
+export const DEV_KEY_NAME = "dev";
+
+export function hashKey(key: string): string {
+  return createHash("sha256").update(key).digest("hex");
+}
+
+export class KeyTable {
+  readonly #byHash = new Map<string, Caller>();
+
+  constructor(keys: GatewayConfig["keys"], dev?: { key: string; task: string }) {
+    for (const [name, k] of Object.entries(keys)) {
+      this.#byHash.set(k.sha256, {
+        keyName: name,
+        tenant: k.tenant,
+        task: k.task,
+        tasks: k.tasks ? new Set([k.task, ...k.tasks]) : undefined,
+        ratePerSecond: k.requests_per_second,
+        burst: k.burst ?? Math.max(1, Math.ceil(2 * k.requests_per_second)),
+      });
+    }
+    if (dev) this.#byHash.set(hashKey(dev.key), { keyName: DEV_KEY_NAME, tenant: DEV_KEY_NAME, task: dev.task, tasks: undefined, ratePerSecond: 1000, burst: 2000 });
+  }
+
+  get size(): number {
+    return this.#byHash.size;
+  }
+
+  /** The caller an `Authorization: Bearer <key>` header names; throws a 401 otherwise. */
+  authenticate(authorization: string | undefined): Caller {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? "");
+    if (!m) {
+      throw new GatewayError(401, "You didn't provide an API key. Send it as `Authorization: Bearer <key>` (the OpenAI SDKs do this for you with apiKey).", { code: "missing_api_key" });
+    }
+    const caller = this.#byHash.get(hashKey(m[1]!));
+    // The key is not echoed back, not even partly: error bodies end up in logs.
+    if (!caller) throw new GatewayError(401, "Incorrect API key provided.", { code: "invalid_api_key" });
+    return caller;
+  }
+}
+
+/** A token bucket per key, per gateway instance: `burst` requests at once, refilled at `ratePerSecond`. */
+export class RateLimiter {
+  readonly #buckets = new Map<string, { tokens: number; at: number }>();
+  readonly #clock: () => number;
+
+  constructor(clock: () => number = Date.now) {
+    this.#clock = clock;
+  }
+
+  /** Takes one request's token, or throws a 429 saying when the next one will be there. */
+  take(caller: Caller): void {
+    const now = this.#clock();
+    const b = this.#buckets.get(caller.keyName) ?? { tokens: caller.burst, at: now };
+    b.tokens = Math.min(caller.burst, b.tokens + ((now - b.at) * caller.ratePerSecond) / 1000);
+    b.at = now;
+    this.#buckets.set(caller.keyName, b);
+    if (b.tokens >= 1) {
+      b.tokens -= 1;
+      return;
+    }
+    const waitMs = Math.ceil(((1 - b.tokens) / caller.ratePerSecond) * 1000);
+    throw new GatewayError(429, `Rate limit reached for key "${caller.keyName}": ${caller.ratePerSecond} requests per second. Please try again in ${waitMs}ms.`, {
+      code: "rate_limit_exceeded",
+      headers: { "retry-after": String(Math.max(1, Math.ceil(waitMs / 1000))), "retry-after-ms": String(waitMs) },
+    });
+  }
+}

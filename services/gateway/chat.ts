@@ -1,0 +1,164 @@
+/**
+ * POST /v1/chat/completions: the OpenAI body becomes a job on the interactive lane
+ * (`ijobs.<task>`) with a deadline and this instance's reply subject; the router's outcome
+ * becomes a `chat.completion`, a Server-Sent-Events stream of `chat.completion.chunk`s, or an
+ * OpenAI-shaped error.
+ *
+ * A stream starts only once the job has completed and passed the task's output check, so a
+ * failed attempt can still fall over to another model, and a failure is always a proper
+ * error status rather than a stream broken halfway.
+ */
+import type { IncomingHttpHeaders, ServerResponse } from "node:http";
+import type { JetStreamClient } from "@nats-io/jetstream";
+import { headers as natsHeaders, nuid } from "@nats-io/transport-node";
+import type { ChatCompletion } from "../../shared/adapters/types.ts";
+import { ChatRequestSchema, type ChatRequest, type DeadLetter, type JobInput, type Result } from "../../shared/contract/job.ts";
+import { interactiveJobSubject, REPLY_HEADER } from "../../shared/contract/subjects.ts";
+import type { Catalog } from "../../shared/routing/catalog.ts";
+import type { Caller } from "./auth.ts";
+import { GatewayError, paramOf } from "./openai-error.ts";
+import type { ReplyInbox } from "./replies.ts";
+
+export const TASK_HEADER = "x-switchyard-task";
+export const TIMEOUT_HEADER = "x-switchyard-timeout-ms";
+
+export interface ChatDeps {
+  readonly js: JetStreamClient;
+  readonly inbox: ReplyInbox;
+  readonly catalog: () => Catalog;
+  readonly requestTimeoutMs: number;
+  readonly clock: () => number;
+}
+
+export interface ParsedChat {
+  readonly request: ChatRequest;
+  readonly stream: boolean;
+  readonly includeUsage: boolean;
+}
+
+/**
+ * An OpenAI chat-completions body → the job's request, or a 400 naming the bad field. A
+ * `model` the catalogue does not know (say `gpt-4o-mini` from unchanged client code) becomes
+ * `auto`: the task's policy picks the model. A catalogue id or alias pins it.
+ */
+export function parseChatBody(body: unknown, catalog: Catalog): ParsedChat {
+  if (typeof body !== "object" || body === null || Array.isArray(body)) throw new GatewayError(400, "The request body must be a JSON object.");
+  const { stream, stream_options: streamOptions, ...rest } = body as Record<string, unknown>;
+  if (stream !== undefined && stream !== null && typeof stream !== "boolean") throw new GatewayError(400, "stream must be a boolean.", { param: "stream" });
+  if (typeof rest.model === "string" && rest.model !== "auto" && catalog.resolve(rest.model) === undefined) rest.model = "auto";
+  const parsed = ChatRequestSchema.safeParse(rest);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const param = paramOf(issue.path);
+    throw new GatewayError(400, `Invalid request: ${param ? `${param}: ` : ""}${issue.message}`, { param, code: "invalid_value" });
+  }
+  const includeUsage = typeof streamOptions === "object" && streamOptions !== null && (streamOptions as { include_usage?: unknown }).include_usage === true;
+  return { request: parsed.data, stream: stream === true, includeUsage };
+}
+
+/** The task from the header or the key's default; 400 for an unknown task, 403 for one the key may not use. */
+export function taskFor(caller: Caller, header: string | string[] | undefined, catalog: Catalog): string {
+  const named = (Array.isArray(header) ? header[0] : header)?.trim();
+  const task = named || caller.task;
+  if (!catalog.tasks.has(task)) throw new GatewayError(400, `No task "${task}" is configured.`, { param: TASK_HEADER, code: "unknown_task" });
+  if (caller.tasks && !caller.tasks.has(task)) throw new GatewayError(403, `This API key may not use task "${task}".`, { code: "task_not_allowed" });
+  return task;
+}
+
+/** The configured request timeout, shortened by the caller's own (x-switchyard-timeout-ms, or the SDK's x-stainless-timeout in seconds). */
+export function timeoutFor(h: IncomingHttpHeaders, configuredMs: number): number {
+  let ms = configuredMs;
+  const asked = Number(h[TIMEOUT_HEADER]);
+  if (Number.isFinite(asked) && asked > 0) ms = Math.min(ms, asked);
+  const sdk = Number(h["x-stainless-timeout"]) * 1000;
+  if (Number.isFinite(sdk) && sdk > 0) ms = Math.min(ms, sdk);
+  return ms;
+}
+
+export async function chatCompletion(deps: ChatDeps, caller: Caller, h: IncomingHttpHeaders, body: unknown, res: ServerResponse): Promise<void> {
+  const catalog = deps.catalog();
+  const { request, stream, includeUsage } = parseChatBody(body, catalog);
+  const task = taskFor(caller, h[TASK_HEADER], catalog);
+  const timeoutMs = timeoutFor(h, deps.requestTimeoutMs);
+  const id = `chatcmpl-${nuid.next()}`;
+  const job: JobInput = {
+    id,
+    task,
+    request,
+    deadline: new Date(deps.clock() + timeoutMs).toISOString(),
+    metadata: { tenant: caller.tenant, key: caller.keyName },
+  };
+  const hdrs = natsHeaders();
+  hdrs.set(REPLY_HEADER, deps.inbox.subject);
+  const outcome = deps.inbox.wait(id, timeoutMs);
+  try {
+    await deps.js.publish(interactiveJobSubject(task), JSON.stringify(job), { msgID: id, headers: hdrs });
+  } catch (err) {
+    deps.inbox.cancel(id);
+    throw new GatewayError(503, `The job queue is unavailable (${(err as Error).message}); try again shortly.`, { code: "queue_unavailable" });
+  }
+  const o = await outcome;
+  if (o === undefined) {
+    throw new GatewayError(504, `No model answered within ${timeoutMs} ms; the request was not served.`, { code: "deadline_exceeded", headers: { "x-request-id": id } });
+  }
+  if (o.status === "failed") throw errorFromDeadLetter(o);
+  const completion = completionOf(o);
+  const extra = resultHeaders(o);
+  if (stream) return writeStream(res, completion, includeUsage, extra);
+  res.writeHead(200, { "content-type": "application/json", ...extra });
+  res.end(JSON.stringify(completion));
+}
+
+export function completionOf(r: Result): ChatCompletion {
+  const resp = r.response as unknown as ChatCompletion;
+  return { ...resp, id: resp.id || r.id, created: resp.created || Math.floor(Date.parse(r.completed_at) / 1000), model: resp.model || `${r.provider}/${r.model}`, usage: resp.usage ?? r.usage };
+}
+
+/** What served the request: provider, model, attempts and cost. */
+export function resultHeaders(r: Result): Record<string, string> {
+  return {
+    "x-request-id": r.id,
+    "x-switchyard-task": r.task,
+    "x-switchyard-provider": r.provider,
+    "x-switchyard-model": `${r.provider}/${r.model}`,
+    "x-switchyard-attempts": String(r.attempts.length),
+    "x-switchyard-cost-usd": String(r.cost_usd),
+  };
+}
+
+/** A dead letter as the status and error a caller of OpenAI would get for the same failure. */
+export function errorFromDeadLetter(dl: DeadLetter): GatewayError {
+  const h = { "x-request-id": dl.id };
+  switch (dl.reason) {
+    case "deadline_exceeded":
+      return new GatewayError(504, `No model answered before the deadline; the request was not served. ${dl.error}`, { code: "deadline_exceeded", headers: h });
+    case "invalid_job":
+    case "no_route":
+    case "budget_exceeded":
+      return new GatewayError(400, dl.error, { code: dl.reason, headers: h });
+    case "exhausted":
+      // Every provider refusing the request itself is the caller's problem; anything else is ours.
+      if (dl.attempts.length > 0 && dl.attempts.every((a) => a.outcome === "bad_request")) return new GatewayError(400, dl.error, { code: "upstream_bad_request", headers: h });
+      return new GatewayError(502, dl.error, { code: "upstream_unavailable", headers: h });
+  }
+}
+
+/** The completion as OpenAI's stream framing: a role chunk, content, tool calls, a finish chunk per choice, optional usage, then [DONE]. */
+function writeStream(res: ServerResponse, c: ChatCompletion, includeUsage: boolean, extra: Record<string, string>): void {
+  res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", connection: "keep-alive", ...extra });
+  const base = { id: c.id, object: "chat.completion.chunk", created: c.created, model: c.model };
+  const chunk = (choice: Record<string, unknown>) => `data: ${JSON.stringify({ ...base, choices: [choice] })}\n\n`;
+  let out = "";
+  for (const choice of c.choices) {
+    const index = choice.index ?? 0;
+    const message = choice.message;
+    out += chunk({ index, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null });
+    if (message.content) out += chunk({ index, delta: { content: message.content }, logprobs: null, finish_reason: null });
+    if (message.tool_calls?.length) {
+      out += chunk({ index, delta: { tool_calls: message.tool_calls.map((t, i) => ({ index: i, ...(t as object) })) }, logprobs: null, finish_reason: null });
+    }
+    out += chunk({ index, delta: {}, logprobs: null, finish_reason: choice.finish_reason ?? "stop" });
+  }
+  if (includeUsage) out += `data: ${JSON.stringify({ ...base, choices: [], usage: c.usage })}\n\n`;
+  res.end(`${out}data: [DONE]\n\n`);
+}

@@ -1,0 +1,185 @@
+/**
+ * The gateway's HTTP surface on plain node:http. A dozen fixed routes need no framework, and
+ * the hot path (chat completions) stays at a body read, one JSON parse and one publish: the
+ * measured peers lose most of their throughput to framework, logging and stream overhead
+ * (see PERF-NOTES in the team brief). Every error leaves as OpenAI's error shape.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { Logger } from "../../shared/log.ts";
+import type { KeyTable, RateLimiter, Caller } from "./auth.ts";
+import type { BatchService } from "./batches.ts";
+import { chatCompletion, TASK_HEADER, type ChatDeps } from "./chat.ts";
+import type { FileStore } from "./files.ts";
+import type { ModelCatalogue } from "./models.ts";
+import { GatewayError } from "./openai-error.ts";
+
+export interface GatewayHttpDeps {
+  readonly keys: KeyTable;
+  readonly limiter: RateLimiter;
+  readonly chat: ChatDeps;
+  readonly models: ModelCatalogue;
+  readonly files: FileStore;
+  readonly batches: BatchService;
+  readonly maxBodyBytes: number;
+  readonly maxFileBytes: number;
+  readonly logger: Logger;
+}
+
+/** Room for the multipart framing around an uploaded file. */
+const MULTIPART_OVERHEAD = 64 * 1024;
+
+export function createGatewayServer(deps: GatewayHttpDeps): Server {
+  const server = createServer((req, res) => {
+    handle(deps, req, res).catch((err: unknown) => {
+      if (!(err instanceof GatewayError)) deps.logger.error({ err: (err as Error).message, method: req.method, path: req.url?.split("?")[0] }, "request failed");
+      const e = err instanceof GatewayError ? err : new GatewayError(500, "The gateway failed to handle the request.", { code: "internal_error" });
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      res.writeHead(e.status, { "content-type": "application/json", ...e.headers });
+      res.end(e.body());
+      // A refused body is not read: close the connection rather than leave it mid-request.
+      if (!req.complete) res.once("finish", () => req.destroy());
+    });
+  });
+  // Outlives load balancers' idle timeouts so a kept-alive connection is not closed under a request.
+  server.keepAliveTimeout = 65_000;
+  return server;
+}
+
+export function listenOn(server: Server, listen: string): Promise<string> {
+  const i = listen.lastIndexOf(":");
+  const host = listen.slice(0, i).replace(/^\[|\]$/g, "");
+  const port = Number(listen.slice(i + 1));
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      const a = server.address() as AddressInfo;
+      resolve(`http://${a.family === "IPv6" ? `[${a.address}]` : a.address}:${a.port}/v1`);
+    });
+  });
+}
+
+async function handle(deps: GatewayHttpDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const url = new URL(req.url ?? "/", "http://gateway");
+  const path = url.pathname.replace(/\/+$/, "");
+  const method = req.method ?? "GET";
+  if (path === "/healthz" || path === "/v1/healthz") {
+    res.writeHead(200, { "content-type": "text/plain" });
+    res.end("ok\n");
+    return;
+  }
+  const route = matchRoute(method, path);
+  const caller = deps.keys.authenticate(req.headers.authorization);
+  deps.limiter.take(caller);
+  const json = (status: number, value: unknown) => {
+    res.writeHead(status, { "content-type": "application/json" });
+    res.end(JSON.stringify(value));
+  };
+  switch (route.name) {
+    case "chat":
+      return chatCompletion(deps.chat, caller, req.headers, await readJson(req, deps.maxBodyBytes), res);
+    case "models":
+      return json(200, { object: "list", data: deps.models.list() });
+    case "model":
+      return json(200, deps.models.get(route.id));
+    case "file-create":
+      return json(200, await uploadFile(deps, caller, req));
+    case "file-list":
+      return json(200, { object: "list", data: await deps.files.list(caller.tenant, url.searchParams.get("purpose") ?? undefined), has_more: false });
+    case "file":
+      return json(200, await deps.files.get(caller.tenant, route.id));
+    case "file-delete":
+      return json(200, await deps.files.delete(caller.tenant, route.id));
+    case "file-content": {
+      const data = await deps.files.content(caller.tenant, route.id);
+      res.writeHead(200, { "content-type": "application/octet-stream", "content-length": String(data.byteLength) });
+      res.end(data);
+      return;
+    }
+    case "batch-create":
+      return json(200, await deps.batches.create(caller, req.headers[TASK_HEADER], await readJson(req, deps.maxBodyBytes)));
+    case "batch-list": {
+      const limit = Math.min(100, Math.max(1, Number(url.searchParams.get("limit")) || 20));
+      return json(200, deps.batches.list(caller, url.searchParams.get("after") ?? undefined, limit));
+    }
+    case "batch":
+      return json(200, await deps.batches.get(caller, route.id));
+    case "batch-cancel":
+      return json(200, await deps.batches.cancel(caller, route.id));
+  }
+}
+
+type Route = { name: "chat" | "models" | "file-create" | "file-list" | "batch-create" | "batch-list" } | { name: "model" | "file" | "file-delete" | "file-content" | "batch" | "batch-cancel"; id: string };
+
+/** The route, or 404/405 in OpenAI's shape; checked before the key, as neither reveals anything. */
+function matchRoute(method: string, path: string): Route {
+  const allow = (allowed: string, route: Route): Route => {
+    if (method !== allowed) throw new GatewayError(405, `Method ${method} is not allowed on ${path}; use ${allowed}.`, { code: "method_not_allowed" });
+    return route;
+  };
+  if (path === "/v1/chat/completions") return allow("POST", { name: "chat" });
+  if (path === "/v1/models") return allow("GET", { name: "models" });
+  if (path.startsWith("/v1/models/")) return allow("GET", { name: "model", id: decodeURIComponent(path.slice("/v1/models/".length)) });
+  if (path === "/v1/files") return method === "POST" ? { name: "file-create" } : allow("GET", { name: "file-list" });
+  let m = /^\/v1\/files\/([^/]+)(\/content)?$/.exec(path);
+  if (m) {
+    const id = decodeURIComponent(m[1]!);
+    if (m[2]) return allow("GET", { name: "file-content", id });
+    return method === "DELETE" ? { name: "file-delete", id } : allow("GET", { name: "file", id });
+  }
+  if (path === "/v1/batches") return method === "POST" ? { name: "batch-create" } : allow("GET", { name: "batch-list" });
+  m = /^\/v1\/batches\/([^/]+)(\/cancel)?$/.exec(path);
+  if (m) {
+    const id = decodeURIComponent(m[1]!);
+    return m[2] ? allow("POST", { name: "batch-cancel", id }) : allow("GET", { name: "batch", id });
+  }
+  throw new GatewayError(404, `Unknown request URL: ${method} ${path}.`, { code: "unknown_url" });
+}
+
+async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const tooLarge = () => new GatewayError(413, `The request body is over the ${limit}-byte limit.`, { code: "request_too_large" });
+  if (Number(req.headers["content-length"]) > limit) throw tooLarge();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) throw tooLarge();
+    chunks.push(chunk);
+  }
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+}
+
+async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
+  const body = await readBody(req, limit);
+  try {
+    return JSON.parse(body.toString("utf8"));
+  } catch {
+    throw new GatewayError(400, "We could not parse the JSON body of your request. It should be a JSON object.", { code: "invalid_json" });
+  }
+}
+
+/** POST /v1/files: multipart/form-data with `file` and `purpose`, as the SDKs send it. */
+async function uploadFile(deps: GatewayHttpDeps, caller: Caller, req: IncomingMessage) {
+  const type = req.headers["content-type"] ?? "";
+  if (!type.startsWith("multipart/form-data")) throw new GatewayError(400, "Upload a file as multipart/form-data with the fields file and purpose.", { code: "invalid_content_type" });
+  const body = await readBody(req, deps.maxFileBytes + MULTIPART_OVERHEAD);
+  let form: FormData;
+  try {
+    form = await new Response(new Uint8Array(body), { headers: { "content-type": type } }).formData();
+  } catch {
+    throw new GatewayError(400, "The multipart body could not be parsed.", { code: "invalid_multipart" });
+  }
+  const purpose = form.get("purpose");
+  const file = form.get("file");
+  if (purpose !== "batch") {
+    throw new GatewayError(400, 'purpose must be "batch": the gateway stores batch input files (the batch_output ones are those it writes).', { param: "purpose" });
+  }
+  if (!(file instanceof Blob)) throw new GatewayError(400, "The upload needs a file field.", { param: "file" });
+  if (file.size > deps.maxFileBytes) throw new GatewayError(413, `The file is over the ${deps.maxFileBytes}-byte limit.`, { code: "file_too_large", param: "file" });
+  const filename = file instanceof File && file.name ? file.name : "upload.jsonl";
+  return deps.files.put(caller.tenant, filename, "batch", new Uint8Array(await file.arrayBuffer()));
+}

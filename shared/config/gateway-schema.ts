@@ -1,0 +1,66 @@
+/**
+ * The `gateway:` section: the OpenAI-compatible HTTP gateway (`switchyard gateway`) and the
+ * priority lanes it feeds. Optional: without it the gateway listens on 127.0.0.1:8080 and
+ * accepts no key (except `switchyard up`'s SWITCHYARD_DEV_API_KEY), and workers use the
+ * default lane shares.
+ *
+ * Built by a factory that takes the config's duration and size types, so those stay defined
+ * once, in `schema.ts`, without an import cycle.
+ */
+import { z } from "zod";
+import { TASK_PATTERN } from "../contract/subjects.ts";
+
+type Units = {
+  readonly duration: z.ZodType<number, number | string>;
+  readonly size: z.ZodType<number, number | string>;
+};
+
+const HEX_SHA256 = /^[0-9a-f]{64}$/;
+
+export function gatewayConfigSchema({ duration, size }: Units) {
+  const ApiKeySchema = z.strictObject({
+    /** SHA-256 of the key, lower-case hex (`switchyard gateway hash-key`). The key itself is never stored. */
+    sha256: z.string().regex(HEX_SHA256, "sha256 must be 64 lower-case hex digits (switchyard gateway hash-key prints it)"),
+    /** Written into every job's `metadata.tenant`; files and batches are visible only to keys of the same tenant. */
+    tenant: z.string().min(1).max(128),
+    /** The task (routing policy) of requests without an `x-switchyard-task` header. */
+    task: z.string().regex(TASK_PATTERN, "task must match [a-z0-9_-]{1,64}"),
+    /** Tasks this key may name in `x-switchyard-task`; any configured task when absent. Others get 403. */
+    tasks: z.array(z.string().regex(TASK_PATTERN)).min(1).optional(),
+    /** Sustained requests per second this key may make to one gateway instance. @defaultValue 50 */
+    requests_per_second: z.number().positive().default(50),
+    /** Requests the key may make at once above the sustained rate. @defaultValue 2 × requests_per_second */
+    burst: z.int().positive().optional(),
+  });
+
+  const LanesSchema = z
+    .strictObject({
+      /** Share of each worker's `router.max_in_flight` that batch-lane jobs may never take, so interactive jobs always find a free slot. @defaultValue 0.25 */
+      interactive_reserved: z.number().min(0).max(0.9).default(0.25),
+      /** Share that interactive jobs may never take, so batch work never starves. @defaultValue 0.1 */
+      batch_reserved: z.number().min(0).max(0.9).default(0.1),
+    })
+    .refine((l) => l.interactive_reserved + l.batch_reserved < 1, { message: "interactive_reserved + batch_reserved must be below 1" });
+
+  return z.strictObject({
+    /** `host:port` the HTTP server binds. @defaultValue 127.0.0.1:8080 */
+    listen: z
+      .string()
+      .regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, "listen must be host:port, e.g. 127.0.0.1:8080 or 0.0.0.0:8080")
+      .default("127.0.0.1:8080"),
+    /** Longest a chat request waits for its job; past it the client gets 504 and the job is not served late. @defaultValue 60s */
+    request_timeout: duration.default(60_000),
+    /** Largest JSON request body (chat, batch creation); larger ones get 413. @defaultValue 1MiB */
+    max_body_bytes: size.default(1024 * 1024),
+    /** Largest uploaded file. @defaultValue 100MiB */
+    max_file_bytes: size.default(100 * 1024 * 1024),
+    /** Most request lines one batch file may hold. @defaultValue 50000 */
+    max_batch_lines: z.int().positive().default(50_000),
+    /** API keys by a name of your choice (the name appears in logs; the key never does). */
+    keys: z.record(z.string().min(1).max(64), ApiKeySchema).default({}),
+    lanes: LanesSchema.default({ interactive_reserved: 0.25, batch_reserved: 0.1 }),
+  });
+}
+
+export type GatewayConfig = z.output<ReturnType<typeof gatewayConfigSchema>>;
+export type LaneShares = GatewayConfig["lanes"];

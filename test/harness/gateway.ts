@@ -1,0 +1,74 @@
+/**
+ * A test stack with the gateway in front: nats-server, sim-provider and router workers
+ * (test/harness/stack.ts), a gateway on a free loopback port, and OpenAI SDK clients for it.
+ */
+import OpenAI from "openai";
+import { parse, stringify } from "yaml";
+import { hashKey } from "../../services/gateway/auth.ts";
+import { startGateway, type RunningGateway } from "../../services/gateway/main.ts";
+import { createLogger } from "../../shared/log.ts";
+import { startStack, testConfigYaml, type StackOptions, type TestStack } from "./stack.ts";
+
+export const KEYS = {
+  acme: "sk-acme-test-key",
+  /** Tenant globex, limited to the moderation task. */
+  globex: "sk-globex-test-key",
+  /** One request per second, a burst of two. */
+  slow: "sk-slow-test-key",
+} as const;
+
+export interface GatewayStackOptions extends Omit<StackOptions, "configYaml"> {
+  /** Extra config merged over the test config (e.g. more providers and tasks). */
+  extra?: (simUrl: string) => Record<string, Record<string, unknown>>;
+  lanes?: { interactive_reserved?: number; batch_reserved?: number };
+}
+
+/** The standard test config plus a gateway section with three keys. */
+export function gatewayConfigYaml(simUrl: string, opts: GatewayStackOptions = {}): string {
+  const cfg = parse(testConfigYaml(simUrl, opts.router)) as Record<string, Record<string, unknown>>;
+  for (const [section, entries] of Object.entries(opts.extra?.(simUrl) ?? {})) cfg[section] = { ...cfg[section], ...entries };
+  cfg.gateway = {
+    listen: "127.0.0.1:0",
+    request_timeout: "20s",
+    max_body_bytes: "64KiB",
+    keys: {
+      acme: { sha256: hashKey(KEYS.acme), tenant: "acme", task: "moderation", requests_per_second: 10_000 },
+      globex: { sha256: hashKey(KEYS.globex), tenant: "globex", task: "moderation", tasks: ["moderation"] },
+      slow: { sha256: hashKey(KEYS.slow), tenant: "slow", task: "moderation", requests_per_second: 1, burst: 2 },
+    },
+    ...(opts.lanes ? { lanes: opts.lanes } : {}),
+  };
+  return stringify(cfg);
+}
+
+export interface GatewayStack {
+  readonly stack: TestStack;
+  gateway: RunningGateway;
+  client(key?: string, opts?: ConstructorParameters<typeof OpenAI>[0]): OpenAI;
+  /** Stops this gateway and starts a new instance (a new port) on the same NATS. */
+  restartGateway(): Promise<RunningGateway>;
+  close(): Promise<void>;
+}
+
+export async function startGatewayStack(opts: GatewayStackOptions = {}): Promise<GatewayStack> {
+  const stack = await startStack({ ...opts, configYaml: (simUrl) => gatewayConfigYaml(simUrl, opts) });
+  const logger = createLogger("test-gateway", process.env.LOG_LEVEL ?? "silent");
+  const start = () => startGateway({ natsUrl: stack.nats.url, config: stack.config, logger, batchLeaseMs: 2_000 });
+  const gs: GatewayStack = {
+    stack,
+    gateway: await start(),
+    client(key = KEYS.acme, o = {}) {
+      return new OpenAI({ apiKey: key, baseURL: gs.gateway.url, maxRetries: 0, ...o });
+    },
+    async restartGateway() {
+      await gs.gateway.stop();
+      gs.gateway = await start();
+      return gs.gateway;
+    },
+    async close() {
+      await gs.gateway.stop();
+      await stack.close();
+    },
+  };
+  return gs;
+}
