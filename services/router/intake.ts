@@ -2,7 +2,7 @@
  * The router's boundary: raw JetStream message → a typed job, or the dead letter it must
  * become. Pure, so every malformed input is a unit test.
  */
-import { JobSchema, type DlqReason, type Job } from "../../shared/contract/job.ts";
+import { JOB_ID_PATTERN, JobSchema, type DlqReason, type Job } from "../../shared/contract/job.ts";
 import { SUBJECTS, taskOfSubject } from "../../shared/contract/subjects.ts";
 
 export type Intake =
@@ -31,10 +31,10 @@ export function intake(subject: string, headerId: string | undefined, data: Uint
   const subjectTask = taskOfSubject(subject);
   const suffix = subject.slice(SUBJECTS.jobs.length + 1);
   const dlqSubject = `${SUBJECTS.dlq}.${suffix || "_"}`;
-  const validHeaderId = headerId && headerId.length <= 128 ? headerId : undefined;
+  const validHeaderId = headerId && JOB_ID_PATTERN.test(headerId) ? headerId : undefined;
   const reject = (reason: "invalid_job" | "no_route", error: string, job: Record<string, unknown>, id?: unknown, metadata?: unknown): Intake => ({
     kind: "reject",
-    id: typeof id === "string" && id.length > 0 && id.length <= 128 ? id : (validHeaderId ?? opts.newId()),
+    id: typeof id === "string" && JOB_ID_PATTERN.test(id) ? id : (validHeaderId ?? opts.newId()),
     task: subjectTask ?? suffix,
     dlqSubject,
     reason,
@@ -62,6 +62,8 @@ export function intake(subject: string, headerId: string | undefined, data: Uint
   }
   if (parseError) return reject("invalid_job", `The payload is not valid JSON (${parseError.message}).`, raw());
   if (!isRecord(value)) return reject("invalid_job", "The payload is JSON but not an object.", raw());
+  // JSON.parse accepts any depth, but serialising the result or dead letter would overflow the stack.
+  if (deeperThan(value, MAX_DEPTH)) return reject("invalid_job", `The job nests deeper than ${MAX_DEPTH} levels.`, raw());
 
   const parsed = JobSchema.safeParse(value);
   if (!parsed.success) {
@@ -77,6 +79,19 @@ export function intake(subject: string, headerId: string | undefined, data: Uint
     return reject("no_route", `No task "${subjectTask}" is configured.`, value, input.id, input.metadata);
   }
   return { kind: "job", job: { ...input, id: input.id ?? validHeaderId ?? opts.newId(), task: subjectTask } };
+}
+
+const MAX_DEPTH = 64;
+
+function deeperThan(root: unknown, limit: number): boolean {
+  const stack: [unknown, number][] = [[root, 1]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v !== "object" || v === null) continue;
+    if (depth > limit) return true;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) if (typeof child === "object" && child !== null) stack.push([child, depth + 1]);
+  }
+  return false;
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {

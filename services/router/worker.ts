@@ -4,7 +4,7 @@
  * these run against the same consumer, in one process or many.
  */
 import { jetstream, type JetStreamClient, type JsMsg } from "@nats-io/jetstream";
-import { nuid, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { ADAPTERS } from "../../shared/adapters/index.ts";
 import { BadRequestError, InvalidOutputError, ProviderError } from "../../shared/adapters/errors.ts";
 import type { Completion } from "../../shared/adapters/types.ts";
@@ -70,9 +70,15 @@ const FETCH_MAX = 256;
 /** A pull's lifetime: also the longest a stop waits for the last pull to end. */
 const FETCH_EXPIRES_MS = 1_000;
 
+type Outcome = "result" | "dead_letter";
+
 interface InFlight {
   readonly m: JsMsg;
   readonly started: number;
+  /** When JetStream last heard this job is being worked on (delivery or `working()`). */
+  renewed: number;
+  /** Set once `ack_wait` passed without a renewal: JetStream has handed the job to someone else. */
+  lost: boolean;
 }
 
 export function createRouter({ nc, config, logger, clock = Date.now, random = Math.random, env = process.env }: RouterDeps): Router {
@@ -86,6 +92,8 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
   const inFlight = new Set<InFlight>();
   // Only this process's view: a redelivery that lands on another worker starts a fresh list.
   const history = new Map<number, Attempt[]>();
+  // Outcomes built but not stored (RESULTS or DLQ unreachable), by stream sequence.
+  const unsent = new Map<number, { kind: Outcome; subject: string; payload: string; id: string }>();
   // Each lane's jobs in flight plus its open pull; a lane with nothing to pull waits in `waiting`.
   const held: LaneHeld = { interactive: 0, batch: 0 };
   let interactiveBusy = false;
@@ -96,15 +104,48 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
   // One timer for all jobs: a long provider call must not let ack_wait run out under it.
   const workingEvery = Math.max(250, Math.floor(router.ack_wait / 3));
   const heartbeat = setInterval(() => {
-    const before = clock() - workingEvery;
-    for (const f of inFlight) if (f.started <= before) f.m.working();
+    const now = clock();
+    for (const f of inFlight) {
+      if (f.lost) continue;
+      // Paused past ack_wait (a stopped process, a long GC, a frozen VM): renewing now would
+      // not undo the redelivery that already happened.
+      if (now - f.renewed > router.ack_wait) f.lost = true;
+      else if (now - f.renewed >= workingEvery) {
+        f.m.working();
+        f.renewed = now;
+      }
+    }
   }, workingEvery);
   heartbeat.unref();
 
-  async function publishDeadLetter(subject: string, dl: DeadLetter, m: JsMsg): Promise<void> {
-    const payload = JSON.stringify(dl);
-    await js.publish(subject, payload, { msgID: dl.id });
-    replyTo(m, payload);
+  /**
+   * Publishes a job's one outcome, unless this worker's hold on the job has lapsed: then the
+   * job was redelivered, and the delivery that holds it now decides (its outcome and ours
+   * could differ — a result here, a deadline dead letter there — and no duplicate window
+   * spans RESULTS and DLQ). Returns whether the outcome was published.
+   */
+  async function finish(f: InFlight, kind: Outcome, subject: string, payload: string, id: string): Promise<boolean> {
+    if (f.lost || clock() - f.renewed > router.ack_wait) {
+      f.lost = true;
+      logger.info({ id, subject: f.m.subject }, "held past ack_wait: leaving the job to its redelivery");
+      return false;
+    }
+    try {
+      await js.publish(subject, payload, { msgID: id });
+    } catch (err) {
+      // Kept so the redelivery stores this outcome rather than spending the job's budget (and
+      // the provider's money) doing the work again.
+      if (unsent.size >= HISTORY_LIMIT) unsent.delete(unsent.keys().next().value as number);
+      unsent.set(f.m.seq, { kind, subject, payload, id });
+      throw err;
+    }
+    replyTo(f.m, payload);
+    f.m.ack();
+    return true;
+  }
+
+  async function publishDeadLetter(subject: string, dl: DeadLetter, f: InFlight): Promise<void> {
+    if (!(await finish(f, "dead_letter", subject, JSON.stringify(dl), dl.id))) return;
     stats.deadLettered++;
     logger.warn({ id: dl.id, task: dl.task, reason: dl.reason, attempts: dl.attempts.length }, dl.error);
   }
@@ -159,13 +200,21 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
     }
   }
 
-  async function handle(m: JsMsg, started: number): Promise<void> {
+  async function handle(f: InFlight): Promise<void> {
+    const { m, started } = f;
+    const stored = unsent.get(m.seq);
+    if (stored) {
+      unsent.delete(m.seq);
+      if (await finish(f, stored.kind, stored.subject, stored.payload, stored.id)) stats[stored.kind === "result" ? "succeeded" : "deadLettered"]++;
+      return;
+    }
     const s = setup;
     const catalog = s.catalog;
     const got = intake(canonicalJobSubject(m.subject), m.headers?.get("Nats-Msg-Id") || undefined, m.data, {
       maxBytes: router.max_job_bytes,
       isKnownTask: (t) => catalog.tasks.has(t),
-      newId: () => nuid.next(),
+      // The stream sequence, not a random id: every redelivery of the job must get the same one.
+      newId: () => `jobs-${m.seq}`,
     });
     if (got.kind === "reject") {
       await publishDeadLetter(got.dlqSubject, {
@@ -178,8 +227,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
         job: got.job,
         metadata: got.metadata,
         failed_at: new Date(clock()).toISOString(),
-      }, m);
-      m.ack();
+      }, f);
       return;
     }
     const job = got.job;
@@ -190,20 +238,17 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
     const attempts: Attempt[] = history.get(seq) ?? [];
     history.delete(seq);
     if (deadline !== undefined && started >= deadline) {
-      await publishDeadLetter(dlqSubject(job.task), deadLetter(job, "deadline_exceeded", `The deadline ${job.deadline} had passed when the job was picked up.`, attempts), m);
-      m.ack();
+      await publishDeadLetter(dlqSubject(job.task), deadLetter(job, "deadline_exceeded", `The deadline ${job.deadline} had passed when the job was picked up.`, attempts), f);
       return;
     }
     if (delivery > policy.maxDeliveries) {
-      await publishDeadLetter(dlqSubject(job.task), deadLetter(job, "exhausted", `Delivered ${delivery} times without completing; its budget is ${policy.maxDeliveries}.`, attempts), m);
-      m.ack();
+      await publishDeadLetter(dlqSubject(job.task), deadLetter(job, "exhausted", `Delivered ${delivery} times without completing; its budget is ${policy.maxDeliveries}.`, attempts), f);
       return;
     }
 
     const planned = plan({ policy, catalog, view: live, job, now: started, random });
     if (planned.kind === "none") {
-      await publishDeadLetter(dlqSubject(job.task), deadLetter(job, planned.reason, planned.error, attempts), m);
-      m.ack();
+      await publishDeadLetter(dlqSubject(job.task), deadLetter(job, planned.reason, planned.error, attempts), f);
       return;
     }
 
@@ -248,11 +293,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
             metadata: job.metadata ?? {},
             completed_at: new Date(now).toISOString(),
           };
-          const payload = JSON.stringify(result);
-          await js.publish(resultSubject(job.task), payload, { msgID: job.id });
-          replyTo(m, payload);
-          stats.succeeded++;
-          m.ack();
+          if (await finish(f, "result", resultSubject(job.task), JSON.stringify(result), job.id)) stats.succeeded++;
           return;
         } catch (err) {
           if (!(err instanceof ProviderError)) throw err;
@@ -286,20 +327,23 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
       m.nak(decision.delayMs);
       return;
     }
-    await publishDeadLetter(dlqSubject(job.task), deadLetter(job, decision.reason, decision.error, attempts), m);
-    m.ack();
+    await publishDeadLetter(dlqSubject(job.task), deadLetter(job, decision.reason, decision.error, attempts), f);
   }
 
   function dispatch(m: JsMsg, lane: Lane): void {
-    const entry = { m, started: clock() };
+    const now = clock();
+    const entry: InFlight = { m, started: now, renewed: now, lost: false };
     inFlight.add(entry);
     stats.inFlight++;
-    handle(m, entry.started)
+    handle(entry)
       .catch((err: unknown) => {
-        // A publish that failed (NATS down, say): the job goes back to the queue, nothing is lost.
+        // The outcome could not be stored (NATS down, a stream leader election): the job goes
+        // back with the backoff its delivery count calls for, and is never dropped, since the
+        // consumer sets no max_deliver (the delivery budget is enforced here, on intake).
         logger.error({ err: (err as Error).message, subject: m.subject }, "job handling failed; it will be redelivered");
+        const backoff = router.redelivery_backoff;
         try {
-          m.nak(router.redelivery_backoff[0]);
+          m.nak(backoff[Math.min(m.info.deliveryCount, backoff.length) - 1]);
         } catch {
           // The connection is gone: ack_wait redelivers it.
         }

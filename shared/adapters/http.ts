@@ -26,16 +26,13 @@ export function createProviderClient(provider: Pick<ProviderConfig, "base_url" |
   });
   return {
     async send(call, timeoutMs) {
+      // One timer bounds the whole call. undici's own headersTimeout/bodyTimeout run on ~1 s
+      // coarse timers and bodyTimeout only bounds the gap between chunks, so a dripping body
+      // or a 900 ms answer to a 300 ms budget would outlive the attempt (and the job's deadline).
+      const abort = new AbortController();
+      const timer = setTimeout(() => abort.abort(), timeoutMs);
       try {
-        const res = await pool.request({
-          method: "POST",
-          path: prefix + call.path,
-          headers: call.headers,
-          body: call.body,
-          // Both phases share the attempt's budget: a hang before the headers and a stalled body both end as timeouts.
-          headersTimeout: timeoutMs,
-          bodyTimeout: timeoutMs,
-        });
+        const res = await pool.request({ method: "POST", path: prefix + call.path, headers: call.headers, body: call.body, signal: abort.signal });
         const length = Number(res.headers["content-length"]);
         if (length > MAX_RESPONSE_BYTES) {
           res.body.destroy();
@@ -44,18 +41,18 @@ export function createProviderClient(provider: Pick<ProviderConfig, "base_url" |
         const body = await res.body.text();
         return { status: res.statusCode, headers: res.headers, body };
       } catch (err) {
-        throw transportError(err, timeoutMs);
+        throw abort.signal.aborted ? new ProviderTimeoutError(`no complete response within ${timeoutMs} ms`, { cause: err }) : transportError(err);
+      } finally {
+        clearTimeout(timer);
       }
     },
     close: () => pool.close(),
   };
 }
 
-function transportError(err: unknown, timeoutMs: number) {
+function transportError(err: unknown) {
   if (err instanceof NetworkError) return err;
   const code = (err as { code?: string }).code;
-  if (code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT" || code === "UND_ERR_CONNECT_TIMEOUT") {
-    return new ProviderTimeoutError(`no complete response within ${timeoutMs} ms`, { cause: err });
-  }
+  if (code === "UND_ERR_CONNECT_TIMEOUT") return new ProviderTimeoutError("connecting to the provider timed out", { cause: err });
   return new NetworkError(`connection failed (${code ?? (err as Error).name})`, { cause: err });
 }

@@ -21,6 +21,9 @@ export const ATTEMPT_OUTCOMES = [
 ] as const;
 export type AttemptOutcome = (typeof ATTEMPT_OUTCOMES)[number];
 
+/** A job id is also the results' and dead letters' Nats-Msg-Id header, so no line breaks or other control characters. */
+export const JOB_ID_PATTERN = /^[^\x00-\x1f\x7f]{1,128}$/;
+
 export const DLQ_REASONS = [
   "exhausted",
   "invalid_job",
@@ -66,7 +69,7 @@ export const RoutingSchema = z.strictObject({
 export type Routing = z.infer<typeof RoutingSchema>;
 
 export const JobSchema = z.looseObject({
-  id: z.string().min(1).max(128).optional(),
+  id: z.string().regex(JOB_ID_PATTERN, "id must be 1–128 characters without control characters (it becomes the Nats-Msg-Id header)").optional(),
   task: z.string().regex(TASK_PATTERN, "task must match [a-z0-9_-]{1,64}").optional(),
   request: ChatRequestSchema,
   routing: RoutingSchema.optional(),

@@ -50,9 +50,10 @@ export function routerConsumerConfig(cfg: Config): Partial<ConsumerConfig> {
     deliver_policy: DeliverPolicy.All,
     filter_subject: `${SUBJECTS.jobs}.>`,
     ack_wait: nanos(r.ack_wait),
-    // One delivery beyond the budget, so a job whose worker kept crashing still reaches
-    // the router once more and is dead-lettered instead of sitting in the stream forever.
-    max_deliver: r.max_deliveries + 1,
+    // Unlimited: the delivery budget is enforced by the router, which dead-letters a job
+    // delivered past it. A server-side cap would instead strand a job in the stream, never
+    // delivered again, whenever its outcome could not be stored (RESULTS and DLQ unavailable).
+    max_deliver: -1,
     max_ack_pending: r.max_ack_pending,
   };
 }
