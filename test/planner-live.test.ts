@@ -88,7 +88,9 @@ describe("planner on randomised live states", () => {
       const cost = (s: ModelState) => prompt * s.input_per_mtok + 50 * s.output_per_mtok;
       const cheapest = Math.min(...qualifying.map(cost));
       expect(cost(states.find((s) => s.id === result.attempts[0]!.model.id)!)).toBe(cheapest);
-      expect(result.attempts.map((a) => a.model.id).sort()).toEqual(qualifying.map((s) => s.id).sort());
+      // The plan holds the task's max_attempts cheapest qualifying models, cheapest first.
+      const expected = qualifying.map(cost).sort((a, b) => a - b).slice(0, policy.maxAttempts);
+      expect(result.attempts.map((a) => cost(states.find((s) => s.id === a.model.id)!))).toEqual(expected);
     }
     expect(checked).toBeGreaterThan(400);
   });

@@ -261,7 +261,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
         if (attempts.length - thisDelivery >= policy.maxAttempts) break;
         // After a context-length refusal only a larger window can help.
         if (p.model.contextWindow <= minContextFailed && minContextFailed !== Infinity) continue;
-        if (live.cooldownUntil(p.model.id, p.model.provider) > clock()) continue;
+        if (live.cooldownUntil(p.model) > clock()) continue;
         const t0 = clock();
         let timeoutMs = s.config.providers[p.model.provider]!.timeout_ms;
         if (deadline !== undefined) timeoutMs = Math.min(timeoutMs, deadline - t0);

@@ -10,6 +10,8 @@ import { compileOutputCheck, type OutputCheck } from "../acceptance/check.ts";
 export interface ModelInfo {
   /** `provider/model`, the id jobs and results use. */
   readonly id: string;
+  /** A small integer fixed for the process (see `modelOrdinal`): health state is indexed by it. */
+  readonly ordinal: number;
   readonly provider: string;
   readonly name: string;
   readonly upstream: string;
@@ -22,8 +24,25 @@ export interface TierPolicy {
   /** The tier's position in the config, reported in attempts even when a pin selects it alone. */
   readonly index: number;
   readonly strategy: TierConfig["strategy"];
-  readonly models: readonly string[];
+  /**
+   * The tier's models as the planner walks them: resolved, without models an earlier tier
+   * already offers, and without those under the task's quality floor.
+   */
+  readonly candidates: readonly ModelInfo[];
+  /** For `weighted`: one weight per candidate. */
   readonly weights: readonly number[] | undefined;
+}
+
+const ordinals = new Map<string, number>();
+
+/**
+ * The process-wide number of a model id, handed out on first sight and never reused, so
+ * it stays the same across config reloads and state indexed by it stays valid.
+ */
+export function modelOrdinal(id: string): number {
+  let o = ordinals.get(id);
+  if (o === undefined) ordinals.set(id, (o = ordinals.size));
+  return o;
 }
 
 export interface TaskPolicy {
@@ -68,6 +87,7 @@ export function buildCatalog(cfg: Config, env: NodeJS.ProcessEnv = {}): Catalog 
       const id = `${provider}/${name}`;
       models.set(id, {
         id,
+        ordinal: modelOrdinal(id),
         provider,
         name,
         upstream: m.upstream ?? name,
@@ -84,13 +104,22 @@ export function buildCatalog(cfg: Config, env: NodeJS.ProcessEnv = {}): Catalog 
   };
   const tasks = new Map<string, TaskPolicy>();
   for (const [task, t] of Object.entries(cfg.tasks)) {
+    const quality = new Map(Object.entries(t.quality).map(([ref, q]) => [resolve(ref) as string, q]));
+    const floor = t.min_quality;
+    const offered = new Set<string>();
     // Config validation guarantees every reference resolves.
-    let tiers: TierPolicy[] = t.tiers.map((tier, index) => ({
-      index,
-      strategy: tier.strategy,
-      models: tier.models.map((ref) => resolve(ref) as string),
-      weights: tier.weights,
-    }));
+    let tiers: TierPolicy[] = t.tiers.map((tier, index) => {
+      const candidates: ModelInfo[] = [];
+      const weights: number[] = [];
+      tier.models.forEach((ref, i) => {
+        const model = models.get(resolve(ref) as string)!;
+        if (offered.has(model.id) || (floor !== undefined && (quality.get(model.id) ?? 1) < floor)) return;
+        offered.add(model.id);
+        candidates.push(model);
+        weights.push(tier.weights?.[i] ?? 1);
+      });
+      return { index, strategy: tier.strategy, candidates, weights: tier.strategy === "weighted" ? weights : undefined };
+    });
     const pinName = pinVariable(task);
     const pin = env[pinName];
     if (pin) {
@@ -102,7 +131,7 @@ export function buildCatalog(cfg: Config, env: NodeJS.ProcessEnv = {}): Catalog 
       } else {
         const id = resolve(pin);
         if (!id) throw new SwitchyardError("config", `${pinName}=${pin}: not a configured model, alias or tier:<n>`);
-        tiers = [{ index: 0, strategy: "ordered", models: [id], weights: undefined }];
+        tiers = [{ index: 0, strategy: "ordered", candidates: [models.get(id)!], weights: undefined }];
       }
     }
     tasks.set(task, {
@@ -112,8 +141,8 @@ export function buildCatalog(cfg: Config, env: NodeJS.ProcessEnv = {}): Catalog 
       maxDeliveries: t.max_deliveries ?? cfg.router.max_deliveries,
       expectedCompletionTokens: t.expected_completion_tokens,
       maxLatencyMs: t.max_latency_ms,
-      quality: new Map(Object.entries(t.quality).map(([ref, q]) => [resolve(ref) as string, q])),
-      minQuality: t.min_quality,
+      quality,
+      minQuality: floor,
       allowModels: t.allow_models ? new Set(t.allow_models.map((ref) => resolve(ref) as string)) : undefined,
       pinnedBy: pin ? `${pinName}=${pin}` : undefined,
       check: compileOutputCheck(t.output),

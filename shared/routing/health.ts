@@ -1,18 +1,24 @@
 /**
  * A worker's own view of model health: cooldowns it sets the moment a call fails, without
- * waiting for anyone else. The planner reads it through `isAvailable`.
+ * waiting for anyone else. State is kept in arrays indexed by each model's process-wide
+ * ordinal, because the planner reads it for every candidate of every job.
  */
 import type { FailureKind } from "../adapters/errors.ts";
-import type { ModelInfo } from "./catalog.ts";
+import { modelOrdinal, type ModelInfo } from "./catalog.ts";
+
+/** What the planner learns about one candidate; filled in place, so no allocation per candidate. */
+export interface ModelReading {
+  /** The time until which the model must not be called, or 0. */
+  cooldownUntil: number;
+  /** Typical (p95 when known) latency of a successful call; NaN before the first one. */
+  latencyMs: number;
+  inputPerMtok: number;
+  outputPerMtok: number;
+}
 
 /** What the planner reads about models beyond the config: a worker's local health, or the live state. */
 export interface RoutingView {
-  /** The time until which a model must not be called, or 0. */
-  cooldownUntil(modelId: string, provider: string): number;
-  /** Typical (p95 when known) latency of a successful call, or undefined before the first one. */
-  latencyMs(modelId: string): number | undefined;
-  /** The price in force. */
-  price(model: ModelInfo): { readonly inputPerMtok: number; readonly outputPerMtok: number };
+  read(model: ModelInfo, out: ModelReading): void;
 }
 
 export interface LocalHealthOptions {
@@ -37,32 +43,38 @@ const LATENCY_WEIGHT = 0.1;
 
 export class LocalHealth implements RoutingView {
   readonly #opts: LocalHealthOptions;
-  readonly #failures = new Map<string, number>();
-  readonly #modelUntil = new Map<string, number>();
+  readonly #failures: number[] = [];
+  readonly #until: number[] = [];
+  /** NaN until the first success. */
+  readonly #latency: number[] = [];
   readonly #providerUntil = new Map<string, number>();
-  readonly #latency = new Map<string, number>();
 
   constructor(opts: LocalHealthOptions = DEFAULT_LOCAL_HEALTH) {
     this.#opts = opts;
   }
 
   cooldownUntil(modelId: string, provider: string): number {
-    return Math.max(this.#modelUntil.get(modelId) ?? 0, this.#providerUntil.get(provider) ?? 0);
+    return this.#cooldown(modelOrdinal(modelId), provider);
   }
 
   latencyMs(modelId: string): number | undefined {
-    return this.#latency.get(modelId);
+    const l = this.#latency[modelOrdinal(modelId)];
+    return l === undefined || Number.isNaN(l) ? undefined : l;
   }
 
-  price(model: ModelInfo) {
-    return model;
+  read(model: ModelInfo, out: ModelReading): void {
+    out.cooldownUntil = this.#cooldown(model.ordinal, model.provider);
+    out.latencyMs = this.#latency[model.ordinal] ?? NaN;
+    out.inputPerMtok = model.inputPerMtok;
+    out.outputPerMtok = model.outputPerMtok;
   }
 
   succeeded(modelId: string, latencyMs: number): void {
-    if (this.#failures.has(modelId)) this.#failures.delete(modelId);
-    const prev = this.#latency.get(modelId);
+    const o = modelOrdinal(modelId);
+    this.#failures[o] = 0;
+    const prev = this.#latency[o];
     // An exponentially weighted mean: recent calls count most, one outlier does not swing it.
-    this.#latency.set(modelId, prev === undefined ? latencyMs : prev + LATENCY_WEIGHT * (latencyMs - prev));
+    this.#latency[o] = prev === undefined || Number.isNaN(prev) ? latencyMs : prev + LATENCY_WEIGHT * (latencyMs - prev);
   }
 
   failed(modelId: string, provider: string, kind: FailureKind, now: number, retryAfterMs?: number): void {
@@ -71,19 +83,26 @@ export class LocalHealth implements RoutingView {
       this.#providerUntil.set(provider, now + this.#opts.authCooldownMs);
       return;
     }
+    const o = modelOrdinal(modelId);
     if (kind === "rate_limited") {
-      this.#extend(modelId, now + (retryAfterMs ?? this.#opts.rateLimitCooldownMs));
+      this.#extend(o, now + (retryAfterMs ?? this.#opts.rateLimitCooldownMs));
       return;
     }
-    const n = (this.#failures.get(modelId) ?? 0) + 1;
-    this.#failures.set(modelId, n);
+    const n = (this.#failures[o] ?? 0) + 1;
+    this.#failures[o] = n;
     if (n >= this.#opts.failureThreshold) {
-      this.#failures.delete(modelId);
-      this.#extend(modelId, now + this.#opts.cooldownMs);
+      this.#failures[o] = 0;
+      this.#extend(o, now + this.#opts.cooldownMs);
     }
   }
 
-  #extend(modelId: string, until: number) {
-    if (until > (this.#modelUntil.get(modelId) ?? 0)) this.#modelUntil.set(modelId, until);
+  #cooldown(ordinal: number, provider: string): number {
+    const model = this.#until[ordinal] ?? 0;
+    // Provider cooldowns are rare (bad keys): skip the lookup while there are none.
+    return this.#providerUntil.size === 0 ? model : Math.max(model, this.#providerUntil.get(provider) ?? 0);
+  }
+
+  #extend(ordinal: number, until: number): void {
+    if (until > (this.#until[ordinal] ?? 0)) this.#until[ordinal] = until;
   }
 }

@@ -5,8 +5,8 @@
  * that nobody will ever lift must not strand a model); local health carries on alone.
  */
 import type { ModelState } from "../contract/live.ts";
-import type { ModelInfo } from "./catalog.ts";
-import type { LocalHealth, RoutingView } from "./health.ts";
+import { modelOrdinal, type ModelInfo } from "./catalog.ts";
+import type { LocalHealth, ModelReading, RoutingView } from "./health.ts";
 
 /** Without a heartbeat for this long, the pricing service counts as gone. */
 export const STALE_AFTER_MS = 5_000;
@@ -14,17 +14,19 @@ export const STALE_AFTER_MS = 5_000;
 const PROBE_WAIT_MS = 1_000;
 
 interface Live {
-  readonly inputPerMtok: number;
-  readonly outputPerMtok: number;
-  readonly down: boolean;
-  readonly cooldownUntil: number;
-  readonly p95: number | null;
+  inputPerMtok: number;
+  outputPerMtok: number;
+  down: boolean;
+  cooldownUntil: number;
+  /** NaN when the pricing service has no latency yet. */
+  p95: number;
 }
 
 export class LiveState implements RoutingView {
   readonly local: LocalHealth;
   readonly #clock: () => number;
-  readonly #models = new Map<string, Live>();
+  /** By model ordinal, as LocalHealth keeps its state. */
+  readonly #models: (Live | undefined)[] = [];
   #heartbeatAt = 0;
 
   constructor(local: LocalHealth, clock: () => number = Date.now) {
@@ -33,13 +35,13 @@ export class LiveState implements RoutingView {
   }
 
   apply(state: ModelState): void {
-    this.#models.set(state.id, {
+    this.#models[modelOrdinal(state.id)] = {
       inputPerMtok: state.input_per_mtok,
       outputPerMtok: state.output_per_mtok,
       down: state.health === "down",
       cooldownUntil: state.cooldown_until ? Date.parse(state.cooldown_until) : 0,
-      p95: state.latency_p95_ms,
-    });
+      p95: state.latency_p95_ms ?? NaN,
+    };
   }
 
   heartbeat(at: number): void {
@@ -55,20 +57,32 @@ export class LiveState implements RoutingView {
     return this.#heartbeatAt;
   }
 
-  cooldownUntil(modelId: string, provider: string): number {
-    const local = this.local.cooldownUntil(modelId, provider);
-    const live = this.#models.get(modelId);
-    if (!live?.down) return local;
-    const now = this.#clock();
-    if (!this.fresh(now)) return local;
-    return Math.max(local, live.cooldownUntil > now ? live.cooldownUntil : now + PROBE_WAIT_MS);
+  read(model: ModelInfo, out: ModelReading): void {
+    this.local.read(model, out);
+    const live = this.#models[model.ordinal];
+    if (live === undefined) return;
+    out.inputPerMtok = live.inputPerMtok;
+    out.outputPerMtok = live.outputPerMtok;
+    if (!Number.isNaN(live.p95)) out.latencyMs = live.p95;
+    if (live.down) {
+      const now = this.#clock();
+      if (this.fresh(now)) out.cooldownUntil = Math.max(out.cooldownUntil, live.cooldownUntil > now ? live.cooldownUntil : now + PROBE_WAIT_MS);
+    }
   }
 
-  latencyMs(modelId: string): number | undefined {
-    return this.#models.get(modelId)?.p95 ?? this.local.latencyMs(modelId);
+  cooldownUntil(model: ModelInfo): number {
+    const r = reading();
+    this.read(model, r);
+    return r.cooldownUntil;
   }
 
   price(model: ModelInfo): { inputPerMtok: number; outputPerMtok: number } {
-    return this.#models.get(model.id) ?? model;
+    const r = reading();
+    this.read(model, r);
+    return { inputPerMtok: r.inputPerMtok, outputPerMtok: r.outputPerMtok };
   }
+}
+
+export function reading(): ModelReading {
+  return { cooldownUntil: 0, latencyMs: NaN, inputPerMtok: 0, outputPerMtok: 0 };
 }

@@ -1,11 +1,15 @@
 /**
  * The routing planner: a pure function from (task policy, live state, job) to an ordered
  * list of attempts. No I/O, no clock, no randomness of its own: `now` and `random` come in.
+ *
+ * It runs for every job over every candidate, so the loop reads each candidate's state once
+ * into a reused object and keeps only the best `max_attempts` candidates (a bounded
+ * insertion, linear in the candidates) instead of sorting them all.
  */
 import type { Job } from "../contract/job.ts";
 import { estimatePromptTokens } from "../tokens.ts";
 import type { Catalog, ModelInfo, TaskPolicy, TierPolicy } from "./catalog.ts";
-import type { RoutingView } from "./health.ts";
+import type { ModelReading, RoutingView } from "./health.ts";
 
 export interface PlannedAttempt {
   readonly model: ModelInfo;
@@ -34,6 +38,9 @@ export interface PlanInput {
 
 const JOB_STRATEGY = { cost: "cheapest", cheapest: "cheapest", latency: "fastest", fastest: "fastest", ordered: "ordered", weighted: "weighted" } as const;
 
+/** One reading reused for every candidate: plan() is synchronous, so nothing else can touch it meanwhile. */
+const r: ModelReading = { cooldownUntil: 0, latencyMs: NaN, inputPerMtok: 0, outputPerMtok: 0 };
+
 export function plan({ policy, catalog, view, job, now, random }: PlanInput): Plan {
   const request = job.request;
   const routing = job.routing;
@@ -46,56 +53,68 @@ export function plan({ policy, catalog, view, job, now, random }: PlanInput): Pl
     if (policy.allowModels && !policy.allowModels.has(id)) {
       return { kind: "none", reason: "no_route", error: `request.model "${request.model}" is not among the models task "${policy.task}" allows (allow_models)` };
     }
-    tiers = [{ index: 0, strategy: "ordered", models: [id], weights: undefined }];
+    tiers = [{ index: 0, strategy: "ordered", candidates: [catalog.models.get(id)!], weights: undefined }];
   }
 
   const promptTokens = estimatePromptTokens(request.messages);
   const completionTokens = request.max_completion_tokens ?? request.max_tokens ?? policy.expectedCompletionTokens;
+  const needed = promptTokens + completionTokens;
   const allow = routing?.allow_providers;
   const deny = routing?.deny_providers;
   const maxCost = routing?.max_cost_usd;
   const maxLatency = routing?.max_latency_ms ?? policy.maxLatencyMs;
-  const minQuality = policy.minQuality;
-  const strategyOverride = routing?.strategy ? JOB_STRATEGY[routing.strategy] : undefined;
+  const override = routing?.strategy ? JOB_STRATEGY[routing.strategy] : undefined;
 
   const attempts: PlannedAttempt[] = [];
   let considered = 0;
   let overBudget = 0;
   let earliestReady = Infinity;
-  const seen = new Set<string>();
   for (const tier of tiers) {
-    const eligible: Eligible[] = [];
-    for (let i = 0; i < tier.models.length; i++) {
-      const id = tier.models[i] as string;
-      const model = catalog.models.get(id);
-      if (model === undefined || seen.has(id)) continue;
-      seen.add(id);
-      if (allow && !allow.includes(model.provider)) continue;
-      if (deny?.includes(model.provider)) continue;
-      if (promptTokens + completionTokens > model.contextWindow) continue;
-      if (minQuality !== undefined && (policy.quality.get(id) ?? 1) < minQuality) continue;
-      const latencyMs = view.latencyMs(id);
-      if (maxLatency !== undefined && latencyMs !== undefined && latencyMs > maxLatency) continue;
+    const room = policy.maxAttempts - attempts.length;
+    if (room <= 0) break;
+    const strategy = override ?? tier.strategy;
+    const best = new Best(room);
+    const candidates = tier.candidates;
+    for (let i = 0; i < candidates.length; i++) {
+      const model = candidates[i]!;
+      if (allow !== undefined && !allow.includes(model.provider)) continue;
+      if (deny !== undefined && deny.includes(model.provider)) continue;
+      if (needed > model.contextWindow) continue;
+      view.read(model, r);
+      // NaN (never measured) compares false: an unmeasured model is not excluded.
+      if (maxLatency !== undefined && r.latencyMs > maxLatency) continue;
       considered++;
-      const price = view.price(model);
-      const expectedCostUsd = (promptTokens * price.inputPerMtok + completionTokens * price.outputPerMtok) / 1e6;
-      if (maxCost !== undefined && expectedCostUsd > maxCost) {
+      const cost = (promptTokens * r.inputPerMtok + completionTokens * r.outputPerMtok) / 1e6;
+      if (maxCost !== undefined && cost > maxCost) {
         overBudget++;
         continue;
       }
-      const until = view.cooldownUntil(id, model.provider);
-      if (until > now) {
-        earliestReady = Math.min(earliestReady, until);
+      if (r.cooldownUntil > now) {
+        if (r.cooldownUntil < earliestReady) earliestReady = r.cooldownUntil;
         continue;
       }
-      eligible.push({
-        attempt: { model, tier: tier.index, expectedCostUsd, inputPerMtok: price.inputPerMtok, outputPerMtok: price.outputPerMtok },
-        weight: tier.weights?.[i] ?? 1,
-        latencyMs: latencyMs ?? 0,
-      });
+      let key: number;
+      switch (strategy) {
+        case "ordered":
+          key = i;
+          break;
+        case "cheapest":
+          key = cost;
+          break;
+        case "fastest":
+          // An unmeasured model goes first, so it gets measured.
+          key = Number.isNaN(r.latencyMs) ? 0 : r.latencyMs;
+          break;
+        case "weighted":
+          // Efraimidis–Spirakis: the smallest keys are a weighted random draw without replacement.
+          key = -Math.pow(random(), 1 / (tier.weights?.[i] ?? 1));
+          break;
+      }
+      if (best.accepts(key)) best.insert(key, { model, tier: tier.index, expectedCostUsd: cost, inputPerMtok: r.inputPerMtok, outputPerMtok: r.outputPerMtok });
+      // In list order the first `room` are final: the rest of the tier cannot displace them.
+      if (strategy === "ordered" && best.full()) break;
     }
-    order(eligible, strategyOverride ?? tier.strategy, random);
-    for (const e of eligible) attempts.push(e.attempt);
+    for (const a of best.items) attempts.push(a);
   }
 
   if (attempts.length > 0) return { kind: "attempts", attempts };
@@ -106,29 +125,32 @@ export function plan({ policy, catalog, view, job, now, random }: PlanInput): Pl
   return { kind: "none", reason: "no_route", error: `no candidate model of task "${policy.task}" fits this job (context window, allow/deny providers, latency, quality floor)` };
 }
 
-interface Eligible {
-  attempt: PlannedAttempt;
-  weight: number;
-  /** 0 when never observed, so an unmeasured model gets tried and measured. */
-  latencyMs: number;
-}
+/** The `size` smallest keys seen, in ascending order (ties keep arrival order). */
+class Best {
+  readonly keys: number[] = [];
+  readonly items: PlannedAttempt[] = [];
+  readonly #size: number;
 
-function order(eligible: Eligible[], strategy: TierPolicy["strategy"], random: () => number): void {
-  switch (strategy) {
-    case "ordered":
-      return;
-    case "cheapest":
-      eligible.sort((a, b) => a.attempt.expectedCostUsd - b.attempt.expectedCostUsd);
-      return;
-    case "fastest":
-      eligible.sort((a, b) => a.latencyMs - b.latencyMs);
-      return;
-    case "weighted": {
-      // Efraimidis–Spirakis: a weighted random order without replacement, one draw per candidate.
-      const keyed = eligible.map((e) => ({ e, key: Math.pow(random(), 1 / e.weight) }));
-      keyed.sort((a, b) => b.key - a.key);
-      keyed.forEach((k, i) => (eligible[i] = k.e));
-      return;
+  constructor(size: number) {
+    this.#size = size;
+  }
+
+  full(): boolean {
+    return this.keys.length >= this.#size;
+  }
+
+  accepts(key: number): boolean {
+    return this.keys.length < this.#size || key < this.keys[this.keys.length - 1]!;
+  }
+
+  insert(key: number, item: PlannedAttempt): void {
+    let i = this.keys.length;
+    while (i > 0 && this.keys[i - 1]! > key) i--;
+    this.keys.splice(i, 0, key);
+    this.items.splice(i, 0, item);
+    if (this.keys.length > this.#size) {
+      this.keys.pop();
+      this.items.pop();
     }
   }
 }

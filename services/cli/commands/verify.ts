@@ -192,8 +192,11 @@ export async function verify(config: Config, task: string, samples: readonly Sam
   const check = compileOutputCheck(taskConfig.output);
   const floor = taskConfig.output?.min_pass_rate ?? 0.95;
   const candidates: { model: ModelInfo; tier: number }[] = [];
-  catalog.tasks.get(task)!.tiers.forEach((tier, i) => {
-    for (const id of tier.models) {
+  // From the config rather than the routing policy: verify is how a model earns its place,
+  // so models under the quality floor (which routing skips) are measured too.
+  taskConfig.tiers.forEach((tier, i) => {
+    for (const ref of tier.models) {
+      const id = catalog.resolve(ref)!;
       if (!candidates.some((c) => c.model.id === id)) candidates.push({ model: catalog.models.get(id)!, tier: i });
     }
   });
