@@ -16,7 +16,7 @@ import { STREAMS } from "../shared/contract/subjects.ts";
 import { provision } from "../shared/nats/provision.ts";
 import { parseScenario } from "../services/sim-provider/scenario.ts";
 import { createSimProvider, type SimProvider } from "../services/sim-provider/server.ts";
-import { scan } from "../services/replay/read.ts";
+import { scan } from "../shared/nats/read.ts";
 import { startAckProxy } from "./chaos/ack-proxy.ts";
 import { startTestNats, type TestNats } from "./harness/nats.ts";
 import { spawnCli, type CliProcess } from "./harness/processes.ts";

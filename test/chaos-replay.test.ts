@@ -13,7 +13,7 @@ import { STREAMS } from "../shared/contract/subjects.ts";
 import { matchesDeadLetter, parseWhen } from "../services/replay/filters.ts";
 import { openLedger } from "../services/replay/ledger.ts";
 import { deadLetterReplay, replayId, replayJob } from "../services/replay/lineage.ts";
-import { scan } from "../services/replay/read.ts";
+import { scan } from "../shared/nats/read.ts";
 import { spawnCli } from "./harness/processes.ts";
 import { moderationJob, startStack, type TestStack } from "./harness/stack.ts";
 

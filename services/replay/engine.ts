@@ -11,7 +11,7 @@ import type { JetStreamClient, JetStreamManager, PubAck } from "@nats-io/jetstre
 import { setTimeout as sleep } from "node:timers/promises";
 import { jobSubject, STREAMS } from "../../shared/contract/subjects.ts";
 import type { LedgerEntry, ReplayLedger } from "./ledger.ts";
-import { scan } from "./read.ts";
+import { scan } from "../../shared/nats/read.ts";
 import type { Scanned } from "./sources.ts";
 
 export interface ReplayStats {

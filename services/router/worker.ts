@@ -30,6 +30,7 @@ import { decideAfterFailure } from "../../shared/routing/decide.ts";
 import { LocalHealth } from "../../shared/routing/health.ts";
 import { LiveState } from "../../shared/routing/live-state.ts";
 import { plan } from "../../shared/routing/planner.ts";
+import { scan } from "../../shared/nats/read.ts";
 import { intake } from "./intake.ts";
 import { laneSlots, pullSize, type Lane, type LaneHeld } from "./lanes.ts";
 import { createRoutingSetup, type RoutingSetup } from "./routing-setup.ts";
@@ -65,6 +66,8 @@ export interface Router {
 
 /** Attempts of jobs awaiting redelivery, keyed by stream sequence, so the final result or dead letter lists them all. */
 const HISTORY_LIMIT = 50_000;
+/** Waits between attempts to store an outcome: about 10 s in all, longer than a stream leader election. */
+const STORE_RETRIES_MS = [100, 250, 500, 1_000, 2_000, 3_000, 3_000];
 /** Largest single pull; bigger pulls save little and delay the first job of the batch. */
 const FETCH_MAX = 256;
 /** A pull's lifetime: also the longest a stop waits for the last pull to end. */
@@ -130,14 +133,23 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
       logger.info({ id, subject: f.m.subject }, "held past ack_wait: leaving the job to its redelivery");
       return false;
     }
-    try {
-      await js.publish(subject, payload, { msgID: id });
-    } catch (err) {
-      // Kept so the redelivery stores this outcome rather than spending the job's budget (and
-      // the provider's money) doing the work again.
-      if (unsent.size >= HISTORY_LIMIT) unsent.delete(unsent.keys().next().value as number);
-      unsent.set(f.m.seq, { kind, subject, payload, id });
-      throw err;
+    // A stream leader election or a NATS restart lasts seconds: retry in place, the job held by
+    // the heartbeat's working(), rather than spend a delivery of the job's budget on it.
+    for (let retry = 0; ; retry++) {
+      try {
+        await js.publish(subject, payload, { msgID: id });
+        break;
+      } catch (err) {
+        if (retry < STORE_RETRIES_MS.length && !stopping && !f.lost) {
+          await new Promise((r) => setTimeout(r, STORE_RETRIES_MS[retry]));
+          continue;
+        }
+        // Kept so a redelivery to this worker stores this outcome rather than doing the work
+        // (and paying the provider) again.
+        if (unsent.size >= HISTORY_LIMIT) unsent.delete(unsent.keys().next().value as number);
+        unsent.set(f.m.seq, { kind, subject, payload, id });
+        throw err;
+      }
     }
     replyTo(f.m, payload);
     f.m.ack();
@@ -145,9 +157,23 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
   }
 
   async function publishDeadLetter(subject: string, dl: DeadLetter, f: InFlight): Promise<void> {
+    // A redelivered job may have been served already, its ack lost on the way: a dead letter
+    // now would give it two outcomes in two streams, which no duplicate window catches.
+    if (f.m.info.deliveryCount > 1 && dl.reason !== "invalid_job" && (await resultStored(dl.task, dl.id, f.m.info.timestampNanos / 1e6))) {
+      f.m.ack();
+      return;
+    }
     if (!(await finish(f, "dead_letter", subject, JSON.stringify(dl), dl.id))) return;
     stats.deadLettered++;
     logger.warn({ id: dl.id, task: dl.task, reason: dl.reason, attempts: dl.attempts.length }, dl.error);
+  }
+
+  /** Whether RESULTS holds a result with this id, looking only at results stored since the job was published. */
+  async function resultStored(task: string, id: string, publishedAt: number): Promise<boolean> {
+    for await (const stored of scan(js, STREAMS.results, { subject: resultSubject(task), since: new Date(publishedAt), headersOnly: true })) {
+      if (stored.msgId === id) return true;
+    }
+    return false;
   }
 
   function deadLetter(job: Job, reason: DlqReason, error: string, attempts: Attempt[]): DeadLetter {
@@ -271,6 +297,12 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
           const checked = policy.check(completion.response.choices[0]?.message.content ?? null, job.request);
           // A failed check is the model's failure, so the next candidate tries.
           if (!checked.ok) throw new InvalidOutputError(checked.error, { status: 200 });
+          // The answer came, but too late (a busy machine can overrun the call's own timer).
+          if (deadline !== undefined && clock() > deadline) {
+            attempts.push({ provider: p.model.provider, model: p.model.name, tier: p.tier, outcome: "timeout", http_status: 200, latency_ms: clock() - t0, error: "answered after the job's deadline" });
+            await publishDeadLetter(dlqSubject(job.task), deadLetter(job, "deadline_exceeded", `The answer came after the deadline ${job.deadline}.`, attempts), f);
+            return;
+          }
           const latency = clock() - t0;
           live.local.succeeded(p.model.id, latency);
           report(p.model, "ok", 200, latency, completion.usage, t0);

@@ -7,7 +7,7 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { ROUTER_DURABLE, STREAMS } from "../../shared/contract/subjects.ts";
-import { scan } from "../../services/replay/read.ts";
+import { scan } from "../../shared/nats/read.ts";
 import { drained, moderationJob, type ChaosStack, type Fault } from "./stack.ts";
 
 export interface Outcome {

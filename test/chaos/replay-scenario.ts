@@ -7,7 +7,7 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { STREAMS } from "../../shared/contract/subjects.ts";
-import { scan } from "../../services/replay/read.ts";
+import { scan } from "../../shared/nats/read.ts";
 import type { CliProcess } from "../harness/processes.ts";
 import { checkInvariant } from "./invariant.ts";
 import { drained, moderationJob, type ChaosStack } from "./stack.ts";

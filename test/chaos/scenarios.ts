@@ -7,7 +7,7 @@ import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { jobSubject, STREAMS } from "../../shared/contract/subjects.ts";
-import { scan } from "../../services/replay/read.ts";
+import { scan } from "../../shared/nats/read.ts";
 import { checkInvariant, type Outcome, type Verdict } from "./invariant.ts";
 import { replicasCurrent, streamLeader } from "./nats.ts";
 import { moderationJob, startChaosStack, type ChaosStack, type OutgoingJob } from "./stack.ts";

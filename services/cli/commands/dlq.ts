@@ -7,7 +7,7 @@ import { connectNats, natsUrl } from "../../../shared/nats/connect.ts";
 import { matchesDeadLetter, type DeadLetterFilter } from "../../replay/filters.ts";
 import { openLedger, REPLAY_BUCKET } from "../../replay/ledger.ts";
 import { deadLetterReplay, isRecord } from "../../replay/lineage.ts";
-import { scan } from "../../replay/read.ts";
+import { scan } from "../../../shared/nats/read.ts";
 import { deadLetterCandidates } from "../../replay/sources.ts";
 import { intFlag, parse } from "../args.ts";
 import { deadlineFlag, executeReplay, limitFlag, metaFlag, modelFlag, when } from "./replay.ts";
