@@ -1,0 +1,50 @@
+/** How long and how often each scenario runs: `full` for the published figures, `quick` for a smoke run. */
+export interface Profile {
+  readonly name: "full" | "quick";
+  /** Repetitions of every measured run; each figure is their median, with min and max. */
+  readonly reps: number;
+  /** Before each scenario, wait up to this long for other processes on the machine to go quiet. */
+  readonly settleMs: number;
+  /** Scenarios 3 and 6: seconds of jobs at the run's rate before measuring, so JIT compilation is not counted. */
+  readonly warmupMs: number;
+  /** Jobs published before the consumers start, for throughput runs (limit (a), end-to-end). */
+  readonly backlogJobs: number;
+  /** Limit (b): warm-up and measured seconds of provider calls. */
+  readonly providerCalls: { readonly warmupMs: number; readonly durationMs: number; readonly concurrency: number };
+  /** Scenario 3: a fixed publish rate, well below capacity. */
+  readonly latency: { readonly rate: number; readonly durationMs: number };
+  /** Scenario 4: provider latency and jobs per run. */
+  readonly slow: readonly { readonly latencyMs: number; readonly jobs: number }[];
+  readonly planner: { readonly durationMs: number };
+  /** Scenario 6: fixed rate; a faulty run covers one primary timeout plus one 5 s cooldown. */
+  readonly failover: { readonly rate: number; readonly healthyMs: number; readonly faultyMs: number; readonly timeoutMs: number };
+}
+
+export const FULL: Profile = {
+  name: "full",
+  reps: 3,
+  settleMs: 20_000,
+  warmupMs: 1_000,
+  backlogJobs: 15_000,
+  providerCalls: { warmupMs: 1_000, durationMs: 3_000, concurrency: 256 },
+  latency: { rate: 500, durationMs: 6_000 },
+  slow: [
+    { latencyMs: 1_000, jobs: 20_000 },
+    { latencyMs: 5_000, jobs: 20_000 },
+  ],
+  planner: { durationMs: 300 },
+  failover: { rate: 200, healthyMs: 2_000, faultyMs: 5_000, timeoutMs: 1_000 },
+};
+
+export const QUICK: Profile = {
+  name: "quick",
+  reps: 1,
+  settleMs: 0,
+  warmupMs: 300,
+  backlogJobs: 2_000,
+  providerCalls: { warmupMs: 300, durationMs: 700, concurrency: 256 },
+  latency: { rate: 500, durationMs: 1_500 },
+  slow: [{ latencyMs: 1_000, jobs: 4_000 }],
+  planner: { durationMs: 100 },
+  failover: { rate: 200, healthyMs: 1_000, faultyMs: 1_500, timeoutMs: 500 },
+};

@@ -1,0 +1,303 @@
+/**
+ * The report of one bench run: a summary table (every figure with its target and verdict)
+ * for stdout, and docs/BENCHMARKS.md with the machine, each scenario's details and method.
+ */
+import { readFileSync } from "node:fs";
+import { DEFAULT_LOCAL_HEALTH } from "../shared/routing/health.ts";
+import { jobSizeRange } from "./lib/jobs.ts";
+import type { Profile } from "./lib/profile.ts";
+import type { Spread } from "./lib/stats.ts";
+import type { FailoverFigures } from "./scenarios/failover.ts";
+import type { LatencyFigures } from "./scenarios/latency.ts";
+import type { PlannerFigures } from "./scenarios/planner.ts";
+import type { ProviderFigures } from "./scenarios/provider-limit.ts";
+import type { SlowFigures } from "./scenarios/slow.ts";
+import type { DrainFigures } from "./scenarios/throughput.ts";
+
+export interface Stage {
+  readonly name: string;
+  readonly seconds: number;
+  /** Seconds spent beforehand waiting for other processes to go quiet. */
+  readonly waitedSeconds: number;
+  /** CPU cores other processes on the machine used meanwhile, on average. */
+  readonly otherCores: number;
+  readonly stealCores: number;
+}
+
+export interface BenchRun {
+  readonly profile: Profile;
+  readonly date: string;
+  readonly seconds: number;
+  readonly machine: { cores: number; cpu: string; memoryGiB: number; kernel: string; node: string; natsServer: string };
+  readonly code: { commit: string; uncommitted: string[] };
+  readonly stages: readonly Stage[];
+  /** Mean payload of a router result, which the limit (a) pipeline publishes too. */
+  readonly resultBytes: number;
+  readonly jetstream: DrainFigures;
+  readonly provider: ProviderFigures;
+  readonly e2e1: DrainFigures;
+  readonly e2e2: DrainFigures;
+  readonly latency: LatencyFigures;
+  readonly slow: readonly SlowFigures[];
+  readonly failover: readonly FailoverFigures[];
+  readonly planner: readonly PlannerFigures[];
+}
+
+interface Row {
+  readonly scenario: string;
+  readonly figure: string;
+  readonly value: Spread;
+  readonly unit: string;
+  readonly digits: number;
+  readonly target?: string;
+  readonly met?: boolean;
+}
+
+/** a ÷ b over medians; the range pairs the extremes, so it bounds every pairing of repetitions. */
+function ratio(a: Spread, b: Spread, scale = 1): Spread {
+  return { median: (scale * a.median) / b.median, min: (scale * a.min) / b.max, max: (scale * a.max) / b.min, runs: [] };
+}
+
+function minus(a: Spread, b: Spread): Spread {
+  return { median: a.median - b.median, min: a.min - b.max, max: a.max - b.min, runs: [] };
+}
+
+function scaled(a: Spread, k: number): Spread {
+  return { median: a.median * k, min: a.min * k, max: a.max * k, runs: a.runs.map((r) => r * k) };
+}
+
+/** Other processes busier than this make a scenario noisy: the bench waits for them to calm down, and the report names them. */
+export const NOISY_CORES = 0.15;
+
+const target = (text: string, met: boolean) => ({ target: text, met });
+
+const fmt = (n: number, digits: number) =>
+  Number.isFinite(n) ? n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits }) : "–";
+
+function rows(run: BenchRun): Row[] {
+  const { jetstream: a, provider: b, e2e1, e2e2, latency } = run;
+  const out: Row[] = [
+    { scenario: "1a", figure: "JetStream pipeline alone (fetch, publish result with msgID, await PubAck, ack)", value: a.jobsPerSec, unit: "jobs/s", digits: 0 },
+    { scenario: "1b", figure: `provider path alone (adapter + undici Pool → sim-provider at 0 ms, ${b.concurrency} concurrent)`, value: b.callsPerSec, unit: "calls/s", digits: 0 },
+  ];
+  for (const [workers, e] of [
+    [1, e2e1],
+    [2, e2e2],
+  ] as const) {
+    const w = workers === 1 ? "1 worker" : "2 workers";
+    const one = workers === 1;
+    const toA = ratio(e.jobsPerSec, a.jobsPerSec, 100);
+    out.push(
+      { scenario: "2", figure: `end to end, ${w}, provider at 0 ms`, value: e.jobsPerSec, unit: "jobs/s", digits: 0, ...(one ? target("≥ 5,000", e.jobsPerSec.median >= 5_000) : {}) },
+      { scenario: "2", figure: `${w}: share of limit (a)`, value: toA, unit: "%", digits: 0, ...(one ? target("≥ 50 %", toA.median >= 50) : {}) },
+      { scenario: "2", figure: `${w}: share of limit (b)`, value: ratio(e.jobsPerSec, b.callsPerSec, 100), unit: "%", digits: 0 },
+      { scenario: "2", figure: `${w}: router CPU per 1,000 jobs`, value: scaled(e.consumerCpuMsPer1k, 1 / 1000), unit: "CPU s", digits: 3, ...target("≤ 0.2", e.consumerCpuMsPer1k.median <= 200) },
+    );
+  }
+  out.push(
+    { scenario: "3", figure: `router overhead p50 (delivery → result stored − provider call), ${latency.rate} jobs/s`, value: latency.overheadP50, unit: "ms", digits: 2, ...target("< 1", latency.overheadP50.median < 1) },
+    { scenario: "3", figure: "router overhead p99", value: latency.overheadP99, unit: "ms", digits: 2, ...target("< 5", latency.overheadP99.median < 5) },
+  );
+  for (const s of run.slow) {
+    const l = `${fmt(s.latencyMs, 0)} ms provider`;
+    // The targets are set for the 1,000 ms provider.
+    const first = s === run.slow[0];
+    out.push(
+      { scenario: "4", figure: `${l}: jobs one worker holds in flight`, value: s.inFlight, unit: "jobs", digits: 0, ...(first ? target("≥ 10,000", s.inFlight.median >= 10_000) : {}) },
+      { scenario: "4", figure: `${l}: throughput`, value: s.jobsPerSec, unit: "jobs/s", digits: 0 },
+      { scenario: "4", figure: `${l}: throughput ÷ (in flight ÷ latency)`, value: scaled(s.littleRatio, 100), unit: "%", digits: 0, ...(first ? target("≥ 90 %", s.littleRatio.median >= 0.9) : {}) },
+      { scenario: "4", figure: `${l}: RSS per in-flight job`, value: s.rssPerInFlightKiB, unit: "KiB", digits: 1, ...(first ? target("< 50", s.rssPerInFlightKiB.median < 50) : {}) },
+    );
+  }
+  const cheapest = run.planner.filter((p) => p.strategy === "cheapest");
+  for (const p of cheapest) {
+    const at200 = p.candidates === 200;
+    out.push(
+      { scenario: "5", figure: `planner (cheapest), ${fmt(p.candidates, 0)} candidates: decisions/s`, value: p.decisionsPerSec, unit: "/s", digits: 0, ...(at200 ? target("≥ 100,000", p.decisionsPerSec.median >= 100_000) : {}) },
+      { scenario: "5", figure: `planner (cheapest), ${fmt(p.candidates, 0)} candidates: p99 per decision`, value: p.p99Us, unit: "µs", digits: 1 },
+    );
+  }
+  const per = (n: number) => cheapest.find((p) => p.candidates === n)!.nsPerCandidate;
+  const growth = ratio(per(2_000), per(200));
+  out.push({ scenario: "5", figure: "planner: time per candidate at 2,000 ÷ at 200 (1 = linear)", value: growth, unit: "×", digits: 2, ...target("≤ 1.5", growth.median <= 1.5) });
+  const healthy = run.failover.find((f) => f.mode === "healthy")!;
+  for (const f of run.failover) {
+    if (f === healthy) continue;
+    const what = f.mode === "503" ? "primary answers 503" : `primary hangs until the ${fmt(f.timeoutMs, 0)} ms timeout`;
+    out.push(
+      { scenario: "6", figure: `${what}: extra latency per job, mean`, value: minus(f.mean, healthy.mean), unit: "ms", digits: 2 },
+      { scenario: "6", figure: `${what}: extra latency per job, p99`, value: minus(f.p99, healthy.p99), unit: "ms", digits: 2 },
+      { scenario: "6", figure: `${what}: jobs that tried the primary first`, value: scaled(f.failedOverShare, 100), unit: "%", digits: 1 },
+    );
+  }
+  return out;
+}
+
+const verdict = (r: Row) => (r.met === undefined ? "" : r.met ? "met" : "missed");
+const range = (r: Row) => `${fmt(r.value.min, r.digits)}–${fmt(r.value.max, r.digits)}`;
+
+export function renderText(run: BenchRun): string {
+  const table = rows(run).map((r) => [r.scenario, r.figure, `${fmt(r.value.median, r.digits)} ${r.unit}`, range(r), r.target ?? "", verdict(r)]);
+  const head = ["#", "figure", "median", "min–max", "target", "verdict"];
+  const widths = head.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 2 || i === 3 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ").trimEnd();
+  const noisy = run.stages.filter((s) => s.otherCores > NOISY_CORES);
+  return [
+    "",
+    `Switchyard bench (${run.profile.name}, median of ${run.profile.reps}) — ${run.machine.cores} cores, node ${run.machine.node}, ${run.machine.natsServer}`,
+    "",
+    line(head),
+    line(widths.map((w) => "-".repeat(w))),
+    ...table.map(line),
+    ...(noisy.length > 0 ? ["", `other processes were busy during: ${noisy.map((s) => `${s.name} (${fmt(s.otherCores, 2)} cores)`).join("; ")}`] : []),
+    "",
+  ].join("\n");
+}
+
+const md = (cells: string[]) => `| ${cells.join(" | ")} |`;
+const spreadCell = (s: Spread, digits: number) => `${fmt(s.median, digits)} (${fmt(s.min, digits)}–${fmt(s.max, digits)})`;
+
+export function renderMarkdown(run: BenchRun): string {
+  const m = run.machine;
+  const p = run.profile;
+  const healthy = run.failover.find((f) => f.mode === "healthy")!;
+  const out: string[] = [
+    "# Benchmarks",
+    "",
+    `Generated by \`npm run bench\` (${p.name} profile) on ${run.date.slice(0, 10)}; it took ${Math.round(run.seconds)} s. Raw figures: [benchmarks.json](benchmarks.json).`,
+    "",
+    `Machine: ${m.cores} cores (${m.cpu}), ${m.memoryGiB} GiB, Linux ${m.kernel}; Node ${m.node}; ${m.natsServer} (file storage).`,
+    `Code: commit ${run.code.commit}${run.code.uncommitted.length > 0 ? ` with uncommitted changes to ${run.code.uncommitted.join(", ")}` : ""}.`,
+    "Everything runs on loopback on this one machine: nats-server, the sim-provider, each router worker and each",
+    "limit driver in its own process, and the bench process publishing and measuring. Each figure is the",
+    `median of ${p.reps} repetitions, min–max after it. CPU is read per process from /proc (user + system).`,
+    "",
+    "## Summary",
+    "",
+    md(["#", "figure", "median", "min–max", "target", "verdict"]),
+    md(["---", "---", "---:", "---:", "---", "---"]),
+    ...rows(run).map((r) => md([r.scenario, r.figure, `${fmt(r.value.median, r.digits)} ${r.unit}`, range(r), r.target ?? "", r.met === undefined ? "" : r.met ? "**met**" : "**missed**"])),
+    "",
+    "## Load from other processes",
+    "",
+    `The machine is shared. Before each scenario the bench waits (up to ${fmt(p.settleMs / 1000, 0)} s) until processes outside it use less`,
+    `than ${NOISY_CORES} cores; what they used during the scenario is below (average cores; the figures above are worse by`,
+    "about that share wherever it is not near zero). Kernel threads are not counted as other processes.",
+    "",
+    md(["scenario", "seconds", "waited before (s)", "other processes (cores)", "steal (cores)"]),
+    md(["---", "---:", "---:", "---:", "---:"]),
+    ...run.stages.map((s) => md([s.name, fmt(s.seconds, 0), fmt(s.waitedSeconds, 0), fmt(s.otherCores, 2), fmt(s.stealCores, 2)])),
+    "",
+    "## 1–2. Limits and end-to-end throughput",
+    "",
+    `A backlog of ${fmt(run.e2e1.jobs, 0)} moderation jobs (${jobSizeRange().join("–")} bytes: system prompt, one user message, JSON output requested, metadata) is published first; then the consumers start and drain it.`,
+    "Throughput and CPU count from 10 % to 90 % of the results, so process start-up and the tail are left out.",
+    `Limit (a) drains it with bench/workers/pipeline.ts: the router's pull loop, a ${fmt(run.resultBytes, 0)}-byte result (a real`,
+    "result's size) published with msgID awaiting its PubAck, then the ack. Limit (b) is bench/workers/provider-calls.ts:",
+    "the router's adapter and undici Pool client calling the sim-provider at 0 ms, no queue. Router config: max_in_flight",
+    "1024, max_concurrency 256 (the defaults).",
+    "",
+    md(["run", "jobs/s", "consumer CPU s / 1,000 jobs", "nats-server CPU s / 1,000", "sim-provider CPU s / 1,000"]),
+    md(["---", "---:", "---:", "---:", "---:"]),
+    ...([
+      ["limit (a): JetStream pipeline", run.jetstream],
+      ["end to end, 1 worker", run.e2e1],
+      ["end to end, 2 workers", run.e2e2],
+    ] as const).map(([name, d]) =>
+      md([name, spreadCell(d.jobsPerSec, 0), spreadCell(scaled(d.consumerCpuMsPer1k, 1e-3), 3), spreadCell(scaled(d.natsCpuMsPer1k, 1e-3), 3), spreadCell(scaled(d.simCpuMsPer1k, 1e-3), 3)]),
+    ),
+    md(["limit (b): provider path (calls)", spreadCell(run.provider.callsPerSec, 0), spreadCell(scaled(run.provider.callerCpuMsPer1k, 1e-3), 3), "–", spreadCell(scaled(run.provider.simCpuMsPer1k, 1e-3), 3)]),
+    "",
+    `Where one worker's CPU goes: of ${fmt(run.e2e1.consumerCpuMsPer1k.median / 1000, 3)} CPU s per 1,000 jobs, the JetStream work alone costs`,
+    `${fmt(run.jetstream.consumerCpuMsPer1k.median / 1000, 3)} (limit (a)'s consumer) and the provider path alone ${fmt(run.provider.callerCpuMsPer1k.median / 1000, 3)} (limit (b)'s caller); the`,
+    `remaining ${fmt((run.e2e1.consumerCpuMsPer1k.median - run.jetstream.consumerCpuMsPer1k.median - run.provider.callerCpuMsPer1k.median) / 1000, 3)} is the router's own work: validating the job, planning, checking the output,`,
+    "building and serialising the result, telemetry, bookkeeping, and the garbage all of that leaves.",
+    "",
+    "## 3. Added latency",
+    "",
+    `One worker, provider at 0 ms, jobs published one at a time at ${run.latency.rate}/s for ${fmt(p.latency.durationMs / 1000, 0)} s (${fmt(run.latency.jobsPerRep, 0)} jobs) after a`,
+    `${fmt(p.warmupMs / 1000, 1)} s warm-up. The worker is bench/workers/router.ts: the router as \`switchyard router\` wires it, but with a clock`,
+    "that resolves microseconds (Date.now() resolves whole milliseconds) and agrees with nats-server's stored-message",
+    "timestamps within about 0.05 ms. Per job: delivery = job stored + the result's queued_ms; **overhead = result stored",
+    "− delivery − Σ attempts[].latency_ms** (the provider call as the router timed it), so it includes parsing,",
+    "planning, serialising and publishing the result up to JetStream storing it. The router's own latency_ms − Σ",
+    "attempts stops when the result object is built, before serialising and publishing.",
+    "",
+    md(["figure (ms)", "p50", "p99"]),
+    md(["---", "---:", "---:"]),
+    md(["overhead: delivery → result stored − provider call", spreadCell(run.latency.overheadP50, 3), spreadCell(run.latency.overheadP99, 3)]),
+    md(["router's own latency_ms − provider call", spreadCell(run.latency.reportedP50, 3), spreadCell(run.latency.reportedP99, 3)]),
+    md(["provider call (attempts[].latency_ms)", spreadCell(run.latency.providerP50, 3), spreadCell(run.latency.providerP99, 3)]),
+    md(["end to end: job stored → result stored", spreadCell(run.latency.endToEndP50, 3), spreadCell(run.latency.endToEndP99, 3)]),
+    "",
+    `Router CPU at this rate: ${spreadCell(scaled(run.latency.routerCpuMsPer1k, 1e-3), 3)} CPU s per 1,000 jobs (per-job cost rises at low rates: nothing is batched).`,
+    "",
+    "## 4. Slow providers",
+    "",
+    `One \`switchyard router\` with max_in_flight ${fmt(run.slow[0]?.maxInFlight ?? NaN, 0)} (its batch lane, which bench jobs use, may then hold 10,000: by default a`,
+    "quarter of the slots stay reserved for interactive jobs), max_ack_pending 20,000 and 10,000 connections to the provider;",
+    "every call takes the given latency. The backlog is published first. In flight is the consumer's ack-pending count,",
+    "sampled every 100 ms with the worker's RSS; in flight (mean) and throughput are taken while jobs still waited in the",
+    "stream, after the first results. By Little's law throughput = in flight ÷ time in flight, so throughput ÷ (in flight ÷",
+    "latency) = latency ÷ the mean time a job spent in the worker (its result's latency_ms), measured over every job.",
+    "RSS per in-flight job = (peak RSS − RSS of an idle worker) ÷ peak in flight.",
+    "",
+    md(["provider latency", "jobs", "in flight (mean)", "peak in flight", "jobs/s", "time in worker ms", "÷ (in flight ÷ latency)", "RSS / in-flight job", "peak RSS", "router CPU s / 1,000"]),
+    md(["---", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:"]),
+    ...run.slow.map((s) =>
+      md([
+        `${fmt(s.latencyMs, 0)} ms`,
+        fmt(s.jobs, 0),
+        spreadCell(s.inFlight, 0),
+        spreadCell(s.peakInFlight, 0),
+        spreadCell(s.jobsPerSec, 0),
+        spreadCell(s.timeInWorkerMs, 0),
+        `${spreadCell(scaled(s.littleRatio, 100), 0)} %`,
+        `${spreadCell(s.rssPerInFlightKiB, 1)} KiB`,
+        `${spreadCell(s.peakRssMiB, 0)} MiB`,
+        spreadCell(scaled(s.routerCpuMsPer1k, 1e-3), 3),
+      ]),
+    ),
+    "",
+    `An idle worker's RSS: ${fmt(run.slow[0]?.idleRssMiB ?? NaN, 0)} MiB.`,
+    "",
+    "## 5. Planner scale",
+    "",
+    "`plan()` in the bench process on a synthetic catalog (ten models per provider, all in one tier), with a live state",
+    "like a busy worker's: a pricing-service entry per model (price, p95 latency, one in ten down), a local latency",
+    "per model and one in ten locally cooling down. Decisions/s from an untimed loop; percentiles from timing each call.",
+    "",
+    md(["strategy", "candidates", "decisions/s", "p50 µs", "p99 µs", "ns per candidate"]),
+    md(["---", "---:", "---:", "---:", "---:", "---:"]),
+    ...run.planner.map((q) => md([q.strategy, fmt(q.candidates, 0), spreadCell(q.decisionsPerSec, 0), spreadCell(q.p50Us, 1), spreadCell(q.p99Us, 1), spreadCell(q.nsPerCandidate, 0)])),
+    "",
+    "## 6. Failover cost",
+    "",
+    `One worker (the microsecond clock, as in 3) at ${healthy.rate} jobs/s; the moderation tier tries budget/lite, then swift/mini,`,
+    `both at 0 ms. After a healthy ${fmt(p.warmupMs / 1000, 1)} s warm-up, the primary stays healthy (${fmt(healthy.durationMs / 1000, 0)} s), answers every call 503, or`,
+    `hangs every call until the worker's ${fmt(healthy.timeoutMs, 0)} ms timeout (${fmt(p.failover.faultyMs / 1000, 0)} s each). The worker cools a model down for`,
+    `${fmt(DEFAULT_LOCAL_HEALTH.cooldownMs, 0)} ms after ${DEFAULT_LOCAL_HEALTH.failureThreshold} consecutive failures, then tries it again, so only some jobs pay for the fault.`,
+    "Latency here is delivery → result stored, provider calls included, over every job of the run.",
+    "",
+    md(["primary", "mean ms", "p50 ms", "p99 ms", "jobs that tried the primary", "their p50 ms", "router CPU s / 1,000"]),
+    md(["---", "---:", "---:", "---:", "---:", "---:", "---:"]),
+    ...run.failover.map((f) =>
+      md([f.mode, spreadCell(f.mean, 2), spreadCell(f.p50, 2), spreadCell(f.p99, 2), `${spreadCell(scaled(f.failedOverShare, 100), 1)} %`, spreadCell(f.failedOverP50, 2), spreadCell(scaled(f.routerCpuMsPer1k, 1e-3), 3)]),
+    ),
+    "",
+    // Prose from profiling, kept beside the code that measures; it names the run it comes from.
+    readFileSync(new URL("./analysis.md", import.meta.url), "utf8").trimEnd(),
+    "",
+    "## Reproduce",
+    "",
+    "```sh",
+    "npm run bench                  # this report (a few minutes)",
+    "npm run bench -- --quick       # smoke run, written to bench/out/",
+    "npm run bench -- --cpu-prof    # also V8 profiles of every router worker in bench/out/profiles/",
+    "npx tsx bench/profile-summary.ts bench/out/profiles/<file>.cpuprofile",
+    "```",
+    "",
+  ];
+  return out.join("\n");
+}
+

@@ -1,0 +1,46 @@
+/**
+ * Limit (a): the JetStream work the router does per job, and nothing else. It pulls the
+ * way services/router/worker.ts pulls (fetch sized to free slots, at most 256, 1 s expiry),
+ * publishes a result of a real result's size with msgID = the job's Nats-Msg-Id and awaits
+ * the PubAck, then acks. No parsing, no planning, no provider call.
+ * Env: NATS_URL, MAX_IN_FLIGHT, RESULT_BYTES. SIGTERM ends it.
+ */
+import { jetstream } from "@nats-io/jetstream";
+import { natsUrl, connectNats } from "../../shared/nats/connect.ts";
+import { ROUTER_DURABLE, STREAMS, SUBJECTS } from "../../shared/contract/subjects.ts";
+
+const maxInFlight = Number(process.env.MAX_IN_FLIGHT);
+const result = new Uint8Array(Number(process.env.RESULT_BYTES)).fill(0x78);
+const nc = await connectNats(natsUrl(), "switchyard-bench-pipeline");
+const js = jetstream(nc);
+const consumer = await js.consumers.get(STREAMS.jobs, ROUTER_DURABLE);
+let inFlight = 0;
+let wake: (() => void) | undefined;
+let stopping = false;
+process.once("SIGTERM", () => {
+  stopping = true;
+  wake?.();
+});
+process.stdout.write("ready\n");
+
+while (!stopping) {
+  const free = maxInFlight - inFlight;
+  if (free <= 0) {
+    await new Promise<void>((r) => (wake = r));
+    continue;
+  }
+  const batch = await consumer.fetch({ max_messages: Math.min(free, 256), expires: 1_000 });
+  for await (const m of batch) {
+    inFlight++;
+    const subject = `${SUBJECTS.results}.${m.subject.slice(SUBJECTS.jobs.length + 1)}`;
+    js.publish(subject, result, { msgID: m.headers!.get("Nats-Msg-Id") })
+      .then(() => m.ack())
+      .finally(() => {
+        inFlight--;
+        const w = wake;
+        wake = undefined;
+        w?.();
+      });
+  }
+}
+await nc.drain();
