@@ -18,6 +18,7 @@ import { machineCpuMs, treeAndKernelCpuMs } from "./lib/procs.ts";
 import { startStack } from "./lib/stack.ts";
 import { NOISY_CORES, renderMarkdown, renderText, type BenchRun, type Stage } from "./report.ts";
 import { FAILOVER_MODES, failover, type FailoverFigures } from "./scenarios/failover.ts";
+import { convergence, costVsBaselines } from "./scenarios/live-routing.ts";
 import { addedLatency } from "./scenarios/latency.ts";
 import { plannerScale } from "./scenarios/planner.ts";
 import { providerLimit } from "./scenarios/provider-limit.ts";
@@ -97,6 +98,10 @@ const measured = await (async () => {
     await stack.close();
   }
 })();
+const live = {
+  convergence: await stage("7. live routing: convergence", () => convergence(profile.live.priceTrials, profile.live.outageTrials)),
+  cost: await stage("7. live routing: cost against baselines", () => costVsBaselines(profile.live.costJobs, profile.live.costRate)),
+};
 // In-process and last, with no other bench process left running.
 const planner = await stage("5. planner scale", () => plannerScale(profile));
 
@@ -116,6 +121,7 @@ const run: BenchRun = {
   stages,
   ...measured,
   planner,
+  live,
 };
 mkdirSync(outDir, { recursive: true });
 const suffix = values.quick ? "-quick" : "";

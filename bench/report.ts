@@ -8,6 +8,7 @@ import { jobSizeRange } from "./lib/jobs.ts";
 import type { Profile } from "./lib/profile.ts";
 import type { Spread } from "./lib/stats.ts";
 import type { FailoverFigures } from "./scenarios/failover.ts";
+import type { ConvergenceFigures, CostFigures } from "./scenarios/live-routing.ts";
 import type { LatencyFigures } from "./scenarios/latency.ts";
 import type { PlannerFigures } from "./scenarios/planner.ts";
 import type { ProviderFigures } from "./scenarios/provider-limit.ts";
@@ -41,6 +42,7 @@ export interface BenchRun {
   readonly slow: readonly SlowFigures[];
   readonly failover: readonly FailoverFigures[];
   readonly planner: readonly PlannerFigures[];
+  readonly live: { readonly convergence: ConvergenceFigures; readonly cost: CostFigures };
 }
 
 interface Row {
@@ -130,6 +132,17 @@ function rows(run: BenchRun): Row[] {
       { scenario: "6", figure: `${what}: jobs that tried the primary first`, value: scaled(f.failedOverShare, 100), unit: "%", digits: 1 },
     );
   }
+  // One run of several trials each: the spread is over the trials, not over repetitions.
+  const one = (x: number): Spread => ({ median: x, min: x, max: x, runs: [x] });
+  const trials = (xs: readonly number[], q: number): Spread => ({ median: q, min: Math.min(...xs), max: Math.max(...xs), runs: [...xs] });
+  const { convergence: c, cost } = run.live;
+  out.push(
+    { scenario: "7", figure: "price change → every worker routes by it, p50 (2 workers)", value: trials(c.priceTrialsMs, c.p50PriceMs), unit: "ms", digits: 0 },
+    { scenario: "7", figure: "price change → every worker routes by it, p95", value: trials(c.priceTrialsMs, c.p95PriceMs), unit: "ms", digits: 0, ...target("< 500", c.p95PriceMs < 500) },
+    { scenario: "7", figure: "outage start → no worker routes to it first, p95", value: trials(c.outageTrialsMs, c.p95OutageMs), unit: "ms", digits: 0, ...target("< 500", c.p95OutageMs < 500) },
+    { scenario: "7", figure: "outage end → traffic back (cooldown, probe), p95", value: trials(c.recoveryTrialsMs, c.p95RecoveryMs), unit: "ms", digits: 0 },
+    { scenario: "7", figure: `cost, ${fmt(cost.jobs, 0)} jobs with a price drop and an outage: Switchyard over the oracle`, value: one(cost.overOracle * 100), unit: "%", digits: 1, ...target("≤ 5 %", cost.overOracle <= 0.05) },
+  );
   return out;
 }
 
@@ -212,6 +225,39 @@ export function renderMarkdown(run: BenchRun): string {
     `${fmt(run.jetstream.consumerCpuMsPer1k.median / 1000, 3)} (limit (a)'s consumer) and the provider path alone ${fmt(run.provider.callerCpuMsPer1k.median / 1000, 3)} (limit (b)'s caller); the`,
     `remaining ${fmt((run.e2e1.consumerCpuMsPer1k.median - run.jetstream.consumerCpuMsPer1k.median - run.provider.callerCpuMsPer1k.median) / 1000, 3)} is the router's own work: validating the job, planning, checking the output,`,
     "building and serialising the result, telemetry, bookkeeping, and the garbage all of that leaves.",
+    "",
+    "## 7. Live routing: convergence and cost",
+    "",
+    "Two `switchyard router` processes and `switchyard pricing` on their own nats-server; the sim-provider in the bench",
+    "process, so an outage starts at an exact moment. Moderation jobs at 300/s; the cheapest tier is [budget/lite, swift/mini].",
+    `**Convergence**: ${run.live.convergence.priceTrialsMs.length} price changes flip the cheaper model back and forth (\`prices set\` through the`,
+    "KV override bucket), then outages of budget start and end. Per trial: the time from the change until the *last* job",
+    "any worker still routed the old way (its first attempt), i.e. until every worker has switched; for recovery, until",
+    "budget serves again (a 2 s cooldown, a probe, a KV update).",
+    "",
+    md(["trial kind", "p50 (ms)", "p95 (ms)", "each trial (ms)"]),
+    md(["---", "---:", "---:", "---"]),
+    md(["price change", fmt(run.live.convergence.p50PriceMs, 0), fmt(run.live.convergence.p95PriceMs, 0), run.live.convergence.priceTrialsMs.join(", ")]),
+    md(["outage start", fmt(run.live.convergence.p50OutageMs, 0), fmt(run.live.convergence.p95OutageMs, 0), run.live.convergence.outageTrialsMs.join(", ")]),
+    md(["outage end (recovery)", fmt(run.live.convergence.p50RecoveryMs, 0), fmt(run.live.convergence.p95RecoveryMs, 0), run.live.convergence.recoveryTrialsMs.join(", ")]),
+    "",
+    `**Cost**: ${fmt(run.live.cost.jobs, 0)} jobs; budget fails 3 % of calls throughout, swift's price drops below budget's at 30 %, budget is down`,
+    "from 55 % to 75 %. Switchyard's bill is the sum of the results' cost_usd; the baselines are priced on the same jobs' token",
+    "usage: (a) everything on the most expensive model; (b) everything on the initially cheapest model (budget) with no",
+    "failover, so its failures and the outage fail jobs (3 % drawn deterministically); (c) the oracle, the cheapest model up",
+    "at each job's moment.",
+    "",
+    md(["policy", "cost (USD)", "success rate"]),
+    md(["---", "---:", "---:"]),
+    ...([
+      ["Switchyard", run.live.cost.switchyard],
+      ["(a) always the most expensive model", run.live.cost.mostExpensive],
+      ["(b) static: the initially cheapest model", run.live.cost.staticCheapest],
+      ["(c) oracle", run.live.cost.oracle],
+    ] as const).map(([name, c]) => md([name, fmt(c.costUsd, 6), `${fmt(c.successRate * 100, 1)} %`])),
+    "",
+    `Switchyard costs ${fmt(run.live.cost.overOracle * 100, 1)} % more than the oracle: the jobs budget failed before the price drop were served by the`,
+    "next-cheapest model, and the first jobs after each change still went the old way.",
     "",
     "## 3. Added latency",
     "",

@@ -18,6 +18,8 @@ export interface Profile {
   readonly planner: { readonly durationMs: number };
   /** Scenario 6: fixed rate; a faulty run covers one primary timeout plus one 5 s cooldown. */
   readonly failover: { readonly rate: number; readonly healthyMs: number; readonly faultyMs: number; readonly timeoutMs: number };
+  /** Scenario 7: price-change and outage trials with two workers; the cost run's jobs and rate. */
+  readonly live: { readonly priceTrials: number; readonly outageTrials: number; readonly costJobs: number; readonly costRate: number };
 }
 
 export const FULL: Profile = {
@@ -34,6 +36,7 @@ export const FULL: Profile = {
   ],
   planner: { durationMs: 300 },
   failover: { rate: 200, healthyMs: 2_000, faultyMs: 5_000, timeoutMs: 1_000 },
+  live: { priceTrials: 20, outageTrials: 5, costJobs: 10_000, costRate: 500 },
 };
 
 export const QUICK: Profile = {
@@ -47,4 +50,5 @@ export const QUICK: Profile = {
   slow: [{ latencyMs: 1_000, jobs: 4_000 }],
   planner: { durationMs: 100 },
   failover: { rate: 200, healthyMs: 1_000, faultyMs: 1_500, timeoutMs: 500 },
+  live: { priceTrials: 4, outageTrials: 1, costJobs: 1_500, costRate: 500 },
 };

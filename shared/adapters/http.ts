@@ -14,16 +14,26 @@ export interface ProviderClient {
 
 /** Bodies above this are cut off and reported as a failed attempt, not buffered without end. */
 const MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
+const POOL_SHARD = 256;
 
 export function createProviderClient(provider: Pick<ProviderConfig, "base_url" | "max_concurrency">): ProviderClient {
   const base = new URL(provider.base_url);
   const prefix = base.pathname.replace(/\/+$/, "");
-  const pool = new Pool(base.origin, {
-    connections: provider.max_concurrency,
-    pipelining: 1,
-    keepAliveTimeout: 30_000,
-    connectTimeout: 5_000,
-  });
+  // undici's Pool scans its connection list on every request: with thousands of connections
+  // (a slow provider, many jobs in flight) that scan costs more than the call. Pools of at most
+  // POOL_SHARD connections, taken in turn, keep it short.
+  const shards = Math.ceil(provider.max_concurrency / POOL_SHARD);
+  const pools = Array.from(
+    { length: shards },
+    (_, i) =>
+      new Pool(base.origin, {
+        connections: Math.min(POOL_SHARD, provider.max_concurrency - i * POOL_SHARD),
+        pipelining: 1,
+        keepAliveTimeout: 30_000,
+        connectTimeout: 5_000,
+      }),
+  );
+  let turn = 0;
   return {
     async send(call, timeoutMs) {
       // One timer bounds the whole call. undici's own headersTimeout/bodyTimeout run on ~1 s
@@ -32,6 +42,8 @@ export function createProviderClient(provider: Pick<ProviderConfig, "base_url" |
       const abort = new AbortController();
       const timer = setTimeout(() => abort.abort(), timeoutMs);
       try {
+        const pool = pools[turn]!;
+        turn = (turn + 1) % shards;
         const res = await pool.request({ method: "POST", path: prefix + call.path, headers: call.headers, body: call.body, signal: abort.signal });
         const length = Number(res.headers["content-length"]);
         if (length > MAX_RESPONSE_BYTES) {
@@ -46,7 +58,9 @@ export function createProviderClient(provider: Pick<ProviderConfig, "base_url" |
         clearTimeout(timer);
       }
     },
-    close: () => pool.close(),
+    close: async () => {
+      await Promise.all(pools.map((p) => p.close()));
+    },
   };
 }
 

@@ -36,6 +36,8 @@ export interface PlanInput {
   readonly random: () => number;
 }
 
+const SPARE = 2;
+
 const JOB_STRATEGY = { cost: "cheapest", cheapest: "cheapest", latency: "fastest", fastest: "fastest", ordered: "ordered", weighted: "weighted" } as const;
 
 /** One reading reused for every candidate: plan() is synchronous, so nothing else can touch it meanwhile. */
@@ -69,8 +71,11 @@ export function plan({ policy, catalog, view, job, now, random }: PlanInput): Pl
   let considered = 0;
   let overBudget = 0;
   let earliestReady = Infinity;
+  // A little beyond max_attempts: the worker skips a planned candidate whose state changes
+  // during the job (its own attempts cool a model or a provider down), and must not run short.
+  const wanted = policy.maxAttempts + SPARE;
   for (const tier of tiers) {
-    const room = policy.maxAttempts - attempts.length;
+    const room = wanted - attempts.length;
     if (room <= 0) break;
     const strategy = override ?? tier.strategy;
     const best = new Best(room);
