@@ -102,6 +102,13 @@ const live = {
   convergence: await stage("7. live routing: convergence", () => convergence(profile.live.priceTrials, profile.live.outageTrials)),
   cost: await stage("7. live routing: cost against baselines", () => costVsBaselines(profile.live.costJobs, profile.live.costRate)),
 };
+// The gateway's own driver (services/gateway/measure.ts): direct sim-provider calls against the same calls through gateway, JetStream and a router.
+const gateway = await stage("8. gateway", () =>
+  execFileSync(process.execPath, ["--import", "tsx", fileURLToPath(new URL("../services/gateway/measure.ts", import.meta.url)), "--seconds", String(profile.gatewaySeconds)], {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "ignore"],
+  }),
+);
 // In-process and last, with no other bench process left running.
 const planner = await stage("5. planner scale", () => plannerScale(profile));
 
@@ -122,6 +129,7 @@ const run: BenchRun = {
   ...measured,
   planner,
   live,
+  gateway,
 };
 mkdirSync(outDir, { recursive: true });
 const suffix = values.quick ? "-quick" : "";

@@ -43,6 +43,8 @@ export interface BenchRun {
   readonly failover: readonly FailoverFigures[];
   readonly planner: readonly PlannerFigures[];
   readonly live: { readonly convergence: ConvergenceFigures; readonly cost: CostFigures };
+  /** The gateway driver's table, as it printed it. */
+  readonly gateway: string;
 }
 
 interface Row {
@@ -258,6 +260,15 @@ export function renderMarkdown(run: BenchRun): string {
     "",
     `Switchyard costs ${fmt(run.live.cost.overOracle * 100, 1)} % more than the oracle: the jobs budget failed before the price drop were served by the`,
     "next-cheapest model, and the first jobs after each change still went the old way.",
+    "",
+    "## 8. Gateway",
+    "",
+    "services/gateway/measure.ts: a nats-server, a sim-provider answering at once, one router worker and one gateway, each",
+    `its own process; the same chat request sent straight to the sim-provider and through the gateway with undici, ${fmt(p.gatewaySeconds, 0)} s per run.`,
+    "",
+    "```",
+    run.gateway.trimEnd(),
+    "```",
     "",
     "## 3. Added latency",
     "",

@@ -20,6 +20,8 @@ export interface Profile {
   readonly failover: { readonly rate: number; readonly healthyMs: number; readonly faultyMs: number; readonly timeoutMs: number };
   /** Scenario 7: price-change and outage trials with two workers; the cost run's jobs and rate. */
   readonly live: { readonly priceTrials: number; readonly outageTrials: number; readonly costJobs: number; readonly costRate: number };
+  /** Scenario 8: seconds per gateway measurement run. */
+  readonly gatewaySeconds: number;
 }
 
 export const FULL: Profile = {
@@ -37,6 +39,7 @@ export const FULL: Profile = {
   planner: { durationMs: 300 },
   failover: { rate: 200, healthyMs: 2_000, faultyMs: 5_000, timeoutMs: 1_000 },
   live: { priceTrials: 20, outageTrials: 5, costJobs: 10_000, costRate: 500 },
+  gatewaySeconds: 5,
 };
 
 export const QUICK: Profile = {
@@ -51,4 +54,5 @@ export const QUICK: Profile = {
   planner: { durationMs: 100 },
   failover: { rate: 200, healthyMs: 1_000, faultyMs: 1_500, timeoutMs: 500 },
   live: { priceTrials: 4, outageTrials: 1, costJobs: 1_500, costRate: 500 },
+  gatewaySeconds: 1,
 };
