@@ -3,11 +3,12 @@
  * stream, the batch outcome collectors' durable consumers on RESULTS and DLQ, the batches KV
  * bucket and the files object store. Idempotent, like the core provisioning.
  */
-import { AckPolicy, DeliverPolicy, DiscardPolicy, JetStreamApiCodes, JetStreamApiError, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
+import { AckPolicy, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import { Objm, type ObjectStore } from "@nats-io/obj";
 import { nanos, type NatsConnection } from "@nats-io/transport-node";
 import type { Config } from "../../shared/config/schema.ts";
+import { ensureStream } from "../../shared/nats/provision.ts";
 import { BATCH_LINES_STREAM, BATCH_LINES_SUBJECT, GATEWAY_BATCH_DURABLE, GATEWAY_BUCKETS, STREAMS, SUBJECTS } from "../../shared/contract/subjects.ts";
 
 export interface GatewayStores {
@@ -30,13 +31,7 @@ export async function provisionGateway(nc: NatsConnection, jsm: JetStreamManager
     max_age: nanos(s.results_max_age),
     duplicate_window: nanos(s.duplicate_window),
   } as Partial<StreamConfig> as StreamConfig;
-  try {
-    await jsm.streams.info(lines.name);
-    await jsm.streams.update(lines.name, lines);
-  } catch (err) {
-    if (!(err instanceof JetStreamApiError) || err.code !== JetStreamApiCodes.StreamNotFound) throw err;
-    await jsm.streams.add(lines);
-  }
+  await ensureStream(jsm, lines);
   for (const [stream, subject] of [
     [STREAMS.results, SUBJECTS.results],
     [STREAMS.dlq, SUBJECTS.dlq],

@@ -77,7 +77,8 @@ export interface JobSelection {
 export async function* jobCandidates(js: JetStreamClient, jsm: JetStreamManager, sel: JobSelection, o: Overrides): AsyncGenerator<Scanned> {
   const lastSeq = (await jsm.streams.info(STREAMS.jobs)).state.last_seq;
   for await (const m of scan(js, STREAMS.jobs, { subject: `${SUBJECTS.jobs}.${sel.task}`, since: sel.since, lastSeq })) {
-    if (sel.until && m.time > sel.until.getTime()) return;
+    // `until` has millisecond precision and stored times have nanoseconds: its whole millisecond is in range.
+    if (sel.until && Math.floor(m.time) > sel.until.getTime()) return;
     const job = parse(m.data);
     if (!isRecord(job) || !isRecord(job.request)) {
       yield { candidate: { kind: "skip", id: m.msgId ?? `#${m.seq}`, why: "not a job (it was dead-lettered as invalid_job)" }, pending: m.pending };

@@ -58,16 +58,19 @@ export function routerConsumerConfig(cfg: Config): Partial<ConsumerConfig> {
   };
 }
 
-export async function provision(jsm: JetStreamManager, cfg: Config): Promise<void> {
-  for (const sc of streamConfigs(cfg)) {
-    try {
-      await jsm.streams.info(sc.name);
-      await jsm.streams.update(sc.name, sc);
-    } catch (err) {
-      if (!(err instanceof JetStreamApiError) || err.code !== JetStreamApiCodes.StreamNotFound) throw err;
-      await jsm.streams.add(sc);
-    }
+/** Creates the stream, or brings an existing one to this config (on 2.9 `streams.add` with a changed config fails). */
+export async function ensureStream(jsm: JetStreamManager, sc: StreamConfig): Promise<void> {
+  try {
+    await jsm.streams.info(sc.name);
+    await jsm.streams.update(sc.name, sc);
+  } catch (err) {
+    if (!(err instanceof JetStreamApiError) || err.code !== JetStreamApiCodes.StreamNotFound) throw err;
+    await jsm.streams.add(sc);
   }
+}
+
+export async function provision(jsm: JetStreamManager, cfg: Config): Promise<void> {
+  for (const sc of streamConfigs(cfg)) await ensureStream(jsm, sc);
   await jsm.consumers.add(STREAMS.jobs, routerConsumerConfig(cfg));
   await jsm.consumers.add(STREAMS.jobs, interactiveConsumerConfig(cfg));
 }
