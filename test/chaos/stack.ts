@@ -17,6 +17,7 @@ import { provision } from "../../shared/nats/provision.ts";
 import { parseScenario } from "../../services/sim-provider/scenario.ts";
 import { createSimProvider, type SimProvider } from "../../services/sim-provider/server.ts";
 import { spawnCli, type CliProcess } from "../harness/processes.ts";
+import { testConfigYaml } from "../harness/stack.ts";
 import { startChaosNats, type ChaosNats } from "./nats.ts";
 
 /** Three providers answering in 5–30 ms, no scripted faults: each scenario injects its own. */
@@ -41,39 +42,19 @@ export interface ChaosConfigOptions {
 
 /** The router config of the chaos runs: the test config's providers and tasks, tuned so faults resolve in seconds. */
 export function chaosConfigYaml(simUrl: string, o: ChaosConfigOptions = {}): string {
-  const provider = (name: string, model: string, upstream: string, inp: number, out: number, ctx: number) => `
-  ${name}:
-    dialect: openai
-    base_url: ${simUrl}/${name}/v1
-    timeout_ms: ${o.timeout ?? "1s"}
-    models:
-      ${model}: { upstream: ${upstream}, input_per_mtok: ${inp}, output_per_mtok: ${out}, context_window: ${ctx} }`;
-  return `
-streams:
-  replicas: ${o.replicas ?? 1}
-  duplicate_window: ${o.duplicateWindow ?? "10m"}
-router:
-  max_in_flight: ${o.maxInFlight ?? 128}
-  ack_wait: ${o.ackWait ?? "2s"}
-  max_deliveries: ${o.maxDeliveries ?? 5}
-  redelivery_backoff: ${o.backoff ?? "[250ms, 500ms, 1s]"}
-  shutdown_grace: 2s
-providers:${provider("budget", "lite", "budget-lite", 0.05, 0.2, 16000)}${provider("swift", "mini", "swift-mini", 0.15, 0.6, 128000)}${provider("premium", "large", "premium-large", 2.5, 10, 128000)}
-tasks:
-  moderation:
-    expected_completion_tokens: 32
-    tiers:
-      - strategy: cheapest
-        models: [budget/lite, swift/mini]
-      - models: [premium/large]
-  classification:
-    tiers:
-      - strategy: weighted
-        models: [budget/lite, swift/mini]
-        weights: [3, 1]
-      - models: [premium/large]
-`;
+  return testConfigYaml(
+    simUrl,
+    {
+      max_in_flight: String(o.maxInFlight ?? 128),
+      ack_wait: o.ackWait ?? "2s",
+      max_deliveries: String(o.maxDeliveries ?? 5),
+      redelivery_backoff: o.backoff ?? "[250ms, 500ms, 1s]",
+      shutdown_grace: "2s",
+    },
+    { streams: { replicas: String(o.replicas ?? 1), duplicate_window: o.duplicateWindow ?? "10m" }, providerTimeout: o.timeout ?? "1s" },
+  );
 }
+
 
 export interface Fault {
   /** ms since the epoch, when it was injected. */

@@ -30,32 +30,44 @@ providers:
 
 const TEST_ROUTER = { max_in_flight: "256", ack_wait: "5s", max_deliveries: "3", redelivery_backoff: "[200ms, 400ms]", shutdown_grace: "5s" };
 
-export function testConfigYaml(simUrl: string, router: Partial<Record<keyof typeof TEST_ROUTER, string>> = {}): string {
-  const routerBlock = Object.entries({ ...TEST_ROUTER, ...router })
+const block = (entries: Record<string, string>) =>
+  Object.entries(entries)
     .map(([k, v]) => `  ${k}: ${v}`)
     .join("\n");
+
+/**
+ * Three providers on the sim-provider at `simUrl` and the tasks `moderation` and
+ * `classification`; `router` and `streams` override single settings, `providerTimeout` every
+ * provider's per-attempt timeout.
+ */
+export function testConfigYaml(
+  simUrl: string,
+  router: Partial<Record<keyof typeof TEST_ROUTER, string>> = {},
+  opts: { streams?: Record<string, string>; providerTimeout?: string } = {},
+): string {
+  const timeout = opts.providerTimeout ?? "2s";
   return `
 streams:
-  duplicate_window: 2m
+${block({ duplicate_window: "2m", ...opts.streams })}
 router:
-${routerBlock}
+${block({ ...TEST_ROUTER, ...router })}
 providers:
   budget:
     dialect: openai
     base_url: ${simUrl}/budget/v1
-    timeout_ms: 2s
+    timeout_ms: ${timeout}
     models:
       lite: { upstream: budget-lite, input_per_mtok: 0.05, output_per_mtok: 0.20, context_window: 16000 }
   swift:
     dialect: openai
     base_url: ${simUrl}/swift/v1
-    timeout_ms: 2s
+    timeout_ms: ${timeout}
     models:
       mini: { upstream: swift-mini, input_per_mtok: 0.15, output_per_mtok: 0.60, context_window: 128000 }
   premium:
     dialect: openai
     base_url: ${simUrl}/premium/v1
-    timeout_ms: 2s
+    timeout_ms: ${timeout}
     models:
       large: { upstream: premium-large, input_per_mtok: 2.5, output_per_mtok: 10, context_window: 128000 }
 tasks:
