@@ -91,7 +91,9 @@ describe("router on a real nats-server", () => {
     expect(d!.attempts.every((a) => a.outcome === "unavailable")).toBe(true);
     // Two redeliveries with 200 ms and 400 ms backoff (± 20 % jitter) before the dead letter.
     expect(Date.now() - t0).toBeGreaterThanOrEqual(480);
-    expect(await totalResults()).toBe(await totalResults());
+    // Exactly one outcome: a dead letter and no result.
+    const stored = await readStream<Result>(stack.nats.js, STREAMS.results, { count: await totalResults(), timeoutMs: 5_000 });
+    expect(stored.filter((r) => r.id === `${tag}-0`)).toEqual([]);
   });
 
   it("malformed payloads become invalid_job dead letters and the worker keeps serving", async () => {

@@ -3,12 +3,12 @@
  * stream, the batch outcome collectors' durable consumers on RESULTS and DLQ, the batches KV
  * bucket and the files object store. Idempotent, like the core provisioning.
  */
-import { AckPolicy, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
+import { AckPolicy, DeliverPolicy, StorageType, type JetStreamManager, type StreamConfig } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import { Objm, type ObjectStore } from "@nats-io/obj";
 import { nanos, type NatsConnection } from "@nats-io/transport-node";
 import type { Config } from "../../shared/config/schema.ts";
-import { ensureStream } from "../../shared/nats/provision.ts";
+import { ensureStream, streamDefaults } from "../../shared/nats/provision.ts";
 import { BATCH_LINES_STREAM, BATCH_LINES_SUBJECT, GATEWAY_BATCH_DURABLE, GATEWAY_BUCKETS, STREAMS, SUBJECTS } from "../../shared/contract/subjects.ts";
 
 export interface GatewayStores {
@@ -19,18 +19,12 @@ export interface GatewayStores {
 export async function provisionGateway(nc: NatsConnection, jsm: JetStreamManager, cfg: Config): Promise<GatewayStores> {
   const s = cfg.streams;
   const lines = {
+    ...streamDefaults(cfg),
     name: BATCH_LINES_STREAM,
     subjects: [`${BATCH_LINES_SUBJECT}.>`],
-    retention: RetentionPolicy.Limits,
-    storage: StorageType.File,
-    discard: DiscardPolicy.Old,
-    num_replicas: s.replicas,
-    max_msg_size: s.max_msg_size,
-    max_bytes: s.max_bytes,
     // A line is kept until its batch's files are written (then purged); this only bounds strays.
     max_age: nanos(s.results_max_age),
-    duplicate_window: nanos(s.duplicate_window),
-  } as Partial<StreamConfig> as StreamConfig;
+  } as StreamConfig;
   await ensureStream(jsm, lines);
   for (const [stream, subject] of [
     [STREAMS.results, SUBJECTS.results],

@@ -4,12 +4,14 @@
  * created only when absent and kept alive by revision-checked updates) and is the only
  * writer. Followers aggregate the same telemetry, so a takeover starts warm.
  */
-import { statSync, unwatchFile, watchFile } from "node:fs";
+import { parseJsonOrUndefined } from "../../shared/json.ts";
+import { statSync } from "node:fs";
 import type { KV } from "@nats-io/kv";
 import { nuid, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { ADAPTERS } from "../../shared/adapters/index.ts";
 import { createProviderClient, type ProviderClient } from "../../shared/adapters/http.ts";
 import { loadYaml } from "../../shared/config/load.ts";
+import { onFileChange } from "../../shared/config/watch.ts";
 import type { Config } from "../../shared/config/schema.ts";
 import { AttemptEventSchema, PriceOverrideSchema, type ModelState, type PriceOverride } from "../../shared/contract/live.ts";
 import { HEARTBEAT_KEY, LEASE_KEY, TELEMETRY_SUBJECT } from "../../shared/contract/subjects.ts";
@@ -63,6 +65,7 @@ export function createPricingService({ nc, config, logger, priceFile, healthPoli
   let sub: Subscription | undefined;
   const timers: NodeJS.Timeout[] = [];
   let stopWatch: (() => void) | undefined;
+  let unwatchPriceFile: (() => void) | undefined;
   let badTelemetry = 0;
   let currentConfig = config;
   let lastHeartbeat = 0;
@@ -175,7 +178,7 @@ export function createPricingService({ nc, config, logger, priceFile, healthPoli
       if (e.operation !== "PUT") {
         overrides.delete(e.key);
       } else {
-        const parsed = PriceOverrideSchema.safeParse(safeJson(e.string()));
+        const parsed = PriceOverrideSchema.safeParse(parseJsonOrUndefined(e.string()));
         if (!parsed.success) {
           logger.warn({ key: e.key }, "ignoring a malformed price override");
           continue;
@@ -205,15 +208,13 @@ export function createPricingService({ nc, config, logger, priceFile, healthPoli
       buckets = await openBuckets(nc, config);
       if (priceFile) {
         loadPriceFile(priceFile);
-        watchFile(priceFile, { interval: 500 }, (cur, prev) => {
-          if (cur.mtimeMs !== prev.mtimeMs) loadPriceFile(priceFile);
-        });
+        unwatchPriceFile = onFileChange(priceFile, () => loadPriceFile(priceFile));
       }
       void watchOverrides(buckets.prices).catch((err: unknown) => logger.error({ err: (err as Error).message }, "price override watch ended"));
       sub = nc.subscribe(`${TELEMETRY_SUBJECT}.>`, {
         callback: (err, msg) => {
           if (err) return;
-          const parsed = AttemptEventSchema.safeParse(safeJson(msg.string()));
+          const parsed = AttemptEventSchema.safeParse(parseJsonOrUndefined(msg.string()));
           if (!parsed.success) {
             if (badTelemetry++ % 1000 === 0) logger.warn({ subject: msg.subject }, "ignoring malformed telemetry");
             return;
@@ -239,7 +240,7 @@ export function createPricingService({ nc, config, logger, priceFile, healthPoli
     },
     async stop() {
       for (const t of timers) clearInterval(t);
-      if (priceFile) unwatchFile(priceFile);
+      unwatchPriceFile?.();
       stopWatch?.();
       sub?.unsubscribe();
       if (leader) await buckets.lease.delete(LEASE_KEY).catch(() => {});
@@ -253,10 +254,3 @@ function round(x: number): number {
   return Math.round(x * 1000) / 1000;
 }
 
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-}

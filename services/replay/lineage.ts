@@ -7,6 +7,7 @@
  * ledger (ledger.ts) both recognise what was already published.
  */
 import { createHash } from "node:crypto";
+import { isRecord } from "../../shared/json.ts";
 
 /** Replay run labels become part of job ids; kept to characters no NATS header or shell mangles. */
 export const RUN_LABEL = /^[A-Za-z0-9_.+=@/-]{1,64}$/;
@@ -86,6 +87,3 @@ export function replayJob(original: Record<string, unknown>, opts: ReplayJobOpti
   };
 }
 
-export function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}

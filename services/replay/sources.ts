@@ -6,7 +6,8 @@
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { STREAMS, SUBJECTS, TASK_PATTERN } from "../../shared/contract/subjects.ts";
 import { matchesDeadLetter, matchesMeta, type DeadLetterFilter } from "./filters.ts";
-import { deadLetterReplay, isRecord, replayId, replayJob } from "./lineage.ts";
+import { isRecord } from "../../shared/json.ts";
+import { deadLetterReplay, replayId, replayJob } from "./lineage.ts";
 import { scan } from "../../shared/nats/read.ts";
 import type { DeadLetter } from "../../shared/contract/job.ts";
 

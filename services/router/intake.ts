@@ -4,6 +4,7 @@
  */
 import { JOB_ID_PATTERN, JobSchema, type DlqReason, type Job } from "../../shared/contract/job.ts";
 import { SUBJECTS, taskOfSubject } from "../../shared/contract/subjects.ts";
+import { isRecord } from "../../shared/json.ts";
 
 export type Intake =
   | { readonly kind: "job"; readonly job: Job }
@@ -94,6 +95,3 @@ function deeperThan(root: unknown, limit: number): boolean {
   return false;
 }
 
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}

@@ -1,7 +1,6 @@
-import { unwatchFile, watchFile } from "node:fs";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { loadConfig } from "../../shared/config/load.ts";
 import type { Config } from "../../shared/config/schema.ts";
+import { watchConfig } from "../../shared/config/watch.ts";
 import { connectNats } from "../../shared/nats/connect.ts";
 import { provision } from "../../shared/nats/provision.ts";
 import type { Logger } from "../../shared/log.ts";
@@ -27,22 +26,11 @@ export async function startRouter(opts: StartRouterOptions): Promise<RunningRout
   await provision(await jetstreamManager(nc), opts.config);
   const router = createRouter({ nc, config: opts.config, logger: opts.logger });
   const loop = router.run();
-  const file = opts.configFile;
-  if (file) {
-    watchFile(file, { interval: 500 }, (cur, prev) => {
-      if (cur.mtimeMs === prev.mtimeMs) return;
-      try {
-        router.reload(loadConfig(file));
-        opts.logger.info({ file }, "config reloaded");
-      } catch (err) {
-        opts.logger.error({ file, err: (err as Error).message }, "config edit rejected; the previous config stays in force");
-      }
-    });
-  }
+  const unwatch = opts.configFile ? watchConfig(opts.configFile, opts.logger, (config) => router.reload(config)) : undefined;
   let stopped: Promise<void> | undefined;
   const stop = () =>
     (stopped ??= (async () => {
-      if (file) unwatchFile(file);
+      unwatch?.();
       await router.stop();
       await loop.catch(() => {});
       await nc.drain().catch(() => {});

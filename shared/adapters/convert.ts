@@ -4,6 +4,7 @@
  * refused with a `BadRequestError` (no status): the router then tries the next candidate,
  * which may speak a dialect that can.
  */
+import { isRecord } from "../json.ts";
 import type { z } from "zod";
 import type { ChatMessage, ChatRequest, Usage } from "../contract/job.ts";
 import { estimatePromptTokens, estimateTextTokens } from "../tokens.ts";
@@ -37,9 +38,6 @@ export interface OpenAiToolCall {
   [k: string]: unknown;
 }
 
-export function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
 
 /** String content, or the text parts joined; any other part (image, audio, file) is refused rather than silently dropped. */
 export function textOf(content: ChatMessage["content"], dialect: string): string {

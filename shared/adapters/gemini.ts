@@ -9,7 +9,6 @@ import {
   completionLimit,
   createdFrom,
   functionTools,
-  isRecord,
   parseErrorBody,
   parseReply,
   responseSchema,
@@ -19,6 +18,7 @@ import {
   toolChoice,
   type OpenAiToolCall,
 } from "./convert.ts";
+import { isRecord } from "../json.ts";
 import {
   AuthFailedError,
   BadRequestError,

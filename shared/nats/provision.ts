@@ -19,9 +19,10 @@ import { nanos } from "@nats-io/transport-node";
 import type { Config } from "../config/schema.ts";
 import { INTERACTIVE_DURABLE, INTERACTIVE_SUBJECT, ROUTER_DURABLE, STREAMS, SUBJECTS } from "../contract/subjects.ts";
 
-export function streamConfigs(cfg: Config): StreamConfig[] {
+/** What every Switchyard stream shares, from the `streams` config section; each adds its name, subjects and max_age. */
+export function streamDefaults(cfg: Config) {
   const s = cfg.streams;
-  const common = {
+  return {
     // Limits retention, not work-queue: served jobs stay for replay until max_age.
     retention: RetentionPolicy.Limits,
     storage: StorageType.File,
@@ -35,6 +36,11 @@ export function streamConfigs(cfg: Config): StreamConfig[] {
     max_msgs_per_subject: -1,
     allow_direct: true,
   } satisfies Partial<StreamConfig>;
+}
+
+export function streamConfigs(cfg: Config): StreamConfig[] {
+  const s = cfg.streams;
+  const common = streamDefaults(cfg);
   return [
     { ...common, name: STREAMS.jobs, subjects: [`${SUBJECTS.jobs}.>`, `${INTERACTIVE_SUBJECT}.>`], max_age: nanos(s.jobs_max_age) } as StreamConfig,
     { ...common, name: STREAMS.results, subjects: [`${SUBJECTS.results}.>`], max_age: nanos(s.results_max_age) } as StreamConfig,

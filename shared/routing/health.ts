@@ -53,15 +53,6 @@ export class LocalHealth implements RoutingView {
     this.#opts = opts;
   }
 
-  cooldownUntil(modelId: string, provider: string): number {
-    return this.#cooldown(modelOrdinal(modelId), provider);
-  }
-
-  latencyMs(modelId: string): number | undefined {
-    const l = this.#latency[modelOrdinal(modelId)];
-    return l === undefined || Number.isNaN(l) ? undefined : l;
-  }
-
   read(model: ModelInfo, out: ModelReading): void {
     out.cooldownUntil = this.#cooldown(model.ordinal, model.provider);
     out.latencyMs = this.#latency[model.ordinal] ?? NaN;

@@ -83,6 +83,6 @@ export class LiveState implements RoutingView {
   }
 }
 
-export function reading(): ModelReading {
+function reading(): ModelReading {
   return { cooldownUntil: 0, latencyMs: NaN, inputPerMtok: 0, outputPerMtok: 0 };
 }

@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import { parseJsonOrUndefined } from "../../../shared/json.ts";
 import { loadConfig } from "../../../shared/config/load.ts";
 import { HeartbeatSchema, ModelStateSchema, type ModelState, type PriceOverride } from "../../../shared/contract/live.ts";
 import { HEARTBEAT_KEY } from "../../../shared/contract/subjects.ts";
@@ -70,7 +71,7 @@ async function setPrice(sub: "set" | "unset", argv: string[]): Promise<number> {
       process.stdout.write(`${id}: $${override.input_per_mtok} in / $${override.output_per_mtok} out per million tokens\n`);
     }
     const hb = await buckets.models.get(HEARTBEAT_KEY);
-    const at = hb ? HeartbeatSchema.safeParse(safeJson(hb.string())) : undefined;
+    const at = hb ? HeartbeatSchema.safeParse(parseJsonOrUndefined(hb.string())) : undefined;
     if (!at?.success || Date.now() - Date.parse(at.data.at) > STALE_AFTER_MS) {
       process.stdout.write("note: no pricing service is running; the change is stored and applies when one starts (`switchyard pricing`)\n");
     }
@@ -90,7 +91,7 @@ async function render(buckets: LiveBuckets): Promise<string> {
   for (const key of keys) {
     const e = await buckets.models.get(key);
     if (!e || e.operation !== "PUT") continue;
-    const value = safeJson(e.string());
+    const value = parseJsonOrUndefined(e.string());
     if (key === HEARTBEAT_KEY) {
       const hb = HeartbeatSchema.safeParse(value);
       if (hb.success) heartbeat = `pricing leader ${hb.data.leader}, heard ${ago(now - Date.parse(hb.data.at))} ago`;
@@ -127,10 +128,3 @@ function ago(ms: number): string {
   return ms < 60_000 ? `${(ms / 1000).toFixed(1)}s` : `${Math.round(ms / 60_000)}m`;
 }
 
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-}

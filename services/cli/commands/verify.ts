@@ -5,6 +5,7 @@
  * the same check the router applies — and, where the sample carries one, against the
  * expected answer.
  */
+import { isRecord } from "../../../shared/json.ts";
 import { readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { isDeepStrictEqual } from "node:util";
@@ -360,6 +361,3 @@ function brief(v: unknown): string {
   return s.length > 80 ? `${s.slice(0, 80)}…` : s;
 }
 
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
