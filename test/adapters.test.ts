@@ -2,11 +2,14 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { ChatRequestSchema, type ChatRequest } from "../shared/contract/job.ts";
 import { estimatePromptTokens, estimateTextTokens } from "../shared/tokens.ts";
-import { ANTHROPIC_VERSION, DEFAULT_MAX_TOKENS, JSON_INSTRUCTION } from "../shared/adapters/anthropic.ts";
+import { ANTHROPIC_VERSION, anthropicSchema, DEFAULT_MAX_TOKENS } from "../shared/adapters/anthropic.ts";
+import { JSON_INSTRUCTION, jsonInstruction } from "../shared/adapters/convert.ts";
 import {
   AuthFailedError,
   BadRequestError,
   InvalidOutputError,
+  MalformedResponseError,
+  NetworkError,
   ProviderTimeoutError,
   RateLimitedError,
   UnavailableError,
@@ -27,6 +30,12 @@ function fixture(dialect: Dialect, name: string): HttpReply {
   const file = new URL(`../shared/adapters/__fixtures__/${dialect}/${name}.json`, import.meta.url);
   const recorded = JSON.parse(readFileSync(file, "utf8")) as { status: number; headers: Record<string, string>; body: unknown };
   return { status: recorded.status, headers: recorded.headers, body: JSON.stringify(recorded.body) };
+}
+
+/** A recorded request: what `toRequest` must send, byte for byte once parsed. */
+function requestFixture(dialect: Dialect, name: string): { path: string; headers: Record<string, string>; body: Record<string, unknown> } {
+  const file = new URL(`../shared/adapters/__fixtures__/${dialect}/${name}.json`, import.meta.url);
+  return JSON.parse(readFileSync(file, "utf8"));
 }
 
 function bodyOf(dialect: Dialect, request: ChatRequest): Record<string, unknown> {
@@ -145,12 +154,20 @@ describe("anthropic adapter: request out", () => {
     expect(bodyOf("anthropic", chat({ ...hi, tools: [getOrder], tool_choice: choice, ...extra })).tool_choice).toEqual(expected);
   });
 
-  it("asks for JSON in the system prompt, with the schema for json_schema", () => {
+  it("json_schema goes out as output_config.format with no instruction; json_object, having no native form, as the instruction", () => {
     const schema = { type: "object", properties: { label: { type: "string" } }, required: ["label"] };
-    expect(bodyOf("anthropic", chat({ ...hi, response_format: { type: "json_object" } })).system).toBe(JSON_INSTRUCTION);
-    const withSystem = chat({ messages: [{ role: "system", content: "Classify." }, ...hi.messages], response_format: { type: "json_schema", json_schema: { name: "label", schema } } });
-    expect(bodyOf("anthropic", withSystem).system).toBe(`Classify.\n\n${JSON_INSTRUCTION} The object must conform to this JSON Schema:\n${JSON.stringify(schema)}`);
-    expect(bodyOf("anthropic", chat({ ...hi, response_format: { type: "text" } })).system).toBeUndefined();
+    const classify = [{ role: "system", content: "Classify." }, ...hi.messages];
+    const structured = bodyOf("anthropic", chat({ messages: classify, response_format: { type: "json_schema", json_schema: { name: "label", schema } } }));
+    expect(structured.system).toBe("Classify.");
+    expect(structured.output_config).toEqual({ format: { type: "json_schema", schema: { ...schema, additionalProperties: false } } });
+    const object = bodyOf("anthropic", chat({ messages: classify, response_format: { type: "json_object" } }));
+    expect(object.system).toBe(`Classify.\n\n${JSON_INSTRUCTION}`);
+    expect(object.output_config).toBeUndefined();
+    // OpenAI lets json_schema omit the schema; without one there is nothing to constrain decoding with.
+    expect(bodyOf("anthropic", chat({ ...hi, response_format: { type: "json_schema", json_schema: { name: "x" } } }))).toMatchObject({ system: JSON_INSTRUCTION });
+    const text = bodyOf("anthropic", chat({ ...hi, response_format: { type: "text" } }));
+    expect(text.system).toBeUndefined();
+    expect(text.output_config).toBeUndefined();
   });
 
   it("keeps assistant text beside its tool calls and drops empty text", () => {
@@ -218,32 +235,38 @@ describe("gemini adapter: request out", () => {
     expect(bodyOf("gemini", chat({ ...hi, tools: [getOrder], tool_choice: choice })).toolConfig).toEqual({ functionCallingConfig: expected });
   });
 
-  it("json_object sets the JSON MIME type; json_schema adds the schema without the keywords Gemini rejects", () => {
+  /** A schema with keywords Gemini's OpenAPI-subset `Schema` refuses and its JSON Schema field takes. */
+  const wide = {
+    $schema: "https://json-schema.org/draft/2020-12/schema",
+    type: "object",
+    additionalProperties: false,
+    properties: {
+      label: { type: "string", enum: ["billing", "other"] },
+      score: { type: ["number", "null"], minimum: 0 },
+      kind: { const: "ticket" },
+      tags: { type: "array", items: { type: "string", additionalProperties: false }, uniqueItems: true },
+    },
+    required: ["label"],
+  };
+
+  it("json_object sets the JSON MIME type; json_schema adds the schema as responseJsonSchema, only $schema and $id dropped", () => {
     expect(bodyOf("gemini", chat({ ...hi, response_format: { type: "json_object" } })).generationConfig).toEqual({ responseMimeType: "application/json" });
-    const schema = {
-      $schema: "https://json-schema.org/draft/2020-12/schema",
+    const { $schema: _dropped, ...sent } = wide;
+    const structured = chat({ ...hi, response_format: { type: "json_schema", json_schema: { name: "x", schema: { ...wide, $id: "urn:x" } } } });
+    expect(bodyOf("gemini", structured).generationConfig).toEqual({ responseMimeType: "application/json", responseJsonSchema: sent });
+    expect(bodyOf("gemini", chat({ ...hi, response_format: { type: "json_schema", json_schema: { name: "x" } } })).generationConfig).toEqual({ responseMimeType: "application/json" });
+  });
+
+  it("tool parameters keep the OpenAPI subset: geminiSchema drops the keywords Gemini's Schema refuses", () => {
+    expect(geminiSchema(wide)).toEqual({
       type: "object",
-      additionalProperties: false,
       properties: {
         label: { type: "string", enum: ["billing", "other"] },
-        score: { type: ["number", "null"], minimum: 0 },
-        kind: { const: "ticket" },
-        tags: { type: "array", items: { type: "string", additionalProperties: false }, uniqueItems: true },
+        score: { type: "number", nullable: true, minimum: 0 },
+        kind: { enum: ["ticket"] },
+        tags: { type: "array", items: { type: "string" } },
       },
       required: ["label"],
-    };
-    expect(bodyOf("gemini", chat({ ...hi, response_format: { type: "json_schema", json_schema: { name: "x", schema } } })).generationConfig).toEqual({
-      responseMimeType: "application/json",
-      responseSchema: {
-        type: "object",
-        properties: {
-          label: { type: "string", enum: ["billing", "other"] },
-          score: { type: "number", nullable: true, minimum: 0 },
-          kind: { enum: ["ticket"] },
-          tags: { type: "array", items: { type: "string" } },
-        },
-        required: ["label"],
-      },
     });
     expect(geminiSchema({ anyOf: [{ type: "string", $id: "x" }, { type: "integer" }] })).toEqual({ anyOf: [{ type: "string" }, { type: "integer" }] });
   });
@@ -257,6 +280,109 @@ describe("gemini adapter: request out", () => {
       ],
     });
     expect((bodyOf("gemini", request).contents as unknown[])[1]).toEqual({ role: "model", parts: [{ functionCall: { name: "ping", args: {} }, thoughtSignature: "sig-1" }] });
+  });
+});
+
+/**
+ * A task's output contract as the router hands it over: constraints Anthropic refuses, a nested
+ * object without additionalProperties, a $ref into $defs, a string format outside Anthropic's list.
+ */
+const ticketSchema = {
+  $schema: "https://json-schema.org/draft/2020-12/schema",
+  type: "object",
+  properties: {
+    label: { type: "string", enum: ["billing", "technical", "account", "shipping"], description: "The queue the ticket belongs in" },
+    confidence: { type: "number", minimum: 0, maximum: 1 },
+    summary: { type: "string", maxLength: 200, description: "One sentence" },
+    order_id: { anyOf: [{ type: "string", pattern: "^A-[0-9]+$" }, { type: "null" }] },
+    tags: { type: "array", items: { type: "string" }, minItems: 1, maxItems: 5, uniqueItems: true },
+    customer: { $ref: "#/$defs/customer" },
+  },
+  required: ["label", "confidence", "summary", "order_id", "tags", "customer"],
+  additionalProperties: false,
+  $defs: {
+    customer: {
+      type: "object",
+      properties: { email: { type: "string", format: "email" }, since: { type: "string", format: "year-month" } },
+      required: ["email"],
+    },
+  },
+};
+
+const ticketRequest = chat({
+  model: "support-triage",
+  messages: [
+    { role: "system", content: "Triage the support ticket." },
+    { role: "user", content: "Order A-1001 was charged twice. ada@example.com" },
+  ],
+  temperature: 0,
+  max_tokens: 200,
+  response_format: { type: "json_schema", json_schema: { name: "ticket", strict: true, schema: ticketSchema } },
+});
+
+describe("structured output: the output contract in each dialect's native form", () => {
+  it.each<[Dialect, string]>([
+    ["openai", "response_format passes through unchanged, strict included"],
+    ["anthropic", "output_config.format with the schema made strict, no JSON instruction"],
+    ["gemini", "generationConfig.responseJsonSchema beside responseMimeType"],
+  ])("%s: %s (request-json-schema fixture)", (dialect) => {
+    const expected = requestFixture(dialect, "request-json-schema");
+    const call = ADAPTERS[dialect].toRequest(ticketRequest, target);
+    expect({ path: call.path, headers: call.headers, body: JSON.parse(call.body) }).toEqual(expected);
+  });
+
+  it.each<[Dialect, (body: Record<string, unknown>) => unknown, unknown]>([
+    ["openai", (b) => b.response_format, { type: "json_object" }],
+    ["anthropic", (b) => [b.system, b.output_config], [JSON_INSTRUCTION, undefined]],
+    ["gemini", (b) => b.generationConfig, { responseMimeType: "application/json" }],
+  ])("%s: json_object", (dialect, pick, expected) => {
+    expect(pick(bodyOf(dialect, chat({ ...hi, response_format: { type: "json_object" } })))).toEqual(expected);
+  });
+
+  it("jsonInstruction stays available for models without structured outputs", () => {
+    expect(jsonInstruction(ticketRequest)).toBe(`${JSON_INSTRUCTION} The object must conform to this JSON Schema:\n${JSON.stringify(ticketSchema)}`);
+    expect(jsonInstruction(chat({ ...hi, response_format: { type: "json_object" } }))).toBe(JSON_INSTRUCTION);
+    expect(jsonInstruction(chat({ ...hi, response_format: { type: "text" } }))).toBeUndefined();
+    expect(jsonInstruction(hi)).toBeUndefined();
+  });
+});
+
+describe("anthropicSchema", () => {
+  it.each<[string, Record<string, unknown>, Record<string, unknown>]>([
+    ["closes an object without additionalProperties", { type: "object", properties: { a: { type: "string" } } }, { type: "object", properties: { a: { type: "string" } }, additionalProperties: false }],
+    ["closes an object that allows extra keys", { type: "object", additionalProperties: true }, { type: "object", additionalProperties: false }],
+    ["closes a nullable object", { type: ["object", "null"], properties: {} }, { type: ["object", "null"], properties: {}, additionalProperties: false }],
+    ["leaves a non-object alone", { type: "string", enum: ["a"], default: "a" }, { type: "string", enum: ["a"], default: "a" }],
+    ["moves numeric constraints into a new description", { type: "integer", exclusiveMinimum: 0, exclusiveMaximum: 10, multipleOf: 2 }, { type: "integer", description: "(exclusiveMinimum: 0, exclusiveMaximum: 10, multipleOf: 2)" }],
+    ["appends string constraints to the description", { type: "string", description: "A code.", minLength: 2, pattern: "^[A-Z]+$" }, { type: "string", description: 'A code. (minLength: 2, pattern: "^[A-Z]+$")' }],
+    ["keeps minItems 0 and 1", { type: "array", items: { type: "string" }, minItems: 0 }, { type: "array", items: { type: "string" }, minItems: 0 }],
+    ["moves minItems above 1", { type: "array", items: { type: "string" }, minItems: 2 }, { type: "array", items: { type: "string" }, description: "(minItems: 2)" }],
+    ["keeps a supported format, moves another", { anyOf: [{ type: "string", format: "uuid" }, { type: "string", format: "iban" }] }, { anyOf: [{ type: "string", format: "uuid" }, { type: "string", description: '(format: "iban")' }] }],
+    ["turns oneOf into anyOf", { oneOf: [{ type: "object", properties: {} }, { type: "null" }] }, { anyOf: [{ type: "object", properties: {}, additionalProperties: false }, { type: "null" }] }],
+    [
+      "recurses through items, allOf and definitions",
+      { definitions: { p: { type: "object", properties: { n: { type: "number", maximum: 5 } } } }, allOf: [{ $ref: "#/definitions/p" }], type: "array", items: [{ type: "object" }] },
+      {
+        definitions: { p: { type: "object", properties: { n: { type: "number", description: "(maximum: 5)" } }, additionalProperties: false } },
+        allOf: [{ $ref: "#/definitions/p" }],
+        type: "array",
+        items: [{ type: "object", additionalProperties: false }],
+      },
+    ],
+    ["drops $schema and $id at the root only", { $schema: "x", $id: "urn:a", type: "object", properties: { b: { $id: "urn:b", type: "string" } } }, { type: "object", properties: { b: { $id: "urn:b", type: "string" } }, additionalProperties: false }],
+  ])("%s", (_name, input, expected) => {
+    const before = structuredClone(input);
+    expect(anthropicSchema(input)).toEqual(expected);
+    expect(input).toEqual(before);
+  });
+
+  it("refuses a map (additionalProperties as a schema), which structured outputs cannot express", () => {
+    const map = { type: "object", properties: { counts: { type: "object", additionalProperties: { type: "integer" } } } };
+    const err = thrown(() => anthropicSchema(map));
+    expect(err).toBeInstanceOf(BadRequestError);
+    expect(err.message).toMatch(/#\/properties\/counts/);
+    const request = chat({ ...hi, response_format: { type: "json_schema", json_schema: { name: "m", schema: map } } });
+    expect(thrown(() => ADAPTERS.anthropic.toRequest(request, target))).toBeInstanceOf(BadRequestError);
   });
 });
 
@@ -320,6 +446,18 @@ describe("responses in", () => {
     ],
     ["anthropic", "max-tokens", { id: "msg_013Zva2CMHLNnXjNJJKqJ2EF", model: "claude-3-5-haiku-20241022", content: "The order A-1001 was", finish: "length", usage: [30, 5, 35] }],
     ["anthropic", "stop-sequence", { id: "msg_01BmQ7u9o5nP3eZt", model: "claude-3-5-haiku-20241022", content: "shipping", finish: "stop", usage: [30, 2, 32] }],
+    [
+      "anthropic",
+      "structured-output",
+      {
+        id: "msg_01Hq3XbW8tS2nVJcKq5Fz9Ld",
+        model: "claude-haiku-4-5-20251001",
+        content: '{"label":"billing","confidence":0.94,"summary":"Order A-1001 was charged twice.","order_id":"A-1001","tags":["double-charge"],"customer":{"email":"ada@example.com"}}',
+        finish: "stop",
+        usage: [412, 58, 470],
+      },
+    ],
+    ["anthropic", "refusal", { id: "msg_01Rf7Ym2QpV4cXk8Nd3Hs1Tb", model: "claude-haiku-4-5-20251001", content: "I can't help with that.", finish: "content_filter", usage: [380, 9, 389] }],
     ["gemini", "text", { id: "kQ7GaLW7Hc2xz7IPqdnb0AU", model: "gemini-2.0-flash", content: '{"label": "billing"}', finish: "stop", usage: [48, 8, 56] }],
     ["gemini", "thinking", { id: "t3GaLW7Hc2xz7IPq", model: "gemini-2.5-flash", content: "billing", finish: "stop", usage: [40, 96, 136] }],
     [
@@ -413,12 +551,43 @@ describe("errors in", () => {
     expect(err.message).toMatch(message);
   });
 
-  it.each(["openai", "anthropic", "gemini"] as const)("%s: a 200 that is not JSON or not the API's shape is invalid_output; an HTML 502 is unavailable", (dialect) => {
-    const adapter = ADAPTERS[dialect];
-    expect(thrown(() => adapter.fromResponse({ status: 200, headers: {}, body: '{"id":"x","choi' }, hi))).toBeInstanceOf(InvalidOutputError);
-    expect(thrown(() => adapter.fromResponse({ status: 200, headers: {}, body: '{"candidates":"x","content":"x","choices":[]}' }, hi))).toBeInstanceOf(InvalidOutputError);
-    const gateway = thrown(() => adapter.fromResponse({ status: 502, headers: {}, body: "<html>Bad Gateway</html>" }, hi));
-    expect(gateway).toBeInstanceOf(UnavailableError);
-    expect(gateway.status).toBe(502);
+  it("anthropic: a tool_use block without id or name is invalid_output", () => {
+    const body = { id: "m", model: "c", content: [{ type: "tool_use", input: {} }], stop_reason: "tool_use" };
+    const err = thrown(() => ADAPTERS.anthropic.fromResponse({ status: 200, headers: {}, body: JSON.stringify(body) }, hi));
+    expect(err).toBeInstanceOf(InvalidOutputError);
+    expect(err).toMatchObject({ kind: "invalid_output", status: 200 });
+  });
+
+  describe.each(["openai", "anthropic", "gemini"] as const)("%s: a provider's garbage is not the model's answer", (dialect) => {
+    it.each<[string, string, HttpReply, new (...args: never[]) => ProviderError, RegExp]>([
+      ["a 200 cut short", "malformed_response", { status: 200, headers: {}, body: '{"id":"x","choi' }, MalformedResponseError, /not JSON \(15 bytes\)/],
+      ["a 200 proxy page", "malformed_response", { status: 200, headers: {}, body: "<html>Welcome</html>" }, MalformedResponseError, /not JSON/],
+      ["a 200 of the wrong shape", "malformed_response", { status: 200, headers: {}, body: '{"candidates":"x","content":"x","choices":[]}' }, MalformedResponseError, /^provider response is not /],
+      ["a 200 JSON array", "malformed_response", { status: 200, headers: {}, body: "[]" }, MalformedResponseError, /^provider response is not /],
+      ["an HTML 502", "unavailable", { status: 502, headers: {}, body: "<html>Bad Gateway</html>" }, UnavailableError, /^HTTP 502/],
+    ])("%s → %s", (_name, kind, reply, type, message) => {
+      const err = thrown(() => ADAPTERS[dialect].fromResponse(reply, hi));
+      expect(err).toBeInstanceOf(type);
+      expect(err).toMatchObject({ kind, status: reply.status });
+      expect(err.message).toMatch(message);
+    });
+  });
+});
+
+describe("ProviderError.transient reads the outcome table", () => {
+  // invalid_output is a quality signal: the same model asked again later answers no better.
+  it.each(
+    [
+      new RateLimitedError("x"),
+      new UnavailableError("x"),
+      new ProviderTimeoutError("x"),
+      new NetworkError("x"),
+      new MalformedResponseError("x"),
+      new InvalidOutputError("x"),
+      new BadRequestError("x"),
+      new AuthFailedError("x"),
+    ].map((err) => [err.kind, err.transient, err] as const),
+  )("%s: transient %s", (kind, transient) => {
+    expect(transient).toBe(["rate_limited", "unavailable", "timeout", "network_error", "malformed_response"].includes(kind));
   });
 });

@@ -129,7 +129,7 @@ describe("planner", () => {
 });
 
 describe("decideAfterFailure", () => {
-  const base = { lastError: "HTTP 503: overloaded", maxDeliveries: 3, backoffMs: [1000, 5000], readyAt: 0, deadline: undefined, now: 10_000, random: () => 0.5 };
+  const base = { lastError: "HTTP 503: overloaded", untried: 0, maxDeliveries: 3, backoffMs: [1000, 5000], readyAt: 0, deadline: undefined, now: 10_000, random: () => 0.5 };
 
   it("redelivers with the configured backoff (jitter centred on it), the last value repeating", () => {
     expect(decideAfterFailure({ ...base, failures: ["unavailable"], deliveryCount: 1 })).toEqual({ action: "redeliver", delayMs: 1000 });
@@ -150,6 +150,16 @@ describe("decideAfterFailure", () => {
 
   it("dead-letters at once when every candidate refused the request", () => {
     expect(decideAfterFailure({ ...base, failures: ["bad_request", "auth_failed"], deliveryCount: 1 })).toMatchObject({ action: "dead_letter", reason: "exhausted" });
+  });
+
+  it("dead-letters as invalid_output at once when every answer failed the output check, and nothing is left to try", () => {
+    expect(decideAfterFailure({ ...base, failures: ["invalid_output", "invalid_output"], deliveryCount: 1 })).toMatchObject({ action: "dead_letter", reason: "invalid_output" });
+    expect(decideAfterFailure({ ...base, failures: ["invalid_output", "bad_request"], deliveryCount: 1 })).toMatchObject({ action: "dead_letter", reason: "invalid_output" });
+  });
+
+  it("redelivers mixed failures (an outage and an invalid answer), and invalid answers while untried candidates remain", () => {
+    expect(decideAfterFailure({ ...base, failures: ["invalid_output", "unavailable"], deliveryCount: 1 })).toEqual({ action: "redeliver", delayMs: 1000 });
+    expect(decideAfterFailure({ ...base, failures: ["invalid_output"], untried: 1, deliveryCount: 1 })).toEqual({ action: "redeliver", delayMs: 1000 });
   });
 
   it("dead-letters as deadline_exceeded when the deadline passes before the next try", () => {

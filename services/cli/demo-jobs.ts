@@ -1,6 +1,8 @@
 /**
  * The demo's workload: moderation and classification jobs in wire contract v1, plus a few
- * broken ones, so every path (served, failed over, dead-lettered) shows up.
+ * broken ones, so every path (served, failed over, escalated, dead-lettered) shows up. A third
+ * of the jobs are written the way users write them — their own words, no labels listed, no
+ * response_format: the task's output contract tells the model what to answer.
  */
 const MODERATION_TEXTS = [
   "Have a lovely day, and thanks for the quick delivery!",
@@ -32,6 +34,10 @@ const TICKETS = [
 
 export const DEMO_LABELS = ["billing", "technical", "account", "shipping", "other"];
 
+/** How users phrase the same work, with no knowledge of the task's contract. */
+const NATURAL_MODERATION = (text: string) => `Is this comment abusive or spam? "${text}"`;
+const NATURAL_TICKET = (text: string) => `Which team should handle this ticket? ${text}`;
+
 export interface DemoJob {
   readonly subject: string;
   readonly msgId: string;
@@ -44,13 +50,22 @@ export function demoJobs(runId: string, perTask: number): DemoJob[] {
   // Interleaved, so each phase of the demo sees both tasks.
   for (let i = 0; i < perTask; i++) {
     const mod = `${runId}-mod-${i}`;
+    const natural = i % 3 === 2;
+    const modText = MODERATION_TEXTS[i % MODERATION_TEXTS.length]!;
+    const ticket = TICKETS[i % TICKETS.length]!;
+    if (natural) {
+      add("moderation", mod, { id: mod, request: { messages: [{ role: "user", content: NATURAL_MODERATION(modText) }] }, metadata: { demo: runId, tenant: "initech" } });
+      const cls = `${runId}-cls-${i}`;
+      add("classification", cls, { id: cls, request: { messages: [{ role: "user", content: NATURAL_TICKET(ticket) }] }, metadata: { demo: runId, tenant: "initech" } });
+      continue;
+    }
     add("moderation", mod, {
       id: mod,
       request: {
         model: "auto",
         messages: [
           { role: "system", content: "You are a content moderation classifier. Reply with a JSON verdict." },
-          { role: "user", content: MODERATION_TEXTS[i % MODERATION_TEXTS.length] },
+          { role: "user", content: modText },
         ],
         temperature: 0,
         max_tokens: 64,
@@ -64,7 +79,7 @@ export function demoJobs(runId: string, perTask: number): DemoJob[] {
       request: {
         messages: [
           { role: "system", content: `Classify the support ticket. Labels: ${DEMO_LABELS.join(", ")}` },
-          { role: "user", content: TICKETS[i % TICKETS.length] },
+          { role: "user", content: ticket },
         ],
         max_tokens: 8,
       },

@@ -27,18 +27,20 @@ export function hashKey(key: string): string {
 export class KeyTable {
   readonly #byHash = new Map<string, Caller>();
 
-  constructor(keys: GatewayConfig["keys"], dev?: { key: string; task: string }) {
+  /** `defaultTask` serves keys that name no task of their own, and the development key. */
+  constructor(keys: GatewayConfig["keys"], defaultTask: string, devKey?: string) {
     for (const [name, k] of Object.entries(keys)) {
+      const task = k.task ?? defaultTask;
       this.#byHash.set(k.sha256, {
         keyName: name,
         tenant: k.tenant,
-        task: k.task,
-        tasks: k.tasks ? new Set([k.task, ...k.tasks]) : undefined,
+        task,
+        tasks: k.tasks ? new Set([task, ...k.tasks]) : undefined,
         ratePerSecond: k.requests_per_second,
         burst: k.burst ?? Math.max(1, Math.ceil(2 * k.requests_per_second)),
       });
     }
-    if (dev) this.#byHash.set(hashKey(dev.key), { keyName: DEV_KEY_NAME, tenant: DEV_KEY_NAME, task: dev.task, tasks: undefined, ratePerSecond: 1000, burst: 2000 });
+    if (devKey) this.#byHash.set(hashKey(devKey), { keyName: DEV_KEY_NAME, tenant: DEV_KEY_NAME, task: defaultTask, tasks: undefined, ratePerSecond: 1000, burst: 2000 });
   }
 
   get size(): number {

@@ -14,7 +14,9 @@ import { headers as natsHeaders, nuid } from "@nats-io/transport-node";
 import type { ChatCompletion } from "../../shared/adapters/types.ts";
 import { ChatRequestSchema, type ChatRequest, type DeadLetter, type JobInput, type Result } from "../../shared/contract/job.ts";
 import { interactiveJobSubject, REPLY_HEADER } from "../../shared/contract/subjects.ts";
+import { isMessageTooLarge } from "../../shared/nats/errors.ts";
 import type { Catalog } from "../../shared/routing/catalog.ts";
+import { isTransient } from "../../shared/routing/outcomes.ts";
 import type { Caller } from "./auth.ts";
 import { GatewayError, paramOf } from "./openai-error.ts";
 import type { ReplyInbox } from "./replies.ts";
@@ -95,6 +97,9 @@ export async function chatCompletion(deps: ChatDeps, caller: Caller, h: Incoming
     await deps.js.publish(interactiveJobSubject(task), JSON.stringify(job), { msgID: id, headers: hdrs });
   } catch (err) {
     deps.inbox.cancel(id);
+    if (isMessageTooLarge(err)) {
+      throw new GatewayError(413, "The request is larger than the job queue accepts (NATS max_payload or the JOBS stream's max_msg_size); send a smaller one.", { code: "request_too_large" });
+    }
     throw new GatewayError(503, `The job queue is unavailable (${(err as Error).message}); try again shortly.`, { code: "queue_unavailable" });
   }
   const o = await outcome;
@@ -136,9 +141,12 @@ export function errorFromDeadLetter(dl: DeadLetter): GatewayError {
     case "no_route":
     case "budget_exceeded":
       return new GatewayError(400, dl.error, { code: dl.reason, headers: h });
+    case "invalid_output":
+      // Retrying cannot help (no model is asked again for an answer it failed), so not a 5xx the SDKs would retry.
+      return new GatewayError(422, dl.error, { code: "invalid_output", headers: h });
     case "exhausted":
-      // Every provider refusing the request itself is the caller's problem; anything else is ours.
-      if (dl.attempts.length > 0 && dl.attempts.every((a) => a.outcome === "bad_request")) return new GatewayError(400, dl.error, { code: "upstream_bad_request", headers: h });
+      // No transient failure among the attempts: the request itself was refused, the caller's problem; anything else is ours.
+      if (dl.attempts.length > 0 && !dl.attempts.some((a) => isTransient(a.outcome))) return new GatewayError(400, dl.error, { code: "upstream_bad_request", headers: h });
       return new GatewayError(502, dl.error, { code: "upstream_unavailable", headers: h });
   }
 }

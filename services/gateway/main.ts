@@ -29,7 +29,7 @@ export interface StartGatewayOptions {
   readonly logger: Logger;
   /** Overrides `gateway.listen` (`host:port`; port 0 picks a free one). */
   readonly listen?: string;
-  /** A development key accepted for tenant `dev` with the first configured task (`switchyard up` passes SWITCHYARD_DEV_API_KEY). */
+  /** A development key accepted for tenant `dev` with `gateway.default_task` (`switchyard up` passes SWITCHYARD_DEV_API_KEY). */
   readonly devKey?: string;
   /** How long a batch owner's claim lasts without renewal (tests shorten it). */
   readonly batchLeaseMs?: number;
@@ -45,13 +45,14 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
   const { config, logger } = opts;
   const gw = config.gateway ?? GatewayConfigSchema.parse({});
   const catalog = buildCatalog(config, process.env);
+  const defaultTask = gw.default_task ?? catalog.tasks.keys().next().value;
+  if (defaultTask === undefined || !catalog.tasks.has(defaultTask)) throw new SwitchyardError("config", `gateway.default_task: task "${defaultTask ?? ""}" is not configured under tasks`);
   for (const [name, k] of Object.entries(gw.keys)) {
-    for (const task of [k.task, ...(k.tasks ?? [])]) {
+    for (const task of [k.task ?? defaultTask, ...(k.tasks ?? [])]) {
       if (!catalog.tasks.has(task)) throw new SwitchyardError("config", `gateway.keys.${name}: task "${task}" is not configured under tasks`);
     }
   }
-  const firstTask = catalog.tasks.keys().next().value;
-  const keys = new KeyTable(gw.keys, opts.devKey && firstTask ? { key: opts.devKey, task: firstTask } : undefined);
+  const keys = new KeyTable(gw.keys, defaultTask, opts.devKey);
 
   const nc = await connectNats(opts.natsUrl, "switchyard-gateway");
   const stops: (() => Promise<void> | void)[] = [() => nc.drain().catch(() => {})];

@@ -12,6 +12,7 @@ export const ERROR_TYPES = {
   405: "invalid_request_error",
   409: "invalid_request_error",
   413: "invalid_request_error",
+  422: "invalid_request_error",
   429: "requests",
   500: "server_error",
   502: "server_error",

@@ -5,6 +5,7 @@
  */
 import type { AttemptOutcome } from "../../shared/contract/job.ts";
 import type { HealthState } from "../../shared/contract/live.ts";
+import { OUTCOMES } from "../../shared/routing/outcomes.ts";
 
 export interface HealthPolicy {
   readonly windowMs: number;
@@ -49,23 +50,28 @@ export interface HealthSnapshot {
 
 type Kind = "ok" | "failure" | "rate_limited" | "neutral";
 
+/**
+ * Availability only, read from the one outcome table: an answer that missed a task's output
+ * contract (`invalid_output`) or a refused request (`bad_request`) says nothing about whether
+ * the model is up, so neither counts here. `provider_down` (401/403) is handled in `record`.
+ */
 function kindOf(outcome: AttemptOutcome): Kind {
-  switch (outcome) {
-    case "ok":
+  switch (OUTCOMES[outcome].health) {
+    case "success":
       return "ok";
     case "rate_limited":
       return "rate_limited";
-    // The caller's request was at fault, not the model.
-    case "bad_request":
-      return "neutral";
-    default:
+    case "failure":
+    case "provider_down":
       return "failure";
+    case "none":
+      return "neutral";
   }
 }
 
 interface Event {
   readonly at: number;
-  readonly kind: Kind;
+  readonly kind: Exclude<Kind, "neutral">;
   readonly latencyMs: number;
 }
 
@@ -92,11 +98,14 @@ export class ModelHealth {
   }
 
   record(outcome: AttemptOutcome, latencyMs: number, at: number): void {
-    const kind = kindOf(outcome);
-    if (outcome === "auth_failed") {
+    if (OUTCOMES[outcome].health === "provider_down") {
       this.#goDown(at);
       return;
     }
+    const kind = kindOf(outcome);
+    // Neutral attempts never change the state; kept out of the window, a flood of them
+    // (a badly prompted task) cannot push real evidence out past maxEvents.
+    if (kind === "neutral") return;
     if (this.#state === "down") {
       // Attempts still in flight when the model went down say nothing new.
       if (at < this.#cooldownUntil) return;
@@ -127,7 +136,6 @@ export class ModelHealth {
     let counted = 0;
     const latencies: number[] = [];
     for (const e of this.#events) {
-      if (e.kind === "neutral") continue;
       counted++;
       if (e.kind === "failure") failures++;
       else if (e.kind === "rate_limited") limited++;
@@ -135,7 +143,13 @@ export class ModelHealth {
     }
     const errorRate = counted ? failures / counted : 0;
     const rateLimitRate = counted ? limited / counted : 0;
-    if (this.#state !== "down" && counted >= p.minSamples) {
+    if (this.#state === "degraded" && counted === 0) {
+      // No evidence left either way (traffic stopped, or went elsewhere): below minSamples
+      // nothing else would ever re-evaluate the state, and a stale `degraded` would stick.
+      // A `down` model is different: its cooldown and probe decide when it is back.
+      this.#state = "healthy";
+      this.#cooldownMs = p.cooldownMs;
+    } else if (this.#state !== "down" && counted >= p.minSamples) {
       if (errorRate >= p.downErrorRate) this.#goDown(now);
       else if (this.#state === "healthy" && (errorRate >= p.degradedErrorRate || rateLimitRate >= p.degradedRateLimitRate)) this.#state = "degraded";
       else if (this.#state === "degraded" && errorRate <= p.recoverErrorRate && rateLimitRate < p.degradedRateLimitRate) {

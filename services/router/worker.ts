@@ -9,7 +9,8 @@ import { ADAPTERS } from "../../shared/adapters/index.ts";
 import { BadRequestError, InvalidOutputError, ProviderError } from "../../shared/adapters/errors.ts";
 import type { Completion } from "../../shared/adapters/types.ts";
 import { GatewayConfigSchema, type Config } from "../../shared/config/schema.ts";
-import type { Attempt, AttemptOutcome, DeadLetter, DlqReason, Job, Result } from "../../shared/contract/job.ts";
+import { bindContract } from "../../shared/acceptance/contract.ts";
+import type { Attempt, AttemptOutcome, ChatRequest, DeadLetter, DlqReason, Job, Result } from "../../shared/contract/job.ts";
 import { HeartbeatSchema, ModelStateSchema, type AttemptEvent } from "../../shared/contract/live.ts";
 import {
   canonicalJobSubject,
@@ -27,6 +28,7 @@ import type { Logger } from "../../shared/log.ts";
 import { openBuckets } from "../../shared/nats/buckets.ts";
 import type { ModelInfo } from "../../shared/routing/catalog.ts";
 import { decideAfterFailure } from "../../shared/routing/decide.ts";
+import { OUTCOMES, permanentFailureReason } from "../../shared/routing/outcomes.ts";
 import { LocalHealth } from "../../shared/routing/health.ts";
 import { LiveState } from "../../shared/routing/live-state.ts";
 import { plan } from "../../shared/routing/planner.ts";
@@ -210,11 +212,11 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
     };
   }
 
-  async function attempt(s: RoutingSetup, model: ModelInfo, job: Job, timeoutMs: number): Promise<Completion> {
+  async function attempt(s: RoutingSetup, model: ModelInfo, request: ChatRequest, timeoutMs: number): Promise<Completion> {
     const adapter = ADAPTERS[s.config.providers[model.provider]!.dialect];
-    const call = adapter.toRequest(job.request, s.targets.get(model.id)!);
+    const call = adapter.toRequest(request, s.targets.get(model.id)!);
     const reply = await s.clients.get(model.provider)!.send(call, timeoutMs);
-    return adapter.fromResponse(reply, job.request);
+    return adapter.fromResponse(reply, request);
   }
 
   /** After the outcome is stored: a gateway waiting on this job hears it at once. Core NATS, so a lost reply costs that caller a timeout, never the outcome. */
@@ -229,9 +231,10 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
   }
 
   /** Fire-and-forget on core NATS: telemetry lost while the pricing service is away costs nothing. */
-  function report(model: ModelInfo, outcome: AttemptOutcome, status: number | null, latencyMs: number, usage: Completion["usage"] | undefined, at: number): void {
+  function report(model: ModelInfo, task: string, outcome: AttemptOutcome, status: number | null, latencyMs: number, usage: Completion["usage"] | undefined, at: number): void {
     const event: AttemptEvent = {
       m: model.id,
+      t: task,
       outcome,
       status,
       latency_ms: latencyMs,
@@ -295,6 +298,16 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
       return;
     }
 
+    const contract = bindContract(policy.contract, job.request);
+    if ("kind" in contract) {
+      await publishDeadLetter(dlqSubject(job.task), deadLetter(job, "invalid_job", contract.message, attempts), f);
+      return;
+    }
+    // A model that answered this job invalidly (or refused it) is not asked again, on this
+    // delivery or a later one (outcomes.ts): only time-healed failures are worth repeating.
+    const excluded = new Set<string>();
+    for (const a of attempts) if (!OUTCOMES[a.outcome].retrySameModel) excluded.add(`${a.provider}/${a.model}`);
+
     const planned = plan({ policy, catalog, view: live, job, now: started, random });
     if (planned.kind === "none") {
       await publishDeadLetter(dlqSubject(job.task), deadLetter(job, planned.reason, planned.error, attempts), f);
@@ -302,24 +315,38 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
     }
 
     const thisDelivery = attempts.length;
-    const failures: ProviderError["kind"][] = [];
+    const failures: AttemptOutcome[] = [];
     let lastError: string | undefined;
     let minContextFailed = Infinity;
+    let untried = 0;
+    let eligible = 0;
     if (planned.kind === "attempts") {
       for (const p of planned.attempts) {
-        if (attempts.length - thisDelivery >= policy.maxAttempts) break;
+        if (excluded.has(p.model.id)) continue;
+        eligible++;
+        if (attempts.length - thisDelivery >= policy.maxAttempts) {
+          untried++;
+          continue;
+        }
         // After a context-length refusal only a larger window can help.
         if (p.model.contextWindow <= minContextFailed && minContextFailed !== Infinity) continue;
-        if (live.cooldownUntil(p.model) > clock()) continue;
+        if (live.cooldownUntil(p.model) > clock()) {
+          untried++;
+          continue;
+        }
         const t0 = clock();
         let timeoutMs = s.config.providers[p.model.provider]!.timeout_ms;
         if (deadline !== undefined) timeoutMs = Math.min(timeoutMs, deadline - t0);
         if (timeoutMs <= 0) break;
         try {
-          const completion = await attempt(s, p.model, job, timeoutMs);
-          const checked = policy.check(completion.response.choices[0]?.message.content ?? null, job.request);
+          const request = contract.requestFor(p.model.structuredOutput);
+          const completion = await attempt(s, p.model, request, timeoutMs);
+          const message = completion.response.choices[0]?.message;
+          const judged = contract.judge(message?.content ?? null);
           // A failed check is the model's failure, so the next candidate tries.
-          if (!checked.ok) throw new InvalidOutputError(checked.error, { status: 200 });
+          if (!judged.ok) throw new InvalidOutputError(judged.error, { status: 200 });
+          // A label that travelled wrapped as {"label": …} reaches the caller bare.
+          if (message && judged.content !== message.content) message.content = judged.content;
           // The answer came, but too late (a busy machine can overrun the call's own timer).
           if (deadline !== undefined && clock() > deadline) {
             attempts.push({ provider: p.model.provider, model: p.model.name, tier: p.tier, outcome: "timeout", http_status: 200, latency_ms: clock() - t0, error: "answered after the job's deadline" });
@@ -328,7 +355,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
           }
           const latency = clock() - t0;
           live.local.succeeded(p.model.id, latency);
-          report(p.model, "ok", 200, latency, completion.usage, t0);
+          report(p.model, job.task, "ok", 200, latency, completion.usage, t0);
           attempts.push({ provider: p.model.provider, model: p.model.name, tier: p.tier, outcome: "ok", http_status: 200, latency_ms: latency, error: null });
           const now = clock();
           const result: Result = {
@@ -338,7 +365,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
             provider: p.model.provider,
             model: p.model.name,
             response: completion.response,
-            ...(checked.output === undefined ? {} : { output: checked.output }),
+            ...(judged.output === undefined ? {} : { output: judged.output }),
             usage: completion.usage,
             ...(completion.usageEstimated ? { usage_estimated: true as const } : {}),
             cost_usd: (completion.usage.prompt_tokens * p.inputPerMtok + completion.usage.completion_tokens * p.outputPerMtok) / 1e6,
@@ -354,18 +381,28 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
           if (!(err instanceof ProviderError)) throw err;
           const now = clock();
           live.local.failed(p.model.id, p.model.provider, err.kind, now, err.retryAfterMs);
-          report(p.model, err.kind, err.status, now - t0, undefined, t0);
+          report(p.model, job.task, err.kind, err.status, now - t0, undefined, t0);
           attempts.push({ provider: p.model.provider, model: p.model.name, tier: p.tier, outcome: err.kind, http_status: err.status, latency_ms: now - t0, error: redact(err.message, s.targets.get(p.model.id)!.apiKey) });
           failures.push(err.kind);
           lastError = attempts[attempts.length - 1]!.error!;
           if (err instanceof BadRequestError && err.contextLength) minContextFailed = Math.min(minContextFailed, p.model.contextWindow);
         }
       }
+      // Every candidate left has already failed this job for good on an earlier delivery.
+      if (eligible === 0) {
+        const reason = permanentFailureReason(attempts.map((a) => a.outcome));
+        const error = reason === "invalid_output"
+          ? `Every candidate answered with output that failed the check. Last error: ${attempts[attempts.length - 1]?.error ?? "none"}`
+          : `Every candidate refused the request. Last error: ${attempts[attempts.length - 1]?.error ?? "none"}`;
+        await publishDeadLetter(dlqSubject(job.task), deadLetter(job, reason, error, attempts), f);
+        return;
+      }
     }
 
     const now = clock();
     const decision = decideAfterFailure({
       failures,
+      untried,
       lastError,
       deliveryCount: delivery,
       maxDeliveries: policy.maxDeliveries,

@@ -9,6 +9,7 @@ import {
   completionLimit,
   createdFrom,
   functionTools,
+  jsonInstruction,
   parseErrorBody,
   parseReply,
   responseSchema,
@@ -29,6 +30,7 @@ import {
   UnavailableError,
   type ProviderError,
 } from "./errors.ts";
+import { isRecord } from "../json.ts";
 import type { Adapter, Completion, HttpCall, HttpReply, ProviderTarget } from "./types.ts";
 
 /**
@@ -43,10 +45,21 @@ export const DEFAULT_MAX_TOKENS = 4096;
 export const ANTHROPIC_VERSION = "2023-06-01";
 
 /**
- * Anthropic has no JSON mode, so a `response_format` of `json_object` or `json_schema` becomes
- * this instruction in the system prompt; the router's output check parses what comes back.
+ * String formats the Messages API's structured outputs accept (its documented list, which the
+ * official SDKs filter `format` by); any other format moves into the description.
  */
-export const JSON_INSTRUCTION = "Respond with only a JSON object: no other text and no Markdown code fence.";
+const SUPPORTED_FORMATS: ReadonlySet<unknown> = new Set(["date-time", "time", "date", "duration", "email", "hostname", "uri", "ipv4", "ipv6", "uuid"]);
+
+/** Numeric, string and array constraints structured outputs refuse (`minItems` only above 1, `format` only outside `SUPPORTED_FORMATS`). */
+const UNSUPPORTED_CONSTRAINTS: ReadonlySet<string> = new Set([
+  "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
+  "minLength", "maxLength", "pattern",
+  "minItems", "maxItems", "uniqueItems",
+  "format",
+]);
+
+/** Keywords whose value maps names to subschemas. */
+const SUBSCHEMA_MAPS: ReadonlySet<string> = new Set(["properties", "$defs", "definitions"]);
 
 type ContentBlock =
   | { type: "text"; text: string }
@@ -113,7 +126,11 @@ export function toRequest(request: ChatRequest, target: ProviderTarget): HttpCal
       addTurn(turns, "user", [text ? { type: "tool_result", tool_use_id: m.tool_call_id, content: text } : { type: "tool_result", tool_use_id: m.tool_call_id }]);
     }
   }
-  const json = jsonInstruction(request);
+  // A schema goes out as structured outputs (GA: `output_config.format`, no beta header); the
+  // answer comes back as an ordinary text block holding the JSON. Without a schema there is no
+  // native JSON mode, so the request asks in the system prompt.
+  const schema = responseSchema(request);
+  const json = schema ? undefined : jsonInstruction(request);
   if (json) system.push(json);
 
   const body: Record<string, unknown> = {
@@ -122,6 +139,7 @@ export function toRequest(request: ChatRequest, target: ProviderTarget): HttpCal
     messages: turns,
   };
   if (system.length > 0) body.system = system.join("\n\n");
+  if (schema) body.output_config = { format: { type: "json_schema", schema: anthropicSchema(schema) } };
   // Anthropic's range is 0–1 where OpenAI's is 0–2; above 1 it refuses the request, so 1 is the nearest it serves.
   if (request.temperature !== undefined) body.temperature = Math.min(request.temperature, 1);
   if (request.top_p !== undefined) body.top_p = request.top_p;
@@ -157,11 +175,54 @@ function textBlocks(m: ChatMessage): ContentBlock[] {
   return text ? [{ type: "text", text }] : [];
 }
 
-function jsonInstruction(request: ChatRequest): string | undefined {
-  const type = request.response_format?.type;
-  if (type !== "json_object" && type !== "json_schema") return undefined;
-  const schema = responseSchema(request);
-  return schema ? `${JSON_INSTRUCTION} The object must conform to this JSON Schema:\n${JSON.stringify(schema)}` : JSON_INSTRUCTION;
+/**
+ * A JSON Schema cut to what the Messages API's structured outputs accept, as the official SDKs
+ * transform it: every object schema gets `additionalProperties: false` (which the API requires;
+ * an answer without extra keys still meets the original schema), unsupported constraints leave
+ * the schema and are appended to its `description` as "(minimum: 0, maximum: 1)", `oneOf`
+ * becomes `anyOf`, and the root's `$schema` and `$id` are dropped. It recurses through
+ * `properties`, `items`, `anyOf`/`allOf`/`oneOf` and `$defs`/`definitions`. The router checks
+ * the answer against the original schema, so the moved constraints are still enforced.
+ * An object whose `additionalProperties` is itself a schema (a map) cannot be expressed, and
+ * is refused with a `BadRequestError` so that another candidate serves the job.
+ */
+export function anthropicSchema(schema: Record<string, unknown>): Record<string, unknown> {
+  const { $schema: _schema, $id: _id, ...rest } = schema;
+  return strictSchema(rest, "#");
+}
+
+function strictSchema(node: Record<string, unknown>, at: string): Record<string, unknown> {
+  const sub = (s: unknown, path: string) => (isRecord(s) ? strictSchema(s, path) : s);
+  const out: Record<string, unknown> = {};
+  const moved: string[] = [];
+  for (const [key, value] of Object.entries(node)) {
+    if (SUBSCHEMA_MAPS.has(key) && isRecord(value)) {
+      out[key] = Object.fromEntries(Object.entries(value).map(([name, s]) => [name, sub(s, `${at}/${key}/${name}`)]));
+    } else if ((key === "anyOf" || key === "allOf" || key === "oneOf") && Array.isArray(value)) {
+      out[key === "oneOf" && node.anyOf === undefined ? "anyOf" : key] = value.map((s, i) => sub(s, `${at}/${key}/${i}`));
+    } else if (key === "items") {
+      out.items = Array.isArray(value) ? value.map((s, i) => sub(s, `${at}/items/${i}`)) : sub(value, `${at}/items`);
+    } else if (key === "additionalProperties") {
+      if (isRecord(value)) {
+        throw new BadRequestError(`the anthropic API's structured outputs need additionalProperties: false on every object, and the output schema gives it a schema at ${at}`);
+      }
+    } else if (UNSUPPORTED_CONSTRAINTS.has(key) && !(key === "minItems" && (value === 0 || value === 1)) && !(key === "format" && SUPPORTED_FORMATS.has(value))) {
+      moved.push(`${key}: ${JSON.stringify(value)}`);
+    } else {
+      out[key] = value;
+    }
+  }
+  if (isObjectSchema(node)) out.additionalProperties = false;
+  if (moved.length > 0) {
+    const note = `(${moved.join(", ")})`;
+    out.description = typeof out.description === "string" && out.description !== "" ? `${out.description} ${note}` : note;
+  }
+  return out;
+}
+
+function isObjectSchema(node: Record<string, unknown>): boolean {
+  const type = node.type;
+  return type === "object" || (Array.isArray(type) && type.includes("object")) || isRecord(node.properties) || node.additionalProperties !== undefined;
 }
 
 function anthropicToolChoice(request: ChatRequest): Record<string, unknown> | undefined {

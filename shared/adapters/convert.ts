@@ -8,7 +8,7 @@ import { isRecord } from "../json.ts";
 import type { z } from "zod";
 import type { ChatMessage, ChatRequest, Usage } from "../contract/job.ts";
 import { estimatePromptTokens, estimateTextTokens } from "../tokens.ts";
-import { BadRequestError, InvalidOutputError } from "./errors.ts";
+import { BadRequestError, MalformedResponseError } from "./errors.ts";
 import type { ChatCompletion, Completion, HttpReply } from "./types.ts";
 
 /** An OpenAI function tool, the only kind the translating dialects carry over. */
@@ -117,18 +117,40 @@ export function responseSchema(request: ChatRequest): Record<string, unknown> | 
   return isRecord(format.json_schema.schema) ? format.json_schema.schema : undefined;
 }
 
-/** The reply body parsed and checked against the dialect's (partial) response schema. */
+/**
+ * The system-prompt instruction that asks for JSON where the API has no native form for the
+ * request's `response_format`: Anthropic's `json_object` (the Messages API has no schema-less
+ * JSON mode), or a model configured without structured outputs.
+ */
+export const JSON_INSTRUCTION = "Respond with only a JSON object: no other text and no Markdown code fence.";
+
+/**
+ * `JSON_INSTRUCTION` for a `json_object` or `json_schema` response format, with the schema
+ * appended when there is one; undefined for `text` or no format. Whoever sends it also checks
+ * the answer (the router's output check), since a prompt guarantees nothing.
+ */
+export function jsonInstruction(request: ChatRequest): string | undefined {
+  const type = request.response_format?.type;
+  if (type !== "json_object" && type !== "json_schema") return undefined;
+  const schema = responseSchema(request);
+  return schema ? `${JSON_INSTRUCTION} The object must conform to this JSON Schema:\n${JSON.stringify(schema)}` : JSON_INSTRUCTION;
+}
+
+/**
+ * The reply body parsed and checked against the dialect's (partial) response schema. A body that
+ * is neither is `malformed_response`: the provider's fault, whatever the model would have said.
+ */
 export function parseReply<T extends z.ZodType>(reply: HttpReply, schema: T, what: string): z.output<T> {
   let json: unknown;
   try {
     json = JSON.parse(reply.body);
   } catch {
-    throw new InvalidOutputError(`provider answered ${reply.status} with a body that is not JSON (${reply.body.length} bytes)`, { status: reply.status });
+    throw new MalformedResponseError(`provider answered ${reply.status} with a body that is not JSON (${reply.body.length} bytes)`, { status: reply.status });
   }
   const parsed = schema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new InvalidOutputError(`provider response is not ${what} (${issue?.path.join(".") || "body"}: ${issue?.message})`, { status: reply.status });
+    throw new MalformedResponseError(`provider response is not ${what} (${issue?.path.join(".") || "body"}: ${issue?.message})`, { status: reply.status });
   }
   return parsed.data;
 }

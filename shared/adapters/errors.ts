@@ -4,6 +4,7 @@
  * `fromResponse`, or from a transport failure by the HTTP client.
  */
 import type { AttemptOutcome } from "../contract/job.ts";
+import { isTransient } from "../routing/outcomes.ts";
 
 export type FailureKind = Exclude<AttemptOutcome, "ok">;
 
@@ -21,9 +22,9 @@ export class ProviderError extends Error {
     this.retryAfterMs = opts.retryAfterMs;
   }
 
-  /** Transient: the same request may succeed later or elsewhere. */
+  /** Transient: waiting and calling again may succeed (the one outcome table, `routing/outcomes.ts`, says which kinds are). */
   get transient(): boolean {
-    return this.kind !== "bad_request" && this.kind !== "auth_failed";
+    return isTransient(this.kind);
   }
 }
 
@@ -42,9 +43,16 @@ export class ProviderTimeoutError extends ProviderError {
     super("timeout", message, opts);
   }
 }
+/** The model answered, but not to the output contract (or with nothing usable: no candidate, a malformed call). */
 export class InvalidOutputError extends ProviderError {
   constructor(message: string, opts: { status?: number } = {}) {
     super("invalid_output", message, opts);
+  }
+}
+/** A 2xx whose body is not JSON or not the API's response shape: the provider misbehaved, not the model. */
+export class MalformedResponseError extends ProviderError {
+  constructor(message: string, opts: { status?: number } = {}) {
+    super("malformed_response", message, opts);
   }
 }
 export class BadRequestError extends ProviderError {

@@ -100,9 +100,9 @@ const FINISH_REASONS: Readonly<Record<string, string>> = {
 };
 
 /**
- * The JSON-Schema keywords Gemini's `Schema` (an OpenAPI 3.0 subset) has fields for. It refuses
- * the whole request on any other, `additionalProperties` and `$schema` included, so the rest
- * are dropped: the router still checks that the output is JSON.
+ * The JSON-Schema keywords Gemini's `Schema` (an OpenAPI 3.0 subset, which tool parameters
+ * take) has fields for. It refuses the whole request on any other, `additionalProperties` and
+ * `$schema` included, so the rest are dropped: the router still checks the tool's arguments.
  */
 const SCHEMA_KEYWORDS = new Set([
   "type", "format", "title", "description", "nullable", "enum", "default", "example",
@@ -202,8 +202,13 @@ function generationConfig(request: ChatRequest): Record<string, unknown> {
   const format = request.response_format?.type;
   if (format === "json_object" || format === "json_schema") {
     config.responseMimeType = "application/json";
+    // responseJsonSchema takes JSON Schema as it is (responseSchema, the OpenAPI subset, would
+    // lose additionalProperties, $ref and more); the API requires the MIME type beside it.
     const schema = responseSchema(request);
-    if (schema) config.responseSchema = geminiSchema(schema);
+    if (schema) {
+      const { $schema: _schema, $id: _id, ...rest } = schema;
+      config.responseJsonSchema = rest;
+    }
   }
   return config;
 }

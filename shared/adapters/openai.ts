@@ -5,7 +5,8 @@
 import { z } from "zod";
 import type { ChatRequest } from "../contract/job.ts";
 import { estimatePromptTokens, estimateTextTokens } from "../tokens.ts";
-import { errorForStatus, InvalidOutputError } from "./errors.ts";
+import { parseReply } from "./convert.ts";
+import { errorForStatus } from "./errors.ts";
 import type { Adapter, ChatCompletion, Completion, HttpCall, HttpReply, ProviderTarget } from "./types.ts";
 
 /** Only what Switchyard reads; a provider adding fields breaks nothing. */
@@ -40,18 +41,7 @@ export function toRequest(request: ChatRequest, target: ProviderTarget): HttpCal
 
 export function fromResponse(reply: HttpReply, request: ChatRequest): Completion {
   if (reply.status < 200 || reply.status >= 300) throw errorFromReply(reply);
-  let json: unknown;
-  try {
-    json = JSON.parse(reply.body);
-  } catch {
-    throw new InvalidOutputError(`provider answered ${reply.status} with a body that is not JSON (${reply.body.length} bytes)`, { status: reply.status });
-  }
-  const parsed = ResponseSchema.safeParse(json);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new InvalidOutputError(`provider response is not a chat.completion (${issue?.path.join(".") || "body"}: ${issue?.message})`, { status: reply.status });
-  }
-  const body = parsed.data;
+  const body = parseReply(reply, ResponseSchema, "a chat.completion");
   const response = { ...body, object: "chat.completion", id: body.id ?? "", created: body.created ?? 0, model: body.model ?? "" } as ChatCompletion;
   if (body.usage) {
     const usage = {

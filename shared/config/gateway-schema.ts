@@ -23,8 +23,8 @@ export function gatewayConfigSchema({ duration, size }: Units) {
     sha256: z.string().regex(HEX_SHA256, "sha256 must be 64 lower-case hex digits (switchyard gateway hash-key prints it)"),
     /** Written into every job's `metadata.tenant`; files and batches are visible only to keys of the same tenant. */
     tenant: z.string().min(1).max(128),
-    /** The task (routing policy) of requests without an `x-switchyard-task` header. */
-    task: z.string().regex(TASK_PATTERN, "task must match [a-z0-9_-]{1,64}"),
+    /** The task (routing policy) of requests without an `x-switchyard-task` header. @defaultValue gateway.default_task */
+    task: z.string().regex(TASK_PATTERN, "task must match [a-z0-9_-]{1,64}").optional(),
     /** Tasks this key may name in `x-switchyard-task`; any configured task when absent. Others get 403. */
     tasks: z.array(z.string().regex(TASK_PATTERN)).min(1).optional(),
     /** Sustained requests per second this key may make to one gateway instance. @defaultValue 50 */
@@ -56,6 +56,13 @@ export function gatewayConfigSchema({ duration, size }: Units) {
     max_file_bytes: size.default(100 * 1024 * 1024),
     /** Most request lines one batch file may hold. @defaultValue 50000 */
     max_batch_lines: z.int().positive().default(50_000),
+    /**
+     * The task of requests that name none (no `x-switchyard-task` header) from a key without a
+     * `task` of its own, and from the development key. Best a task without an output contract,
+     * so a client's free chat or its own `response_format` is served as asked.
+     * @defaultValue the first task under `tasks`
+     */
+    default_task: z.string().regex(TASK_PATTERN, "default_task must match [a-z0-9_-]{1,64}").optional(),
     /** API keys by a name of your choice (the name appears in logs; the key never does). */
     keys: z.record(z.string().min(1).max(64), ApiKeySchema).default({}),
     lanes: LanesSchema.default({ interactive_reserved: 0.25, batch_reserved: 0.1 }),

@@ -47,6 +47,12 @@ export const ModelConfigSchema = z.strictObject({
   output_per_mtok: z.number().nonnegative(),
   /** Prompt plus completion tokens the model accepts. */
   context_window: z.int().positive(),
+  /**
+   * Whether the model takes a JSON Schema in its dialect's structured-output form. `false`:
+   * a task's output contract goes to it as one instruction line in the system prompt instead.
+   * @defaultValue true
+   */
+  structured_output: z.boolean().default(true),
 });
 
 export const ProviderConfigSchema = z.strictObject({

@@ -18,6 +18,8 @@ export const ATTEMPT_OUTCOMES = [
   "bad_request",
   "auth_failed",
   "network_error",
+  // Added after v1 (additive): the provider's reply was not its API's shape.
+  "malformed_response",
 ] as const;
 export type AttemptOutcome = (typeof ATTEMPT_OUTCOMES)[number];
 
@@ -30,6 +32,8 @@ export const DLQ_REASONS = [
   "deadline_exceeded",
   "budget_exceeded",
   "no_route",
+  // Added after v1 (additive): every model that answered failed the output contract.
+  "invalid_output",
 ] as const;
 export type DlqReason = (typeof DLQ_REASONS)[number];
 

@@ -5,7 +5,7 @@
 import type { Config, TierConfig } from "../config/schema.ts";
 import { splitModelId } from "../config/schema.ts";
 import { SwitchyardError } from "../errors.ts";
-import { compileOutputCheck, type OutputCheck } from "../acceptance/check.ts";
+import { compileTaskContract, type TaskContract } from "../acceptance/contract.ts";
 
 export interface ModelInfo {
   /** `provider/model`, the id jobs and results use. */
@@ -18,6 +18,8 @@ export interface ModelInfo {
   readonly inputPerMtok: number;
   readonly outputPerMtok: number;
   readonly contextWindow: number;
+  /** Takes a JSON Schema natively (`structured_output`); else the contract goes as an instruction. */
+  readonly structuredOutput: boolean;
 }
 
 export interface TierPolicy {
@@ -59,8 +61,8 @@ export interface TaskPolicy {
   readonly allowModels: ReadonlySet<string> | undefined;
   /** Set when an environment variable pins the task (see `pinVariable`). */
   readonly pinnedBy: string | undefined;
-  /** The task's output acceptance, compiled once. */
-  readonly check: OutputCheck;
+  /** The task's output contract (what the model is asked for, and the check of its answers), compiled once. */
+  readonly contract: TaskContract;
 }
 
 /** `SWITCHYARD_PIN_<TASK>`, the task upper-cased with `-` as `_`: e.g. SWITCHYARD_PIN_MODERATION. */
@@ -94,6 +96,7 @@ export function buildCatalog(cfg: Config, env: NodeJS.ProcessEnv = {}): Catalog 
         inputPerMtok: m.input_per_mtok,
         outputPerMtok: m.output_per_mtok,
         contextWindow: m.context_window,
+        structuredOutput: m.structured_output,
       });
     }
   }
@@ -145,7 +148,7 @@ export function buildCatalog(cfg: Config, env: NodeJS.ProcessEnv = {}): Catalog 
       minQuality: floor,
       allowModels: t.allow_models ? new Set(t.allow_models.map((ref) => resolve(ref) as string)) : undefined,
       pinnedBy: pin ? `${pinName}=${pin}` : undefined,
-      check: compileOutputCheck(t.output),
+      contract: compileTaskContract(task, t.output),
     });
   }
   return { models, tasks, resolve };

@@ -2,8 +2,8 @@
  * What to do with a delivery none of whose attempts succeeded: the one retry-or-fail
  * decision, pure like the planner.
  */
-import type { DlqReason } from "../contract/job.ts";
-import type { FailureKind } from "../adapters/errors.ts";
+import type { AttemptOutcome, DlqReason } from "../contract/job.ts";
+import { isTransient, permanentFailureReason } from "./outcomes.ts";
 
 export type Decision =
   | { readonly action: "redeliver"; readonly delayMs: number }
@@ -11,7 +11,12 @@ export type Decision =
 
 export interface DecideInput {
   /** Failure kinds of this delivery's attempts, in order (empty when no candidate was ready). */
-  readonly failures: readonly FailureKind[];
+  readonly failures: readonly AttemptOutcome[];
+  /**
+   * Candidates this delivery did not call (cooling down, over `max_attempts`) that may still
+   * be called for this job: while any remain, a permanent failure elsewhere is not the end.
+   */
+  readonly untried: number;
   readonly lastError: string | undefined;
   /** 1 on the first delivery. */
   readonly deliveryCount: number;
@@ -30,8 +35,14 @@ const JITTER = 0.2;
 export function decideAfterFailure(input: DecideInput): Decision {
   const { failures, lastError, deliveryCount, maxDeliveries, now } = input;
   const last = lastError ? ` Last error: ${lastError}` : "";
-  if (failures.length > 0 && failures.every((k) => k === "bad_request" || k === "auth_failed")) {
-    return { action: "dead_letter", reason: "exhausted", error: `Every candidate refused the request, so retrying cannot help.${last}` };
+  // Time heals only transient failures (outcomes.ts): with none, and no candidate left to
+  // try, a redelivery would pay for the same answers again.
+  if (failures.length > 0 && input.untried === 0 && !failures.some(isTransient)) {
+    const reason = permanentFailureReason(failures);
+    const error = reason === "invalid_output"
+      ? `No candidate's answer passed the output check, and a model that failed it is not asked again.${last}`
+      : `Every candidate refused the request, so retrying cannot help.${last}`;
+    return { action: "dead_letter", reason, error };
   }
   if (deliveryCount >= maxDeliveries) {
     return { action: "dead_letter", reason: "exhausted", error: `All ${maxDeliveries} deliveries failed.${last}` };

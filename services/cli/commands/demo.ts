@@ -21,7 +21,7 @@ export const demoCommand: Command = {
 
 Starts a local nats-server (or uses NATS_URL), the sim-provider with three providers at
 different prices (one flaky) and router workers; publishes moderation and classification
-jobs plus a few broken ones at --rate jobs/s (100), and while they run drops swift's price,
+jobs (a third in users' own words, with no labels or format given) plus a few broken ones at --rate jobs/s (100), and while they run drops swift's price,
 then takes budget down and brings it back; waits until every job has ended as a result or a dead letter;
 prints where the jobs went, what they cost and lost = published − results − dead letters.
 Exits 0 when nothing was lost.`,
@@ -153,6 +153,7 @@ function report(
   const perModel = new Map<string, { jobs: number; cost: number }>();
   const outcomes = new Map<string, number>();
   let failovers = 0;
+  let escalations = 0;
   let cost = 0;
   for (const res of r.results) {
     const key = `${res.provider}/${res.model}`;
@@ -162,6 +163,7 @@ function report(
     perModel.set(key, m);
     cost += res.cost_usd;
     if (res.attempts.length > 1) failovers++;
+    if (res.attempts.some((a) => a.outcome === "invalid_output")) escalations++;
     for (const a of res.attempts) outcomes.set(a.outcome, (outcomes.get(a.outcome) ?? 0) + 1);
   }
   for (const d of r.deadLetters) for (const a of d.attempts) outcomes.set(a.outcome, (outcomes.get(a.outcome) ?? 0) + 1);
@@ -191,6 +193,7 @@ function report(
     ["published", String(r.published)],
     ["succeeded (results)", String(r.results.length)],
     ["failovers (served after >1 attempt)", String(failovers)],
+    ["escalations (an invalid answer, then the next model)", String(escalations)],
     ["attempts by outcome", [...outcomes.entries()].map(([k, v]) => `${k} ${v}`).join(", ")],
     ["dead letters", `${r.deadLetters.length}${reasons.size ? ` (${[...reasons.entries()].map(([k, v]) => `${k} ${v}`).join(", ")})` : ""}`],
     ["total cost", `$${cost.toFixed(6)}`],
