@@ -67,6 +67,52 @@ describe("model health", () => {
     expect(h.snapshot(60).health).toBe("down");
   });
 
+  it("invalid output is a quality signal, not an availability one: it neither counts as an error nor cools a model down", () => {
+    const h = new ModelHealth(policy);
+    // More than downConsecutive in a row, and far more than the window's minimum.
+    for (let i = 0; i < 50; i++) h.record("invalid_output", 10, i);
+    expect(h.snapshot(60)).toMatchObject({ health: "healthy", errorRate: 0, samples: 0, cooldownUntil: 0 });
+    expect(h.needsProbe(10_000)).toBe(false);
+    // Mixed in with real traffic, it changes neither the error rate nor the consecutive count.
+    for (let i = 0; i < 10; i++) {
+      h.record("ok", 10, 100 + 2 * i);
+      h.record("invalid_output", 10, 101 + 2 * i);
+    }
+    expect(h.snapshot(130)).toMatchObject({ health: "healthy", errorRate: 0, samples: 10 });
+    h.record("unavailable", 10, 200);
+    h.record("invalid_output", 10, 201);
+    h.record("unavailable", 10, 202);
+    h.record("invalid_output", 10, 203);
+    expect(h.snapshot(210).health).not.toBe("down"); // 2 failures in a row counted, not 4
+  });
+
+  it("a task's invalid outputs never cool a model down, even while it is recovering from a real outage", () => {
+    const h = new ModelHealth(policy);
+    for (let i = 0; i < 3; i++) h.record("timeout", 10, i);
+    h.record("invalid_output", 10, 5_000); // after the cooldown: not a failure, so no longer cooldown
+    expect(h.snapshot(5_000)).toMatchObject({ health: "down", cooldownUntil: 1_002 });
+    h.probed(true, 10, 5_001);
+    for (let i = 0; i < 20; i++) h.record("invalid_output", 10, 5_002 + i);
+    expect(h.snapshot(5_100).health).toBe("degraded");
+  });
+
+  it("a degraded model with nothing left in its window returns to healthy; a down model keeps its cooldown", () => {
+    const h = new ModelHealth({ ...policy, windowMs: 1_000 });
+    let t = 0;
+    for (let i = 0; i < 6; i++) h.record("ok", 10, ++t);
+    for (let i = 0; i < 2; i++) h.record("unavailable", 10, ++t);
+    expect(h.snapshot(t).health).toBe("degraded");
+    // Traffic stops. Fewer than minSamples but some evidence: still degraded.
+    expect(h.snapshot(t + 999).health).toBe("degraded");
+    // No evidence left at all.
+    expect(h.snapshot(t + 1_001)).toMatchObject({ health: "healthy", samples: 0, errorRate: 0 });
+
+    const d = new ModelHealth({ ...policy, windowMs: 1_000 });
+    for (let i = 0; i < 3; i++) d.record("unavailable", 10, i);
+    expect(d.snapshot(100_000)).toMatchObject({ health: "down", cooldownUntil: 1_002 });
+    expect(d.needsProbe(100_000)).toBe(true);
+  });
+
   it("mostly rate-limited means degraded, not down", () => {
     const h = new ModelHealth(policy);
     for (let i = 0; i < 10; i++) h.record(i % 4 === 0 ? "ok" : "rate_limited", 1, i);

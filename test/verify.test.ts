@@ -176,6 +176,6 @@ describe("switchyard verify", () => {
     const unknown = await verify(["translation", "--samples", file]);
     expect(unknown.code).toBe(2);
     expect(unknown.out).toContain('verify: no task "translation"');
-    expect(unknown.out).toContain("tasks: moderation, classification, extraction");
+    expect(unknown.out).toContain("tasks: chat, moderation, classification, extraction");
   });
 });

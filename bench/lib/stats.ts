@@ -1,3 +1,5 @@
+export { percentile } from "../../shared/stats.ts";
+
 /** A figure over repetitions: the median is the figure, min and max show the spread. */
 export interface Spread {
   readonly median: number;
@@ -12,13 +14,6 @@ export function spread(runs: readonly number[]): Spread {
   const mid = sorted.length >> 1;
   const median = sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
   return { median, min: sorted[0]!, max: sorted[sorted.length - 1]!, runs };
-}
-
-/** Nearest-rank percentile of an ascending array, p in [0, 100]. */
-export function percentile(sorted: ArrayLike<number>, p: number): number {
-  if (sorted.length === 0) return NaN;
-  const rank = Math.ceil((p / 100) * sorted.length);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))]!;
 }
 
 export function ascending(values: Iterable<number>): Float64Array {

@@ -31,3 +31,24 @@ export function untilSignal(): Promise<NodeJS.Signals> {
     process.on("SIGTERM", on);
   });
 }
+
+/**
+ * An AbortSignal that fires on the first SIGINT or SIGTERM, for a command that must clean up
+ * before it ends (the demo's temporary NATS store). The handlers go after that first signal,
+ * so a second Ctrl-C ends the process at once, as it would without them; `dispose` removes
+ * them when no signal came.
+ */
+export function interruption(): { readonly signal: AbortSignal; dispose(): void } {
+  const ac = new AbortController();
+  const dispose = () => {
+    process.off("SIGINT", on);
+    process.off("SIGTERM", on);
+  };
+  const on = () => {
+    dispose();
+    ac.abort();
+  };
+  process.on("SIGINT", on);
+  process.on("SIGTERM", on);
+  return { signal: ac.signal, dispose };
+}

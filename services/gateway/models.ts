@@ -1,12 +1,13 @@
 /**
- * GET /v1/models: the configured catalogue with live prices, health and context windows.
+ * GET /v1/models: the configured catalogue with live prices, health, per-task quality and
+ * context windows.
  * Prices and health come from the pricing service's KV bucket (`switchyard-models`), watched
  * like the workers watch it; until an entry arrives, a model shows its configured price.
  */
 import type { KV } from "@nats-io/kv";
-import { ModelStateSchema, type ModelState } from "../../shared/contract/live.ts";
-import { HEARTBEAT_KEY } from "../../shared/contract/subjects.ts";
+import type { ModelState, TaskQuality } from "../../shared/contract/live.ts";
 import type { Logger } from "../../shared/log.ts";
+import { watchModelStates } from "../../shared/nats/model-watch.ts";
 import type { Catalog } from "../../shared/routing/catalog.ts";
 import { GatewayError } from "./openai-error.ts";
 
@@ -19,6 +20,12 @@ export interface ModelObject {
   context_window: number | null;
   pricing: { input_per_mtok: number; output_per_mtok: number; source: string } | null;
   health: string | null;
+  /**
+   * Per task: the model's pass rate of the task's output contract and whether it is demoted
+   * for the task (the KV entry's `quality`, see `shared/contract/live.ts`); `{}` before any
+   * answer was judged, null for `auto`.
+   */
+  quality: Record<string, TaskQuality> | null;
   /** For an alias: the `provider/model` it stands for. */
   alias_for?: string;
 }
@@ -32,22 +39,8 @@ export interface ModelCatalogue {
 export async function watchModelCatalogue(kv: KV, catalog: () => Catalog, aliases: () => Record<string, string>, logger: Logger): Promise<ModelCatalogue> {
   const live = new Map<string, ModelState>();
   const created = Math.floor(Date.now() / 1000);
-  const watcher = await kv.watch();
-  void (async () => {
-    for await (const e of watcher) {
-      if (e.key === HEARTBEAT_KEY) continue;
-      if (e.operation !== "PUT") {
-        live.delete(e.key);
-        continue;
-      }
-      try {
-        const parsed = ModelStateSchema.safeParse(JSON.parse(e.string()));
-        if (parsed.success) live.set(e.key, parsed.data);
-      } catch {
-        logger.warn({ key: e.key }, "ignoring a malformed model state entry");
-      }
-    }
-  })().catch((err: unknown) => logger.error({ err: (err as Error).message }, "model state watch failed; /v1/models shows configured prices"));
+  const watch = await watchModelStates(kv, { state: (st) => live.set(st.id, st), removed: (id) => live.delete(id) }, logger);
+  watch.done.catch((err: unknown) => logger.error({ err: (err as Error).message }, "model state watch failed; /v1/models shows configured prices"));
 
   const model = (id: string): ModelObject | undefined => {
     const m = catalog().models.get(id);
@@ -63,10 +56,11 @@ export async function watchModelCatalogue(kv: KV, catalog: () => Catalog, aliase
         ? { input_per_mtok: s.input_per_mtok, output_per_mtok: s.output_per_mtok, source: s.price_source }
         : { input_per_mtok: m.inputPerMtok, output_per_mtok: m.outputPerMtok, source: "config" },
       health: s?.health ?? null,
+      quality: s?.quality ?? {},
     };
   };
   const lookup = (id: string): ModelObject | undefined => {
-    if (id === "auto") return { id, object: "model", created, owned_by: "switchyard", context_window: null, pricing: null, health: null };
+    if (id === "auto") return { id, object: "model", created, owned_by: "switchyard", context_window: null, pricing: null, health: null, quality: null };
     const target = aliases()[id];
     if (target !== undefined) {
       const m = model(target);
@@ -85,6 +79,6 @@ export async function watchModelCatalogue(kv: KV, catalog: () => Catalog, aliase
       if (!m) throw new GatewayError(404, `The model '${id}' does not exist.`, { code: "model_not_found", param: "model" });
       return m;
     },
-    stop: () => watcher.stop(),
+    stop: () => watch.stop(),
   };
 }

@@ -1,3 +1,5 @@
+import { dirname, join } from "node:path";
+import { configPath } from "../../shared/config/load.ts";
 import type { Config } from "../../shared/config/schema.ts";
 import { watchConfig } from "../../shared/config/watch.ts";
 import type { Logger } from "../../shared/log.ts";
@@ -9,9 +11,11 @@ export interface RunningPricing {
   stop(): Promise<void>;
 }
 
-export async function startPricing(opts: { natsUrl: string; config: Config; logger: Logger; priceFile?: string; configFile?: string }): Promise<RunningPricing> {
+export async function startPricing(opts: { natsUrl: string; config: Config; logger: Logger; priceFile?: string; configFile?: string; samplesDir?: string }): Promise<RunningPricing> {
   const nc = await connectNats(opts.natsUrl, "switchyard-pricing");
-  const service = createPricingService({ nc, config: opts.config, logger: opts.logger, priceFile: opts.priceFile });
+  // Samples sit beside the config, as `switchyard verify` documents: <config dir>/samples/<task>.jsonl.
+  const samplesDir = opts.samplesDir ?? join(dirname(opts.configFile ?? configPath()), "samples");
+  const service = createPricingService({ nc, config: opts.config, logger: opts.logger, priceFile: opts.priceFile, samplesDir });
   await service.start();
   const unwatch = opts.configFile ? watchConfig(opts.configFile, opts.logger, (config) => service.reload(config)) : undefined;
   let stopped: Promise<void> | undefined;

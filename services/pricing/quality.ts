@@ -76,6 +76,11 @@ export class TaskModelQuality {
     return this.#status;
   }
 
+  /** While demoted: when the re-test is due; else 0. */
+  get demotedUntil(): number {
+    return this.#status === "demoted" ? this.#demotedUntil : 0;
+  }
+
   /** True while demoted with the backoff run out: time for the caller to re-test. */
   requalifyDue(now: number): boolean {
     return this.#status === "demoted" && now >= this.#demotedUntil;

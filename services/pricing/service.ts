@@ -1,26 +1,31 @@
 /**
- * The pricing service: owns the price table and the health of every model, and publishes
- * both as one KV entry per model. Any number may run; one holds the leader lease (a KV key
- * created only when absent and kept alive by revision-checked updates) and is the only
- * writer. Followers aggregate the same telemetry, so a takeover starts warm.
+ * The pricing service: owns the price table, the health of every model and its pass rate per
+ * task, and publishes them as one KV entry per model. Any number may run; one holds the
+ * leader lease (a KV key created only when absent and kept alive by revision-checked
+ * updates) and is the only writer, and the only one that calls providers (health probes,
+ * quality re-tests). Followers aggregate the same telemetry, so a takeover starts warm.
  */
 import { parseJsonOrUndefined } from "../../shared/json.ts";
-import { statSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import type { KV } from "@nats-io/kv";
 import { nuid, type NatsConnection, type Subscription } from "@nats-io/transport-node";
-import { ADAPTERS } from "../../shared/adapters/index.ts";
-import { createProviderClient, type ProviderClient } from "../../shared/adapters/http.ts";
+import { bindContract } from "../../shared/acceptance/contract.ts";
+import { readSamples, samplesFile, type Sample } from "../../shared/acceptance/samples.ts";
+import { ProviderError } from "../../shared/adapters/errors.ts";
+import { createModelCaller } from "../../shared/providers/caller.ts";
 import { loadYaml } from "../../shared/config/load.ts";
 import { onFileChange } from "../../shared/config/watch.ts";
 import type { Config } from "../../shared/config/schema.ts";
-import { AttemptEventSchema, PriceOverrideSchema, type ModelState, type PriceOverride } from "../../shared/contract/live.ts";
+import { AttemptEventSchema, PriceOverrideSchema, type ModelState, type PriceOverride, type TaskQuality } from "../../shared/contract/live.ts";
 import { HEARTBEAT_KEY, LEASE_KEY, TELEMETRY_SUBJECT } from "../../shared/contract/subjects.ts";
 import { ConfigError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import { openBuckets, type LiveBuckets } from "../../shared/nats/buckets.ts";
 import { buildCatalog, type Catalog } from "../../shared/routing/catalog.ts";
+import { OUTCOMES } from "../../shared/routing/outcomes.ts";
 import { DEFAULT_HEALTH_POLICY, ModelHealth, type HealthPolicy, type HealthSnapshot } from "./health.ts";
 import { effectivePrices, PriceFileSchema, unknownModels, type Price, type PriceFile } from "./prices.ts";
+import { DEFAULT_QUALITY_POLICY, QualityBook, qualityFloors, type QualityPolicy, type QualitySnapshot } from "./quality.ts";
 
 export interface PricingDeps {
   readonly nc: NatsConnection;
@@ -29,6 +34,13 @@ export interface PricingDeps {
   /** A YAML or JSON price file, reloaded when it changes. */
   readonly priceFile?: string;
   readonly healthPolicy?: HealthPolicy;
+  readonly qualityPolicy?: QualityPolicy;
+  /**
+   * Where each task's samples are (`<dir>/<task>.jsonl`), to re-test a model demoted for the
+   * task with; `startPricing` passes `samples/` beside the config file. Without it (or
+   * without a task's file), a demoted model is readmitted on trial after its backoff.
+   */
+  readonly samplesDir?: string;
   readonly clock?: () => number;
 }
 
@@ -47,18 +59,33 @@ const LEASE_RENEW_MS = 1_000;
 const REFRESH_MS = 2_000;
 const PROBE_TIMEOUT_MS = 5_000;
 
-export function createPricingService({ nc, config, logger, priceFile, healthPolicy = DEFAULT_HEALTH_POLICY, clock = Date.now }: PricingDeps): PricingService {
+export function createPricingService({
+  nc,
+  config,
+  logger,
+  priceFile,
+  healthPolicy = DEFAULT_HEALTH_POLICY,
+  qualityPolicy = DEFAULT_QUALITY_POLICY,
+  samplesDir,
+  clock = Date.now,
+}: PricingDeps): PricingService {
   const id = `pricing-${nuid.next().slice(-10)}`;
   let catalog: Catalog = buildCatalog(config);
   let configSetAt = clock();
   const health = new Map<string, ModelHealth>();
   for (const modelId of catalog.models.keys()) health.set(modelId, new ModelHealth(healthPolicy));
+  const quality = new QualityBook(qualityPolicy);
+  quality.configure(qualityFloors(config.tasks), catalog.models.keys());
   const overrides = new Map<string, PriceOverride>();
   let file: { prices: PriceFile; setAt: number } | undefined;
   let prices: Map<string, Price> = effectivePrices(catalog.models, configSetAt, file, overrides);
   const written = new Map<string, { key: string; at: number }>();
   const probing = new Set<string>();
-  const clients = new Map<string, ProviderClient>();
+  /** `task\0model` pairs being re-tested with the task's samples. */
+  const retesting = new Set<string>();
+  let stopped = false;
+  // Two connections per provider: probes and re-tests are a handful of calls, never traffic.
+  const caller = createModelCaller(config, { maxConcurrency: 2 });
   let buckets: LiveBuckets;
   let leaseRevision = 0;
   let leader = false;
@@ -89,7 +116,7 @@ export function createPricingService({ nc, config, logger, priceFile, healthPoli
     }
   }
 
-  function entry(modelId: string, price: Price, h: HealthSnapshot, now: number): ModelState {
+  function entry(modelId: string, price: Price, h: HealthSnapshot, q: ReadonlyMap<string, QualitySnapshot>, now: number): ModelState {
     const m = catalog.models.get(modelId)!;
     const iso = new Date(now).toISOString();
     return {
@@ -110,6 +137,7 @@ export function createPricingService({ nc, config, logger, priceFile, healthPoli
       cooldown_until: h.cooldownUntil ? new Date(h.cooldownUntil).toISOString() : null,
       health_updated_at: iso,
       updated_at: iso,
+      ...(q.size > 0 ? { quality: qualityField(q) } : {}),
     };
   }
 
@@ -118,13 +146,21 @@ export function createPricingService({ nc, config, logger, priceFile, healthPoli
     const puts: Promise<unknown>[] = [];
     for (const [modelId, h] of health) {
       const snap = h.snapshot(now);
+      const q = quality.snapshot(modelId, now);
+      let demotions = "";
+      for (const [task, s] of q) {
+        if (s.demotedNow) logger.warn({ model: modelId, task, pass_rate: round(s.passRate), samples: s.samples, floor: quality.floor(task), retest_at: new Date(s.demotedUntil).toISOString() }, "model demoted for the task: its answers fall short of the output contract");
+        if (s.status === "demoted") demotions += `${task}@${s.demotedUntil},`;
+        // A model that is down cannot answer samples: its health probe goes first.
+        if (snap.health !== "down" && quality.get(task, modelId)?.requalifyDue(now)) void requalify(task, modelId);
+      }
       const price = prices.get(modelId)!;
       // What routing depends on; latency and rates alone refresh at REFRESH_MS.
-      const key = `${snap.health}|${snap.cooldownUntil}|${price.inputPerMtok}|${price.outputPerMtok}`;
+      const key = `${snap.health}|${snap.cooldownUntil}|${price.inputPerMtok}|${price.outputPerMtok}|${demotions}`;
       const last = written.get(modelId);
       if (!force && last && last.key === key && now - last.at < REFRESH_MS) continue;
       written.set(modelId, { key, at: now });
-      puts.push(buckets.models.put(modelId, JSON.stringify(entry(modelId, price, snap, now))));
+      puts.push(buckets.models.put(modelId, JSON.stringify(entry(modelId, price, snap, q, now))));
       if (h.needsProbe(now)) void probe(modelId);
     }
     await Promise.all(puts).catch((err: unknown) => logger.warn({ err: (err as Error).message }, "writing model state failed; retrying next tick"));
@@ -134,25 +170,103 @@ export function createPricingService({ nc, config, logger, priceFile, healthPoli
   async function probe(modelId: string): Promise<void> {
     if (probing.has(modelId)) return;
     probing.add(modelId);
-    const m = catalog.models.get(modelId)!;
-    const provider = currentConfig.providers[m.provider]!;
-    let client = clients.get(m.provider);
-    if (!client) clients.set(m.provider, (client = createProviderClient({ base_url: provider.base_url, max_concurrency: 2 })));
-    const adapter = ADAPTERS[provider.dialect];
+    const lease = caller.lease();
+    const m = lease.catalog.models.get(modelId);
     const request = { model: "auto", messages: [{ role: "user" as const, content: "ping" }], max_tokens: 1 };
     const t0 = clock();
     let ok = false;
     try {
-      const reply = await client.send(adapter.toRequest(request, { provider: m.provider, upstream: m.upstream, apiKey: provider.api_key }), PROBE_TIMEOUT_MS);
-      adapter.fromResponse(reply, request);
-      ok = true;
+      if (m) await lease.call(m, request, PROBE_TIMEOUT_MS);
+      ok = m !== undefined;
     } catch {
       ok = false;
+    } finally {
+      lease.release();
     }
     health.get(modelId)!.probed(ok, clock() - t0, clock());
     logger.info({ model: modelId, ok }, ok ? "probe answered: traffic resumes" : "probe failed: cooling down longer");
     probing.delete(modelId);
     written.delete(modelId);
+  }
+
+  /** The task's samples, or undefined when it has none (no directory, no file, or a file that does not parse). */
+  function taskSamples(task: string): Sample[] | undefined {
+    if (samplesDir === undefined) return undefined;
+    const file = samplesFile(samplesDir, task);
+    if (!existsSync(file)) return undefined;
+    try {
+      return readSamples(file, task);
+    } catch (err) {
+      logger.warn({ task, file, err: (err as Error).message }, "samples file unusable; a demoted model goes back on trial instead");
+      return undefined;
+    }
+  }
+
+  /**
+   * Re-tests a model demoted for a task once its backoff has run out: the first samples of
+   * the task, sent as the router would send them (the task's contract applied for this model)
+   * and judged by the same contract. At or above the floor it is readmitted; under it, it
+   * stays demoted for twice as long. A task without samples readmits the model on trial.
+   */
+  async function requalify(task: string, modelId: string): Promise<void> {
+    const key = `${task}\0${modelId}`;
+    if (retesting.has(key)) return;
+    retesting.add(key);
+    try {
+      const q = quality.get(task, modelId);
+      const policy = catalog.tasks.get(task);
+      const m = catalog.models.get(modelId);
+      const floor = quality.floor(task);
+      if (q === undefined || policy === undefined || m === undefined || floor === undefined) return;
+      const samples = taskSamples(task)?.slice(0, qualityPolicy.probeSamples);
+      if (samples === undefined) {
+        q.readmit(clock());
+        logger.info({ model: modelId, task }, "no samples for the task: the demoted model is back on trial; live answers decide");
+        return;
+      }
+      const timeoutMs = currentConfig.providers[m.provider]!.timeout_ms;
+      let answered = 0;
+      let passed = 0;
+      let firstFailure: string | undefined;
+      for (const sample of samples) {
+        // Only the leader calls providers; a deposed one leaves the verdict to its successor.
+        if (!leader || stopped) return;
+        const contract = bindContract(policy.contract, sample.request);
+        if ("kind" in contract) continue;
+        const request = contract.requestFor(m.structuredOutput);
+        const lease = caller.lease();
+        try {
+          const completion = await lease.call(m, request, timeoutMs);
+          const judged = contract.judge(completion.response.choices[0]?.message.content ?? null);
+          answered++;
+          if (judged.ok) passed++;
+          else firstFailure ??= `line ${sample.line}: ${judged.error}`;
+        } catch (err) {
+          // An answer the adapter itself rejects as unusable is a failed answer; anything else (429, 5xx, timeout) is no answer.
+          if (err instanceof ProviderError && OUTCOMES[err.kind].quality === "fail") {
+            answered++;
+            firstFailure ??= `line ${sample.line}: ${err.message}`;
+          }
+        } finally {
+          lease.release();
+        }
+      }
+      if (!leader || stopped) return;
+      const now = clock();
+      const rate = answered > 0 ? passed / answered : 0;
+      if (answered === 0) {
+        q.retestInconclusive(now);
+        logger.warn({ model: modelId, task, samples: samples.length }, "re-test got no answer from the model; it stays demoted and is re-tested later");
+      } else if (rate >= floor) {
+        q.readmit(now);
+        logger.info({ model: modelId, task, pass_rate: round(rate), answered, floor }, "model re-qualified for the task by its samples: back on trial");
+      } else {
+        q.retestFailed(now);
+        logger.warn({ model: modelId, task, pass_rate: round(rate), answered, floor, first_failure: firstFailure, retest_at: new Date(q.demotedUntil).toISOString() }, "re-test under the floor: the model stays demoted for the task, longer");
+      }
+    } finally {
+      retesting.delete(key);
+    }
   }
 
   async function leadership(): Promise<void> {
@@ -195,8 +309,8 @@ export function createPricingService({ nc, config, logger, priceFile, healthPoli
     configSetAt = clock();
     for (const modelId of catalog.models.keys()) if (!health.has(modelId)) health.set(modelId, new ModelHealth(healthPolicy));
     for (const modelId of [...health.keys()]) if (!catalog.models.has(modelId)) health.delete(modelId);
-    for (const c of clients.values()) void c.close().catch(() => {});
-    clients.clear();
+    quality.configure(qualityFloors(next.tasks), catalog.models.keys());
+    caller.reload(next);
     recomputePrices("config reloaded");
   }
 
@@ -221,6 +335,7 @@ export function createPricingService({ nc, config, logger, priceFile, healthPoli
           }
           const e = parsed.data;
           health.get(e.m)?.record(e.outcome, e.latency_ms, e.at);
+          if (e.t !== undefined) quality.record(e.t, e.m, e.outcome, e.at);
         },
       });
       await leadership();
@@ -239,15 +354,30 @@ export function createPricingService({ nc, config, logger, priceFile, healthPoli
       logger.info({ id, models: catalog.models.size, leader, price_file: priceFile ?? null }, "pricing service started");
     },
     async stop() {
+      stopped = true;
       for (const t of timers) clearInterval(t);
       unwatchPriceFile?.();
       stopWatch?.();
       sub?.unsubscribe();
       if (leader) await buckets.lease.delete(LEASE_KEY).catch(() => {});
       leader = false;
-      await Promise.all([...clients.values()].map((c) => c.close().catch(() => {})));
+      await caller.close();
     },
   };
+}
+
+/** The KV entry's `quality` map (see `TaskQualitySchema`). */
+function qualityField(q: ReadonlyMap<string, QualitySnapshot>): Record<string, TaskQuality> {
+  const out: Record<string, TaskQuality> = {};
+  for (const [task, s] of q) {
+    out[task] = {
+      pass_rate: round(s.passRate),
+      samples: s.samples,
+      status: s.status,
+      demoted_until: s.status === "demoted" ? new Date(s.demotedUntil).toISOString() : null,
+    };
+  }
+  return out;
 }
 
 function round(x: number): number {

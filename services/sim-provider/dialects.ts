@@ -5,7 +5,8 @@
  * codes and bodies; the server's behaviour and fault machinery is shared by all three.
  */
 import type { IncomingHttpHeaders } from "node:http";
-import type { Reply, SimChatRequest, SimMessage } from "./replies.ts";
+import type { Reply, SimChatRequest, SimMessage, SimTool, SimToolChoice } from "./replies.ts";
+import { fromOpenApiSchema } from "./schema-value.ts";
 
 /** A response to send as it is: status, JSON body, extra headers. */
 export interface WireReply {
@@ -41,8 +42,12 @@ export interface SimDialect {
   serverError(): WireReply;
   /** The answer to the scenario's "503" fault: each API's own overload status. */
   overloaded(): WireReply;
-  /** A template rather than JSON.stringify of a nested object: this runs for every successful request. */
-  completion(id: number, m: SimModel, reply: Reply, promptTokens: number, completionTokens: number): string;
+  /**
+   * The body of a success: `n` identical choices (candidates) of the reply, and the usage with
+   * `completionTokens` already counting all of them. A template rather than JSON.stringify of a
+   * nested object: this runs for every successful request.
+   */
+  completion(id: number, m: SimModel, reply: Reply, n: number, promptTokens: number, completionTokens: number): string;
   /** A 200 body that starts like a completion and is not JSON. */
   malformed(id: number): string;
 }
@@ -73,7 +78,26 @@ export const openaiDialect: SimDialect = {
     }
     if (typeof body.model !== "string") return openAiError(400, "Missing required parameter: 'model'.", undefined, "model");
     if (body.stream === true) return openAiError(400, "The simulator does not stream; send stream: false.", undefined, "stream");
-    return { model: body.model, request: body as unknown as SimChatRequest };
+    const request: MutableRequest = {
+      messages: messages as SimMessage[],
+      max_tokens: body.max_tokens,
+      max_completion_tokens: body.max_completion_tokens,
+    };
+    if (body.response_format !== undefined && body.response_format !== null) {
+      const refusal = readOpenAiFormat(body.response_format, request);
+      if (refusal) return refusal;
+    }
+    if (body.tools !== undefined || body.tool_choice !== undefined) {
+      const refusal = readOpenAiTools(body.tools, body.tool_choice, request);
+      if (refusal) return refusal;
+    }
+    if (body.n !== undefined && body.n !== null) {
+      if (typeof body.n !== "number" || !Number.isInteger(body.n) || body.n < 1 || body.n > 128) {
+        return openAiError(400, `Invalid 'n': expected an integer between 1 and 128, got ${JSON.stringify(body.n)}.`, undefined, "n", "invalid_value");
+      }
+      request.n = body.n;
+    }
+    return { model: body.model, request };
   },
   presentedKey(headers) {
     const h = headers.authorization;
@@ -105,11 +129,79 @@ export const openaiDialect: SimDialect = {
   }),
   serverError: () => openAiError(500, "The server had an error while processing your request. Sorry about that!", "server_error"),
   overloaded: () => openAiError(503, "The server is overloaded", "server_error"),
-  completion(id, m, reply, prompt, completion) {
-    return `{"id":"chatcmpl-sim-${id}","object":"chat.completion","created":${Math.floor(Date.now() / 1000)},"model":${m.modelJson},"choices":[{"index":0,"message":{"role":"assistant","content":${JSON.stringify(reply.content)}},"finish_reason":"${reply.finish_reason}"}],"usage":{"prompt_tokens":${prompt},"completion_tokens":${completion},"total_tokens":${prompt + completion}},"system_fingerprint":${m.fingerprintJson}}`;
+  completion(id, m, reply, n, prompt, completion) {
+    let choices = openAiChoice(id, reply, 0);
+    for (let i = 1; i < n; i++) choices += `,${openAiChoice(id, reply, i)}`;
+    return `{"id":"chatcmpl-sim-${id}","object":"chat.completion","created":${Math.floor(Date.now() / 1000)},"model":${m.modelJson},"choices":[${choices}],"usage":{"prompt_tokens":${prompt},"completion_tokens":${completion},"total_tokens":${prompt + completion}},"system_fingerprint":${m.fingerprintJson}}`;
   },
   malformed: (id) => `{"id":"chatcmpl-sim-${id}","object":"chat.completion","choices":[{"index":0,"message":${MALFORMED}`,
 };
+
+type MutableRequest = { -readonly [K in keyof SimChatRequest]: SimChatRequest[K] };
+
+/** `response_format`: `json_object`, or `json_schema` with `{name, schema, strict?}`; `text` asks for nothing. */
+function readOpenAiFormat(format: unknown, request: MutableRequest): WireReply | undefined {
+  const type = isObject(format) ? format.type : undefined;
+  if (type === "text") return undefined;
+  if (type === "json_object") {
+    request.json = true;
+    return undefined;
+  }
+  if (type === "json_schema" && isObject(format)) {
+    const spec = format.json_schema;
+    if (!isObject(spec) || typeof spec.name !== "string") {
+      return openAiError(400, "Missing required parameter: 'response_format.json_schema.name'.", undefined, "response_format.json_schema.name", "missing_required_parameter");
+    }
+    request.json = true;
+    if (isObject(spec.schema)) request.schema = spec.schema;
+    return undefined;
+  }
+  return openAiError(400, `Invalid value: ${JSON.stringify(type)}. Supported values are: 'json_object', 'json_schema', and 'text'.`, undefined, "response_format.type", "invalid_value");
+}
+
+/** `tools: [{type: "function", function: {name, parameters}}]` and `tool_choice`: "none" | "auto" | "required" | `{type: "function", function: {name}}`. */
+function readOpenAiTools(rawTools: unknown, choice: unknown, request: MutableRequest): WireReply | undefined {
+  const tools: SimTool[] = [];
+  if (rawTools !== undefined && rawTools !== null) {
+    if (!Array.isArray(rawTools)) return openAiError(400, "Invalid type for 'tools': expected an array.", undefined, "tools", "invalid_type");
+    for (const [i, t] of rawTools.entries()) {
+      if (!isObject(t)) return openAiError(400, `Invalid type for 'tools[${i}]': expected an object.`, undefined, `tools[${i}]`, "invalid_type");
+      if (t.type !== "function") continue;
+      const fn = t.function;
+      if (!isObject(fn) || typeof fn.name !== "string") {
+        return openAiError(400, `Missing required parameter: 'tools[${i}].function.name'.`, undefined, `tools[${i}].function.name`, "missing_required_parameter");
+      }
+      tools.push({ name: fn.name, description: typeof fn.description === "string" ? fn.description : undefined, parameters: fn.parameters });
+    }
+  }
+  request.tools = tools;
+  if (choice === undefined || choice === null || choice === "auto" || choice === "none") return undefined;
+  if (tools.length === 0) {
+    return openAiError(400, "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.", undefined, "tool_choice");
+  }
+  if (choice === "required") {
+    request.toolChoice = { kind: "any" };
+    return undefined;
+  }
+  if (isObject(choice) && choice.type === "function" && isObject(choice.function) && typeof choice.function.name === "string") {
+    const name = choice.function.name;
+    if (!tools.some((t) => t.name === name)) {
+      return openAiError(400, `Invalid value for 'tool_choice': function '${name}' is not one of the functions in 'tools'.`, undefined, "tool_choice");
+    }
+    request.toolChoice = { kind: "tool", name };
+    return undefined;
+  }
+  if (isObject(choice) && choice.type === "allowed_tools") return undefined;
+  return openAiError(400, `Invalid value for 'tool_choice': ${JSON.stringify(choice)}.`, undefined, "tool_choice", "invalid_value");
+}
+
+function openAiChoice(id: number, reply: Reply, index: number): string {
+  const call = reply.toolCall;
+  if (call) {
+    return `{"index":${index},"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_sim_${id}_${index}","type":"function","function":{"name":${JSON.stringify(call.name)},"arguments":${JSON.stringify(call.arguments)}}}],"finish_reason":"tool_calls"}`;
+  }
+  return `{"index":${index},"message":{"role":"assistant","content":${JSON.stringify(reply.content)}},"finish_reason":"${reply.finish_reason}"}`;
+}
 
 /** Anthropic's error `type` for each status it answers with. */
 const ANTHROPIC_ERROR_TYPES: Readonly<Record<number, string>> = {
@@ -145,11 +237,12 @@ export const anthropicDialect: SimDialect = {
       }
     }
     const system = systemText(body.system);
-    const request: SimChatRequest = {
+    const request: MutableRequest = {
       messages: system ? [{ role: "system", content: system }, ...(messages as SimMessage[])] : (messages as SimMessage[]),
       max_tokens: body.max_tokens,
-      response_format: system && ASKS_FOR_JSON.test(system) ? { type: "json_object" } : undefined,
     };
+    const refusal = readAnthropicFormat(body, system, request) ?? (body.tools !== undefined || body.tool_choice !== undefined ? readAnthropicTools(body.tools, body.tool_choice, request) : undefined);
+    if (refusal) return refusal;
     return { model: body.model, request };
   },
   presentedKey: (headers) => single(headers["x-api-key"]),
@@ -171,12 +264,98 @@ export const anthropicDialect: SimDialect = {
   }),
   serverError: () => anthropicError(500, "Internal server error"),
   overloaded: () => anthropicError(529, "Overloaded"),
-  completion(id, m, reply, prompt, completion) {
+  completion(id, m, reply, _n, prompt, completion) {
+    const call = reply.toolCall;
+    if (call) {
+      return `{"id":"msg_sim_${id}","type":"message","role":"assistant","model":${m.modelJson},"content":[{"type":"tool_use","id":"toolu_sim_${id}","name":${JSON.stringify(call.name)},"input":${call.arguments}}],"stop_reason":"tool_use","stop_sequence":null,"usage":{"input_tokens":${prompt},"output_tokens":${completion}}}`;
+    }
     const stop = reply.finish_reason === "length" ? "max_tokens" : "end_turn";
     return `{"id":"msg_sim_${id}","type":"message","role":"assistant","model":${m.modelJson},"content":[{"type":"text","text":${JSON.stringify(reply.content)}}],"stop_reason":"${stop}","stop_sequence":null,"usage":{"input_tokens":${prompt},"output_tokens":${completion}}}`;
   },
   malformed: (id) => `{"id":"msg_sim_${id}","type":"message","role":"assistant","content":${MALFORMED}`,
 };
+
+/**
+ * The answer format: `output_config.format` (`{type: "json_schema", schema}`, current), the older
+ * top-level `output_format`, or a system prompt asking for a JSON object, whose schema, if it
+ * gives one after "JSON Schema:", is read from the text.
+ */
+function readAnthropicFormat(body: Record<string, unknown>, system: string, request: MutableRequest): WireReply | undefined {
+  const config = body.output_config;
+  const format = isObject(config) && config.format !== undefined ? config.format : body.output_format;
+  const where = isObject(config) && config.format !== undefined ? "output_config.format" : "output_format";
+  if (format !== undefined && format !== null) {
+    if (!isObject(format) || format.type !== "json_schema") return anthropicError(400, `${where}.type: Input should be 'json_schema'`);
+    if (!isObject(format.schema)) return anthropicError(400, `${where}.schema: Field required`);
+    request.json = true;
+    request.schema = format.schema;
+    return undefined;
+  }
+  if (system && ASKS_FOR_JSON.test(system)) {
+    request.json = true;
+    const schema = schemaInText(system);
+    if (schema !== undefined) request.schema = schema;
+  }
+  return undefined;
+}
+
+/** The JSON object after "JSON Schema:" in an instruction, or undefined when there is none that parses. */
+export function schemaInText(text: string): Record<string, unknown> | undefined {
+  const at = text.search(SCHEMA_LEAD);
+  if (at === -1) return undefined;
+  const start = text.indexOf("{", at);
+  if (start === -1) return undefined;
+  let depth = 0;
+  let inString = false;
+  for (let i = start; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      if (c === "\\") i++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') inString = true;
+    else if (c === "{") depth++;
+    else if (c === "}" && --depth === 0) {
+      try {
+        const parsed: unknown = JSON.parse(text.slice(start, i + 1));
+        return isObject(parsed) ? parsed : undefined;
+      } catch {
+        return undefined;
+      }
+    }
+  }
+  return undefined;
+}
+
+const SCHEMA_LEAD = /JSON Schema:/i;
+
+/** `tools: [{name, input_schema}]` (server tools, which have no input_schema, are skipped) and `tool_choice`: auto | any | tool | none. */
+function readAnthropicTools(rawTools: unknown, choice: unknown, request: MutableRequest): WireReply | undefined {
+  const tools: SimTool[] = [];
+  if (rawTools !== undefined) {
+    if (!Array.isArray(rawTools)) return anthropicError(400, "tools: Input should be a valid list");
+    for (const [i, t] of rawTools.entries()) {
+      if (!isObject(t) || typeof t.name !== "string") return anthropicError(400, `tools.${i}.name: Field required`);
+      if (t.input_schema === undefined) continue;
+      tools.push({ name: t.name, description: typeof t.description === "string" ? t.description : undefined, parameters: t.input_schema });
+    }
+  }
+  request.tools = tools;
+  if (choice === undefined) return undefined;
+  if (!isObject(choice)) return anthropicError(400, "tool_choice: Input should be an object");
+  let toolChoice: SimToolChoice | undefined;
+  if (choice.type === "any") toolChoice = { kind: "any" };
+  else if (choice.type === "tool") {
+    if (typeof choice.name !== "string") return anthropicError(400, "tool_choice.tool.name: Field required");
+    const name = choice.name;
+    if (!tools.some((t) => t.name === name)) return anthropicError(400, `tool_choice: tool '${name}' is not among the tools provided`);
+    toolChoice = { kind: "tool", name };
+  } else if (choice.type !== "auto" && choice.type !== "none") {
+    return anthropicError(400, "tool_choice.type: Input should be 'auto', 'any', 'tool' or 'none'");
+  }
+  if (toolChoice && tools.length === 0) return anthropicError(400, "tool_choice: a tool choice of 'any' or 'tool' needs tools");
+  if (toolChoice) request.toolChoice = toolChoice;
+  return undefined;
+}
 
 /** `system` as a string or as an array of text blocks. */
 function systemText(system: unknown): string {
@@ -220,11 +399,25 @@ export const geminiDialect: SimDialect = {
       messages.push({ role: c.role === "model" ? "assistant" : "user", content: c.parts });
     }
     const config = isObject(body.generationConfig) ? body.generationConfig : {};
-    const request: SimChatRequest = {
-      messages,
-      max_tokens: config.maxOutputTokens,
-      response_format: config.responseMimeType === "application/json" ? { type: "json_object" } : undefined,
-    };
+    const request: MutableRequest = { messages, max_tokens: config.maxOutputTokens };
+    if (config.responseMimeType === "application/json") {
+      request.json = true;
+      if (isObject(config.responseJsonSchema)) request.schema = config.responseJsonSchema;
+      else if (isObject(config.responseSchema)) request.schema = fromOpenApiSchema(config.responseSchema);
+    } else if (config.responseSchema !== undefined || config.responseJsonSchema !== undefined) {
+      return googleError(400, "* GenerationConfig.response_schema: response_mime_type must be application/json (or text/x.enum) when a response schema is set.");
+    }
+    if (config.candidateCount !== undefined) {
+      const n = config.candidateCount;
+      if (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > 8) {
+        return googleError(400, "* GenerationConfig.candidate_count: candidate_count must be between 1 and 8.");
+      }
+      request.n = n;
+    }
+    if (body.tools !== undefined) {
+      const refusal = readGeminiTools(body.tools, body.toolConfig, request);
+      if (refusal) return refusal;
+    }
     return { model: pathModel ?? "", request };
   },
   presentedKey(headers, query) {
@@ -257,9 +450,42 @@ export const geminiDialect: SimDialect = {
     ]),
   serverError: () => googleError(500, "An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting"),
   overloaded: () => googleError(503, "The model is overloaded. Please try again later."),
-  completion(id, m, reply, prompt, completion) {
+  completion(id, m, reply, n, prompt, completion) {
     const finish = reply.finish_reason === "length" ? "MAX_TOKENS" : "STOP";
-    return `{"candidates":[{"content":{"parts":[{"text":${JSON.stringify(reply.content)}}],"role":"model"},"finishReason":"${finish}","index":0}],"usageMetadata":{"promptTokenCount":${prompt},"candidatesTokenCount":${completion},"totalTokenCount":${prompt + completion}},"modelVersion":${m.modelJson},"responseId":"sim-${id}"}`;
+    const part = reply.toolCall ? `{"functionCall":{"name":${JSON.stringify(reply.toolCall.name)},"args":${reply.toolCall.arguments}}}` : `{"text":${JSON.stringify(reply.content)}}`;
+    let candidates = "";
+    for (let i = 0; i < n; i++) candidates += `${i === 0 ? "" : ","}{"content":{"parts":[${part}],"role":"model"},"finishReason":"${finish}","index":${i}}`;
+    return `{"candidates":[${candidates}],"usageMetadata":{"promptTokenCount":${prompt},"candidatesTokenCount":${completion},"totalTokenCount":${prompt + completion}},"modelVersion":${m.modelJson},"responseId":"sim-${id}"}`;
   },
   malformed: (id) => `{"candidates":[{"content":{"parts":${MALFORMED}],"responseId":"sim-${id}"`,
 };
+
+/**
+ * `tools: [{functionDeclarations: [{name, parameters | parametersJsonSchema}]}]` and
+ * `toolConfig.functionCallingConfig`: mode ANY (optionally `allowedFunctionNames`) forces a call;
+ * AUTO, NONE and VALIDATED leave the model free to answer in text.
+ */
+function readGeminiTools(rawTools: unknown, toolConfig: unknown, request: MutableRequest): WireReply | undefined {
+  if (!Array.isArray(rawTools)) return googleError(400, "Invalid value at 'tools' (type.googleapis.com/google.ai.generativelanguage.v1beta.Tool): expected a list.");
+  const tools: SimTool[] = [];
+  for (const t of rawTools) {
+    const declarations = isObject(t) ? t.functionDeclarations : undefined;
+    if (!Array.isArray(declarations)) continue;
+    for (const d of declarations) {
+      if (!isObject(d) || typeof d.name !== "string") return googleError(400, "* GenerateContentRequest.tools[0].function_declarations[0].name: Name cannot be empty.");
+      const parameters = isObject(d.parametersJsonSchema) ? d.parametersJsonSchema : isObject(d.parameters) ? fromOpenApiSchema(d.parameters) : undefined;
+      tools.push({ name: d.name, description: typeof d.description === "string" ? d.description : undefined, parameters });
+    }
+  }
+  request.tools = tools;
+  const config = isObject(toolConfig) && isObject(toolConfig.functionCallingConfig) ? toolConfig.functionCallingConfig : undefined;
+  if (config?.mode !== "ANY") return undefined;
+  const names = Array.isArray(config.allowedFunctionNames) ? config.allowedFunctionNames.filter((x): x is string => typeof x === "string") : undefined;
+  for (const name of names ?? []) {
+    if (!tools.some((t) => t.name === name)) {
+      return googleError(400, `* GenerateContentRequest.tool_config.function_calling_config.allowed_function_names: function ${name} is not declared.`);
+    }
+  }
+  if (tools.length > 0) request.toolChoice = names && names.length > 0 ? { kind: "any", names } : { kind: "any" };
+  return undefined;
+}

@@ -60,7 +60,7 @@ const OPENERS: readonly RegExp[] = [
   // "Which team should handle this: sales, support or legal?"
   /\bwhich\b[^?:\n]{1,60}?[:,]\s*([^\n?!:;(]{1,200}?)\s*\?/iu,
   // "Is it a bug or a feature request?"
-  /\b(?:is|was|are|does|should|would)\s+(?:it|this|that|the\s+\w+)\s+([^?\n,:;]{1,60}?\s+or\s+[^?\n,:;]{1,40}?)\s*\?/iu,
+  /\b(?:is|was|are|does|should|would)\s+(?:(?:this|that|these|those|the)\s+\w+|it|this|that)\s+([^?\n,:;]{1,60}?\s+or\s+[^?\n,:;]{1,40}?)\s*\?/iu,
 ];
 const MAY_LIST = /,|\bor\b|\//i;
 
@@ -87,6 +87,19 @@ export function findChoices(messages: readonly SimMessage[]): Choices | undefine
   if (!found) return undefined;
   const rest = `${user.slice(0, found.start)} ${user.slice(found.end)}`;
   return { options: found.options, subject: subjectOf(rest) };
+}
+
+/** The text without a choice instruction or `Labels:` line it holds, narrowed to its quoted passage: what a label is picked for. */
+export function subjectWithoutInstruction(text: string): string {
+  return subjectOf(withoutInstruction(text));
+}
+
+/** The text without a choice instruction or `Labels:` line it holds, whose option names would otherwise count as mentions. */
+export function withoutInstruction(text: string): string {
+  const labels = LABELS_LINE.exec(text);
+  const rest = labels ? `${text.slice(0, labels.index)} ${text.slice(labels.index + labels[0].length)}` : text;
+  const found = choicesIn(rest);
+  return found ? `${rest.slice(0, found.start)} ${rest.slice(found.end)}` : rest;
 }
 
 function choicesIn(text: string): { options: string[]; start: number; end: number } | undefined {
@@ -159,6 +172,19 @@ const FALLBACK_WORDS = new Set(["other", "others", "general", "misc", "miscellan
  * one picked by a hash of the text.
  */
 export function classify(options: readonly string[], text: string): string {
+  return matchChoice(options, text) ?? fallbackChoice(options, text);
+}
+
+/**
+ * `classify` for a subject cut from a wider text (a quoted passage, the text without its
+ * instruction): the subject decides when it points to an option, else the wider text does,
+ * else the fallback for the subject.
+ */
+export function pickChoice(options: readonly string[], subject: string, wider: string): string {
+  return matchChoice(options, subject) ?? (wider !== subject ? matchChoice(options, withoutInstruction(wider)) : undefined) ?? fallbackChoice(options, subject);
+}
+
+function matchChoice(options: readonly string[], text: string): string | undefined {
   const haystack = text.toLowerCase();
   for (const option of options) {
     if (findWord(haystack, option.toLowerCase(), true)) return option;
@@ -174,7 +200,10 @@ export function classify(options: readonly string[], text: string): string {
       bestScore = score;
     }
   }
-  if (best !== undefined) return best;
+  return best;
+}
+
+function fallbackChoice(options: readonly string[], text: string): string {
   for (const option of options) {
     if (FALLBACK_WORDS.has(option.toLowerCase())) return option;
   }
@@ -204,14 +233,21 @@ function moderationPick(options: readonly string[], text: string): string | unde
   return undefined;
 }
 
+/** The options named in the text as whole words or pointed to by their associated words, in the order offered. */
+export function matchingOptions(options: readonly string[], text: string): string[] {
+  const haystack = text.toLowerCase();
+  return options.filter((o) => findWord(haystack, o.toLowerCase(), true) || lexiconScore(o, haystack) > 0);
+}
+
 function lexiconScore(option: string, haystack: string): number {
   const name = option.toLowerCase().replace(/[_-]+/g, " ");
-  let score = 0;
+  const cues = new Set<string>();
   for (const key of LEXICON_KEYS) {
-    if (!name.startsWith(key) && !findWord(name, key, false)) continue;
-    for (const cue of LEXICON[key] as readonly string[]) {
-      if (cue === "?" ? haystack.includes("?") : findWord(haystack, cue.trimEnd(), cue.endsWith(" "))) score++;
-    }
+    if (name.startsWith(key) || findWord(name, key, false)) for (const cue of LEXICON[key] as readonly string[]) cues.add(cue);
+  }
+  let score = 0;
+  for (const cue of cues) {
+    if (cue === "?" ? haystack.includes("?") : findWord(haystack, cue.trimEnd(), cue.endsWith(" "))) score++;
   }
   return score;
 }

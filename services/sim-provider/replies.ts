@@ -1,35 +1,69 @@
 /**
- * The content a simulated model answers with. It is derived from the request, never random,
- * so that a test or benchmark can check the router's output end to end: a classification
- * reply is always one of the offered labels, a moderation verdict always follows the keyword
- * table below, and the same request always gets the same reply.
+ * The answer a simulated model gives. It is derived from the request, never random, so a test
+ * or benchmark can check the router's output end to end, and it obeys the request the way a
+ * real model does: a forced tool choice gets a tool call whose arguments fit the tool's
+ * parameters, a schema gets JSON valid against it, offered choices get one of them, the sim's
+ * moderation prompt gets the keyword verdict, anything else a short prose answer. The same
+ * request always gets the same answer; only `disobey` (drawn by the server from the model's
+ * seeded stream) makes it deliberately break the request's contract.
  */
 import { estimateTextTokens } from "../../shared/tokens.ts";
+import { findChoices, findLabels, offChoice, pickChoice, subjectWithoutInstruction, type Choices } from "./instructions.ts";
+import { isModerationPrompt, moderate } from "./moderation.ts";
+import { isRecord } from "./schema-check.ts";
+import { breakValue, valueForSchema } from "./schema-value.ts";
+import { clipCodePoints, fnv1a, lastUserText, type SimMessage } from "./text.ts";
+
+export type { SimMessage } from "./text.ts";
+export { classify } from "./instructions.ts";
+export { moderate, MODERATION_KEYWORDS, type ModerationVerdict } from "./moderation.ts";
+export { fnv1a } from "./text.ts";
 
 /**
- * The parts of a chat request the replies read, in the OpenAI shape: each dialect reads its own
- * body into it (an Anthropic `system` or Gemini `systemInstruction` becomes a system message).
+ * A chat request as the replies read it, whatever the dialect: each dialect reads its own body
+ * into it (an Anthropic `system` or Gemini `systemInstruction` becomes a system message, each
+ * API's structured-output and tool fields become `json`, `schema`, `tools` and `toolChoice`).
  */
 export interface SimChatRequest {
   readonly messages: readonly SimMessage[];
-  readonly response_format?: unknown;
   readonly max_tokens?: unknown;
   readonly max_completion_tokens?: unknown;
+  /** The answer must be JSON: OpenAI `json_object`/`json_schema`, Anthropic's output format or JSON instruction, Gemini `application/json`. */
+  readonly json?: boolean;
+  /** The JSON Schema the answer must satisfy (a Gemini `responseSchema` already converted); implies `json`. */
+  readonly schema?: unknown;
+  /** Function tools on offer. */
+  readonly tools?: readonly SimTool[];
+  /** A tool the model must call; absent (auto, none) means the model answers in text. */
+  readonly toolChoice?: SimToolChoice;
+  /** How many choices (OpenAI `n`) or candidates (Gemini `candidateCount`) to return. @defaultValue 1 */
+  readonly n?: number;
 }
-export interface SimMessage {
-  readonly role?: unknown;
-  readonly content?: unknown;
+
+export interface SimTool {
+  readonly name: string;
+  readonly description?: string;
+  /** A JSON Schema for the arguments; absent means none. */
+  readonly parameters?: unknown;
+}
+
+/** `any`: one of the tools (of `names`, when given); `tool`: that one. */
+export type SimToolChoice = { readonly kind: "any"; readonly names?: readonly string[] } | { readonly kind: "tool"; readonly name: string };
+
+export interface SimToolCall {
+  readonly name: string;
+  readonly input: Record<string, unknown>;
+  /** `input` serialised, as OpenAI sends `arguments`. */
+  readonly arguments: string;
 }
 
 export interface Reply {
+  /** The text; empty when the answer is a tool call. */
   content: string;
-  finish_reason: "stop" | "length";
-}
-
-export interface ModerationVerdict {
-  flagged: boolean;
-  categories: string[];
-  score: number;
+  finish_reason: "stop" | "length" | "tool_calls";
+  toolCall?: SimToolCall;
+  /** The answer was deliberately made invalid against the request's contract. */
+  disobeyed: boolean;
 }
 
 /** Matches the same 4-characters-per-token rule as `estimateTextTokens`, so a cut reply estimates to exactly the limit. */
@@ -37,30 +71,28 @@ const CHARS_PER_TOKEN = 4;
 const ECHO_CHARS = 60;
 
 /**
- * Keywords per moderation category, matched at the start of a word (so "kill" catches
- * "killed" but not "skill"). Small on purpose: the verdict has to be predictable by hand.
+ * Builds the answer. In order: a forced tool choice → a tool call; a schema → a value valid
+ * against it; a `Labels:` line or choices offered in words → one of them (`{"label": …}` in JSON
+ * mode); the moderation prompt → the keyword verdict; JSON mode → `{"reply": …}`; else prose.
+ * With `disobey`, an answer that carries a contract breaks it (see `ModelBehaviour.disobey_rate`).
  */
-export const MODERATION_KEYWORDS: Readonly<Record<string, readonly string[]>> = {
-  harassment: ["idiot", "stupid", "loser", "moron", "shut up"],
-  hate: ["subhuman", "vermin", "inferior race"],
-  violence: ["kill", "attack", "bomb", "shoot", "murder"],
-  self_harm: ["suicide", "hurt myself", "end my life"],
-  spam: ["buy now", "free money", "click here", "limited offer"],
-};
-
-/**
- * Picks the reply: a classification prompt (some message has a `Labels: a, b, c` line) gets
- * one label; otherwise a moderation prompt (a system or developer message mentions
- * moderation) gets a JSON verdict; anything else gets a short echo. Labels win over
- * moderation because they are the more explicit instruction.
- */
-export function buildReply(model: string, request: SimChatRequest): Reply {
-  const content = replyContent(model, request);
-  const limit = completionLimit(request);
-  if (limit !== undefined && estimateTextTokens(content) > limit) {
-    return { content: content.slice(0, limit * CHARS_PER_TOKEN), finish_reason: "length" };
+export function buildReply(model: string, request: SimChatRequest, disobey = false): Reply {
+  const { toolChoice, tools } = request;
+  if (toolChoice !== undefined && tools !== undefined && tools.length > 0) {
+    const call = toolReply(request, tools, toolChoice, disobey);
+    if (call) return call;
   }
-  return { content, finish_reason: "stop" };
+  const answer = replyContent(model, request, disobey);
+  const limit = completionLimit(request);
+  if (limit !== undefined && estimateTextTokens(answer.content) > limit) {
+    return { content: answer.content.slice(0, limit * CHARS_PER_TOKEN), finish_reason: "length", disobeyed: answer.disobeyed };
+  }
+  return { content: answer.content, finish_reason: "stop", disobeyed: answer.disobeyed };
+}
+
+/** The completion tokens of one choice: the text, or the tool's name and arguments. */
+export function replyTokens(reply: Reply): number {
+  return reply.toolCall ? estimateTextTokens(reply.toolCall.name) + estimateTextTokens(reply.toolCall.arguments) : estimateTextTokens(reply.content);
 }
 
 /** The completion-token limit the request asks for: the smaller of `max_completion_tokens` and `max_tokens` when both are given. */
@@ -71,118 +103,153 @@ export function completionLimit(request: SimChatRequest): number | undefined {
   return b === undefined ? a : Math.min(a, b);
 }
 
-function replyContent(model: string, request: SimChatRequest): string {
+interface Answer {
+  content: string;
+  disobeyed: boolean;
+}
+
+function toolReply(request: SimChatRequest, tools: readonly SimTool[], choice: SimToolChoice, disobey: boolean): Reply | undefined {
+  const text = lastUserText(request.messages);
+  const tool = chooseTool(tools, choice, text);
+  if (!tool) return undefined;
+  const schema = tool.parameters ?? { type: "object", properties: {} };
+  const choices = findLabels(request.messages) ?? findChoices(request.messages);
+  const generated = valueForSchema(schema, context(text, choices));
+  let input = isRecord(generated) ? generated : {};
+  if (disobey) {
+    const broken = breakValue(schema, input, text);
+    // Nothing to break in the arguments: the disobedient model answers in words instead of calling.
+    if (!isRecord(broken)) return { content: disobedientProse(text), finish_reason: "stop", disobeyed: true };
+    input = broken;
+  }
+  return { content: "", finish_reason: "tool_calls", toolCall: { name: tool.name, input, arguments: JSON.stringify(input) }, disobeyed: disobey };
+}
+
+/** The named tool, or of those allowed the one whose name the text mentions most (the first on a tie). */
+function chooseTool(tools: readonly SimTool[], choice: SimToolChoice, text: string): SimTool | undefined {
+  if (choice.kind === "tool") return tools.find((t) => t.name === choice.name);
+  const allowed = choice.names && choice.names.length > 0 ? tools.filter((t) => choice.names!.includes(t.name)) : tools;
+  const lower = text.toLowerCase();
+  let best = allowed[0];
+  let bestScore = 0;
+  for (const tool of allowed) {
+    const score = tool.name
+      .toLowerCase()
+      .split(/[^a-z0-9]+/)
+      .filter((w) => w.length >= 3 && lower.includes(w)).length;
+    if (score > bestScore) {
+      best = tool;
+      bestScore = score;
+    }
+  }
+  return best;
+}
+
+function context(text: string, choices: Choices | undefined) {
+  return { text, subject: choices?.subject ?? subjectWithoutInstruction(text), choices: choices?.options };
+}
+
+function replyContent(model: string, request: SimChatRequest, disobey: boolean): Answer {
   const { messages } = request;
   const text = lastUserText(messages);
-  const json = wantsJson(request.response_format);
+  const json = request.json === true || request.schema !== undefined;
+  const choices = findLabels(messages) ?? findChoices(messages);
 
-  const labels = findLabels(messages);
-  if (labels) {
-    const label = classify(labels, text);
-    return json ? JSON.stringify({ label }) : label;
+  if (request.schema !== undefined) {
+    const value = valueForSchema(request.schema, context(text, choices));
+    if (!disobey) return { content: JSON.stringify(value), disobeyed: false };
+    const broken = breakValue(request.schema, value, text);
+    return { content: broken === undefined ? disobedientProse(text) : JSON.stringify(broken), disobeyed: true };
   }
-  if (isModerationPrompt(messages)) return JSON.stringify(moderate(text));
-
-  const reply = `Simulated ${model} reply: ${text.slice(0, ECHO_CHARS)}`;
-  return json ? JSON.stringify({ reply }) : reply;
+  if (choices) {
+    const label = disobey ? offChoice(choices.options) : pickChoice(choices.options, choices.subject, text);
+    return { content: json ? JSON.stringify({ label }) : label, disobeyed: disobey };
+  }
+  if (isModerationPrompt(messages)) {
+    if (json && disobey) return { content: disobedientProse(text), disobeyed: true };
+    return { content: JSON.stringify(moderate(text)), disobeyed: false };
+  }
+  if (json) {
+    if (disobey) return { content: disobedientProse(text), disobeyed: true };
+    return { content: JSON.stringify({ reply: `Simulated ${model} reply: ${text.slice(0, ECHO_CHARS)}` }), disobeyed: false };
+  }
+  return { content: prose(text), disobeyed: false };
 }
 
-const LABELS_LINE = /\blabels[ \t]*:[ \t]*([^\r\n]+)/i;
-const LABEL_TRIM = /^[\s"'`]+|[\s"'`.]+$/g;
-
-/** The labels of the first message holding a `Labels:` line, or undefined when none does. */
-export function findLabels(messages: readonly SimMessage[]): string[] | undefined {
-  for (const m of messages) {
-    const match = LABELS_LINE.exec(messageText(m));
-    if (!match?.[1]) continue;
-    const labels = match[1]
-      .split(",")
-      .map((l) => l.replace(LABEL_TRIM, ""))
-      .filter((l) => l.length > 0);
-    if (labels.length > 0) return labels;
-  }
-  return undefined;
+/** What a model that ignores the requested format says: words, no JSON, none of the offered choices. */
+function disobedientProse(text: string): string {
+  const topic = topicOf(text);
+  return topic ? `Sure, happy to help with ${topic}. Let me know if you need anything else.` : "Sure, happy to help. Let me know if you need anything else.";
 }
 
-/** The first label (in the order offered) that occurs as a whole word in the text; else one picked by a hash of the text. */
-export function classify(labels: readonly string[], text: string): string {
-  const haystack = text.toLowerCase();
-  for (const label of labels) {
-    if (findWord(haystack, label.toLowerCase(), true)) return label;
-  }
-  return labels[fnv1a(text) % labels.length] as string;
-}
+const GREETING = /^\s*(?:hi|hello|hey|good (?:morning|afternoon|evening)|thanks|thank you)\b[\s\p{P}]*$/iu;
+const QUESTION_WORD = /^\s*(?:what|who|whom|whose|where|when|why|how|which)(?:'s|'re| is| are| was| were| do| does| did| can| could| should| would| will| much| many)?\s+/i;
+const AUXILIARY = /^\s*(?:is|are|was|were|can|could|do|does|did|should|would|will|may|might)\s+(?:i|you|we|they|it|there)?\s*/i;
+const TASK = /^\s*(?:please\s+|can you\s+|could you\s+)?(write|compose|draft|create|generate|give me|tell me|explain|describe|summari[sz]e|list|translate|suggest|recommend)\b\s*/i;
+const POEM = /\b(haiku|poem|limerick|verse|song)\b/i;
+const ABOUT = /\b(?:about|on|of|for)\s+(.+)$/i;
 
-export function moderate(text: string): ModerationVerdict {
-  const haystack = text.toLowerCase();
-  const categories: string[] = [];
-  let matches = 0;
-  for (const [category, keywords] of Object.entries(MODERATION_KEYWORDS)) {
-    let hit = false;
-    for (const keyword of keywords) {
-      if (findWord(haystack, keyword, false)) {
-        matches++;
-        hit = true;
-      }
+/**
+ * A short, sensible answer in prose: a greeting for a greeting, a little poem for a poem, a
+ * summary line for a summary, otherwise a few generic sentences that name the topic.
+ */
+export function prose(text: string): string {
+  const trimmed = text.trim();
+  if (trimmed === "" || GREETING.test(trimmed)) return "Hello! How can I help you today?";
+  const topic = topicOf(trimmed) || "that";
+  const task = TASK.exec(trimmed);
+  if (task) {
+    const verb = (task[1] as string).toLowerCase();
+    if (POEM.test(trimmed)) {
+      const subject = ABOUT.exec(firstSentence(trimmed))?.[1]?.replace(/[.!?]+$/, "") ?? topic;
+      return `${capitalise(subject)} in the quiet,\nthe hours lean in to listen,\n${subject}, and then calm.`;
     }
-    if (hit) categories.push(category);
+    const rest = subjectWithoutInstruction(trimmed.slice(task[0].length).replace(/^[\s:,-]*(?:this|the following|it)?[\s:,-]*/i, "")) || topic;
+    if (verb.startsWith("summar")) return `In short: ${clipWords(firstSentence(rest), 120)}`;
+    if (verb === "list" || verb === "suggest" || verb === "recommend") {
+      return `Here are three ideas about ${topic}:\n1. Start with the basics of ${topic}.\n2. Look at a concrete example.\n3. Note what to watch out for.`;
+    }
+    if (verb === "translate") return `Here is the translation: ${clipWords(rest, 200)}`;
+    return `Here is a short answer about ${topic}: it comes down to a few main points, how they fit together, and why they matter. Start with the basics, then look at a concrete example.`;
   }
-  const score = Math.round(Math.min(1, 0.4 * matches) * 100) / 100;
-  return { flagged: categories.length > 0, categories, score };
-}
-
-function isModerationPrompt(messages: readonly SimMessage[]): boolean {
-  return messages.some((m) => (m.role === "system" || m.role === "developer") && messageText(m).toLowerCase().includes("moderat"));
-}
-
-function lastUserText(messages: readonly SimMessage[]): string {
-  for (let i = messages.length - 1; i >= 0; i--) {
-    const m = messages[i] as SimMessage;
-    if (m.role === "user") return messageText(m);
+  if (QUESTION_WORD.test(trimmed) || AUXILIARY.test(trimmed) || trimmed.endsWith("?")) {
+    const closers = [
+      "the usual answer holds in most cases, and the details depend on your situation.",
+      "in brief, it depends on a few factors, but the common case is straightforward.",
+      "the short version is that it is well understood, and a reliable reference can confirm the specifics.",
+    ];
+    return `Here is a short answer about ${topic}: ${closers[fnv1a(trimmed) % closers.length]}`;
   }
-  return "";
+  return `Thanks for your message about ${topic}. I understand, and I can help with that: could you share a little more detail so I can give a precise answer?`;
 }
 
-/** String content, or the text parts of multi-part content joined by newlines. */
-function messageText(m: SimMessage): string {
-  if (typeof m.content === "string") return m.content;
-  if (!Array.isArray(m.content)) return "";
-  const texts: string[] = [];
-  for (const part of m.content as unknown[]) {
-    const text = (part as { text?: unknown } | null)?.text;
-    if (typeof text === "string") texts.push(text);
-  }
-  return texts.join("\n");
+/** The topic of a text: its first sentence without the question word or request verb, up to 60 characters. */
+function topicOf(text: string): string {
+  let s = firstSentence(text.trim());
+  s = s.replace(QUESTION_WORD, "").replace(TASK, "").replace(AUXILIARY, "");
+  const about = ABOUT.exec(s);
+  if (about?.[1] && POEM.test(s)) s = about[1];
+  s = s.replace(/^(?:me\s+)?(?:an?\s+|the\s+)?(?:short\s+|brief\s+|quick\s+)?(?:haiku|poem|summary|list|explanation|description)\s+(?:about|of|on)\s+/i, "");
+  s = s.replace(/[\s?!.:;,]+$/, "");
+  return clipWords(s, ECHO_CHARS);
 }
 
-function wantsJson(format: unknown): boolean {
-  const type = (format as { type?: unknown } | null | undefined)?.type;
-  return type === "json_object" || type === "json_schema";
+function firstSentence(text: string): string {
+  const m = /^[^\n]*?[.!?](?=\s|$)/.exec(text);
+  return (m ? m[0] : (text.split("\n")[0] ?? "")).trim();
+}
+
+function clipWords(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const cut = clipCodePoints(text, max);
+  const space = cut.lastIndexOf(" ");
+  return `${space > max / 2 ? cut.slice(0, space) : cut}…`;
+}
+
+function capitalise(s: string): string {
+  return s.charAt(0).toUpperCase() + s.slice(1);
 }
 
 function positive(n: unknown): number | undefined {
   return typeof n === "number" && Number.isInteger(n) && n > 0 ? n : undefined;
-}
-
-const WORD_CHAR = /[\p{L}\p{N}_]/u;
-
-/** Whether `needle` occurs in `haystack` starting at a word boundary (and ending at one when `whole`). Both already lower-cased. */
-function findWord(haystack: string, needle: string, whole: boolean): boolean {
-  if (needle.length === 0) return false;
-  for (let at = haystack.indexOf(needle); at !== -1; at = haystack.indexOf(needle, at + 1)) {
-    const before = at === 0 ? "" : haystack.charAt(at - 1);
-    const after = haystack.charAt(at + needle.length);
-    if (!WORD_CHAR.test(before) && (!whole || !WORD_CHAR.test(after))) return true;
-  }
-  return false;
-}
-
-/** 32-bit FNV-1a: a stable, dependency-free string hash. */
-export function fnv1a(text: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) {
-    h ^= text.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0;
 }

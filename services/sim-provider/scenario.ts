@@ -92,6 +92,15 @@ export const ModelBehaviourSchema = z.strictObject({
    * Absent: no limit.
    */
   context_window: z.int().positive().optional(),
+  /**
+   * Share of otherwise-successful answers deliberately made invalid against the contract the
+   * request carries, as a careless model would: with a schema (or forced tool call), a required
+   * property dropped, an enum value outside the enum, or prose instead of JSON (instead of the
+   * call); with offered choices or a `Labels:` line, a word that is none of them; in JSON mode,
+   * prose. An answer to a request with no contract is unchanged. Drawn from the model's own
+   * seeded stream (separate from its faults), so a run replays. Default 0.
+   */
+  disobey_rate: probability.default(0),
 });
 export type ModelBehaviour = z.output<typeof ModelBehaviourSchema>;
 
@@ -136,6 +145,8 @@ export const BehaviourOverrideSchema = z.strictObject({
   hang_ms: z.int().positive().optional(),
   /** Replaces the slow-body duration. */
   slow_body_ms: z.int().positive().optional(),
+  /** Replaces the share of answers that break the request's contract (see `ModelBehaviourSchema.disobey_rate`). */
+  disobey_rate: probability.optional(),
 });
 export type BehaviourOverride = z.input<typeof BehaviourOverrideSchema>;
 

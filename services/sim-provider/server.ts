@@ -11,9 +11,10 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { estimatePromptTokens, estimateTextTokens } from "../../shared/tokens.ts";
+import { estimatePromptTokens } from "../../shared/tokens.ts";
 import { anthropicDialect, geminiDialect, openaiDialect, type SimDialect, type WireReply } from "./dialects.ts";
-import { buildReply, completionLimit, fnv1a, type SimChatRequest } from "./replies.ts";
+import { buildReply, completionLimit, replyTokens, type SimChatRequest } from "./replies.ts";
+import { fnv1a } from "./text.ts";
 import {
   BehaviourOverrideSchema,
   faultRate,
@@ -39,6 +40,8 @@ export interface ModelCounters {
   truncated: number;
   /** Answers whose body was sent slowly (`rate_slow_body`). */
   slow: number;
+  /** Answers deliberately made invalid against the request's contract (`disobey_rate`). */
+  disobeyed: number;
 }
 
 export interface ModelView {
@@ -95,9 +98,10 @@ interface ModelState {
   readonly fingerprintJson: string;
   behaviour: ModelBehaviour;
   outage: Outage | null;
-  /** Separate streams, so changing the latency never shifts the sequence of faults. */
+  /** Separate streams, so changing the latency or the disobedience never shifts the sequence of faults. */
   faultDraw: () => number;
   latencyDraw: () => number;
+  disobeyDraw: () => number;
   counters: ModelCounters;
 }
 
@@ -162,6 +166,7 @@ export function createSimProvider(scenario: Scenario, opts: SimProviderOptions =
         outage: null,
         faultDraw: draws(scenario.seed, provider, model, "fault"),
         latencyDraw: draws(scenario.seed, provider, model, "latency"),
+        disobeyDraw: draws(scenario.seed, provider, model, "disobey"),
         counters: zeroCounters(),
       };
       state.models.set(model, m);
@@ -246,8 +251,13 @@ export function createSimProvider(scenario: Scenario, opts: SimProviderOptions =
   }
 
   function completionBody(m: ModelState, dialect: SimDialect, request: SimChatRequest, promptTokens: number): string {
-    const reply = buildReply(m.model, request);
-    return dialect.completion(++completions, m, reply, promptTokens, estimateTextTokens(reply.content));
+    // Drawn only when the knob is on, so a scenario without it replays exactly as before.
+    const rate = m.behaviour.disobey_rate;
+    const disobey = rate > 0 && m.disobeyDraw() < rate;
+    const reply = buildReply(m.model, request, disobey);
+    if (reply.disobeyed) m.counters.disobeyed++;
+    const n = request.n ?? 1;
+    return dialect.completion(++completions, m, reply, n, promptTokens, n * replyTokens(reply));
   }
 
   function fail(req: IncomingMessage, res: ServerResponse, m: ModelState, dialect: SimDialect, fault: Fault, request: SimChatRequest, promptTokens: number): void {
@@ -397,6 +407,7 @@ export function createSimProvider(scenario: Scenario, opts: SimProviderOptions =
       latency_ms: o.latency_ms ?? m.behaviour.latency_ms,
       hang_ms: o.hang_ms ?? m.behaviour.hang_ms,
       slow_body_ms: o.slow_body_ms ?? m.behaviour.slow_body_ms,
+      disobey_rate: o.disobey_rate ?? m.behaviour.disobey_rate,
     };
     if (o.outage !== undefined) m.outage = o.outage;
     return view(m);
@@ -420,6 +431,7 @@ export function createSimProvider(scenario: Scenario, opts: SimProviderOptions =
       m.outage = null;
       m.faultDraw = draws(scenario.seed, m.provider, m.model, "fault");
       m.latencyDraw = draws(scenario.seed, m.provider, m.model, "latency");
+      m.disobeyDraw = draws(scenario.seed, m.provider, m.model, "disobey");
       m.counters = zeroCounters();
     }
     for (const key of Object.keys(unmatched)) delete unmatched[key];
@@ -488,7 +500,7 @@ function tally(counts: Record<string, number>, status: number): void {
 }
 
 function zeroCounters(): ModelCounters {
-  return { requests: 0, responses: {}, hangs: 0, resets: 0, malformed: 0, truncated: 0, slow: 0 };
+  return { requests: 0, responses: {}, hangs: 0, resets: 0, malformed: 0, truncated: 0, slow: 0, disobeyed: 0 };
 }
 
 function copyCounters(c: ModelCounters): ModelCounters {

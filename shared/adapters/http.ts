@@ -8,8 +8,21 @@ import { NetworkError, ProviderTimeoutError } from "./errors.ts";
 import type { HttpCall, HttpReply } from "./types.ts";
 
 export interface ProviderClient {
-  send(call: HttpCall, timeoutMs: number): Promise<HttpReply>;
+  /**
+   * Sends one call. `signal` cancels it from outside (a worker stopping): the call then
+   * rejects with `CallAbortedError`, which is no attempt outcome — nobody learnt anything
+   * about the provider.
+   */
+  send(call: HttpCall, timeoutMs: number, signal?: AbortSignal): Promise<HttpReply>;
   close(): Promise<void>;
+}
+
+/** The caller cancelled the call; not the provider's doing. */
+export class CallAbortedError extends Error {
+  constructor() {
+    super("the call was cancelled by its caller");
+    this.name = "CallAbortedError";
+  }
 }
 
 /** Bodies above this are cut off and reported as a failed attempt, not buffered without end. */
@@ -35,12 +48,15 @@ export function createProviderClient(provider: Pick<ProviderConfig, "base_url" |
   );
   let turn = 0;
   return {
-    async send(call, timeoutMs) {
+    async send(call, timeoutMs, signal) {
+      if (signal?.aborted) throw new CallAbortedError();
       // One timer bounds the whole call. undici's own headersTimeout/bodyTimeout run on ~1 s
       // coarse timers and bodyTimeout only bounds the gap between chunks, so a dripping body
       // or a 900 ms answer to a 300 ms budget would outlive the attempt (and the job's deadline).
       const abort = new AbortController();
       const timer = setTimeout(() => abort.abort(), timeoutMs);
+      const cancel = () => abort.abort();
+      signal?.addEventListener("abort", cancel, { once: true });
       try {
         const pool = pools[turn]!;
         turn = (turn + 1) % shards;
@@ -53,9 +69,11 @@ export function createProviderClient(provider: Pick<ProviderConfig, "base_url" |
         const body = await res.body.text();
         return { status: res.statusCode, headers: res.headers, body };
       } catch (err) {
+        if (signal?.aborted) throw new CallAbortedError();
         throw abort.signal.aborted ? new ProviderTimeoutError(`no complete response within ${timeoutMs} ms`, { cause: err }) : transportError(err);
       } finally {
         clearTimeout(timer);
+        signal?.removeEventListener("abort", cancel);
       }
     },
     close: async () => {

@@ -5,6 +5,7 @@
  */
 import type { FailureKind } from "../adapters/errors.ts";
 import { modelOrdinal, type ModelInfo } from "./catalog.ts";
+import { OUTCOMES } from "./outcomes.ts";
 
 /** What the planner learns about one candidate; filled in place, so no allocation per candidate. */
 export interface ModelReading {
@@ -19,6 +20,13 @@ export interface ModelReading {
 /** What the planner reads about models beyond the config: a worker's local health, or the live state. */
 export interface RoutingView {
   read(model: ModelInfo, out: ModelReading): void;
+  /**
+   * The models demoted for `task` (their answers fall short of its output contract), as a
+   * lookup by model ordinal (1 = demoted; reads past the end are not demoted), or undefined
+   * when none is: the planner's fast path. Optional: a view without quality verdicts (a
+   * worker's own health) demotes nothing.
+   */
+  demotedFor?(task: string): Uint8Array | undefined;
 }
 
 export interface LocalHealthOptions {
@@ -69,13 +77,14 @@ export class LocalHealth implements RoutingView {
   }
 
   failed(modelId: string, provider: string, kind: FailureKind, now: number, retryAfterMs?: number): void {
-    if (kind === "bad_request" || kind === "invalid_output") return;
-    if (kind === "auth_failed") {
+    const effect = OUTCOMES[kind].health;
+    if (effect === "none" || effect === "success") return;
+    if (effect === "provider_down") {
       this.#providerUntil.set(provider, now + this.#opts.authCooldownMs);
       return;
     }
     const o = modelOrdinal(modelId);
-    if (kind === "rate_limited") {
+    if (effect === "rate_limited") {
       this.#extend(o, now + (retryAfterMs ?? this.#opts.rateLimitCooldownMs));
       return;
     }

@@ -1,8 +1,9 @@
 /**
  * A worker's copy of the live state: the pricing service's KV entries (price, health,
- * latency) layered over the worker's own local health. While the pricing service is silent
- * the last-known prices stay in force but its health verdicts are not trusted (a `down`
- * that nobody will ever lift must not strand a model); local health carries on alone.
+ * latency, per-task demotions) layered over the worker's own local health. While the pricing
+ * service is silent the last-known prices stay in force but its health and quality verdicts
+ * are not trusted (a `down` or a demotion that nobody will ever lift must not strand a
+ * model); local health carries on alone.
  */
 import type { ModelState } from "../contract/live.ts";
 import { modelOrdinal, type ModelInfo } from "./catalog.ts";
@@ -27,6 +28,10 @@ export class LiveState implements RoutingView {
   readonly #clock: () => number;
   /** By model ordinal, as LocalHealth keeps its state. */
   readonly #models: (Live | undefined)[] = [];
+  /** By model ordinal: the tasks the model is demoted for, as `a,b,` (empty when none), to spot a change cheaply. */
+  readonly #demotedKeys: (string | undefined)[] = [];
+  /** Task → a lookup by ordinal (1 = demoted), rebuilt when any model's demotions change; empty when none. */
+  #demoted = new Map<string, Uint8Array>();
   #heartbeatAt = 0;
 
   constructor(local: LocalHealth, clock: () => number = Date.now) {
@@ -35,13 +40,44 @@ export class LiveState implements RoutingView {
   }
 
   apply(state: ModelState): void {
-    this.#models[modelOrdinal(state.id)] = {
+    const ordinal = modelOrdinal(state.id);
+    this.#models[ordinal] = {
       inputPerMtok: state.input_per_mtok,
       outputPerMtok: state.output_per_mtok,
       down: state.health === "down",
       cooldownUntil: state.cooldown_until ? Date.parse(state.cooldown_until) : 0,
       p95: state.latency_p95_ms ?? NaN,
     };
+    let key = "";
+    if (state.quality !== undefined) for (const task in state.quality) if (state.quality[task]!.status === "demoted") key += `${task},`;
+    if (key !== (this.#demotedKeys[ordinal] ?? "")) {
+      this.#demotedKeys[ordinal] = key;
+      this.#rebuildDemotions();
+    }
+  }
+
+  /** Undefined while nothing is demoted for the task, or while the pricing service is silent (nobody would lift it). */
+  demotedFor(task: string): Uint8Array | undefined {
+    if (this.#demoted.size === 0) return undefined;
+    const demoted = this.#demoted.get(task);
+    return demoted !== undefined && this.fresh() ? demoted : undefined;
+  }
+
+  /** Demotions change rarely (a KV update that flips one), so the per-task lookups are rebuilt whole. */
+  #rebuildDemotions(): void {
+    const next = new Map<string, Uint8Array>();
+    const size = this.#demotedKeys.length;
+    for (let o = 0; o < size; o++) {
+      const key = this.#demotedKeys[o];
+      if (!key) continue;
+      for (const task of key.split(",")) {
+        if (task === "") continue;
+        let lookup = next.get(task);
+        if (lookup === undefined) next.set(task, (lookup = new Uint8Array(size)));
+        lookup[o] = 1;
+      }
+    }
+    this.#demoted = next;
   }
 
   heartbeat(at: number): void {

@@ -5,6 +5,14 @@
  * It runs for every job over every candidate, so the loop reads each candidate's state once
  * into a reused object and keeps only the best `max_attempts` candidates (a bounded
  * insertion, linear in the candidates) instead of sorting them all.
+ *
+ * A model demoted for the job's task (its answers miss the task's output contract: see
+ * `services/pricing/quality.ts`) is skipped while any other candidate can take the job, now
+ * or after a cooldown. When only demoted ones are left, they are planned all the same, in
+ * the order they would have had: a stuck task is worse than a weak model. The demotion
+ * lookup is fetched once per plan and is undefined while nothing is demoted for the task, so
+ * the usual case costs one comparison per candidate; the second pass runs only when every
+ * candidate left was demoted.
  */
 import type { Job } from "../contract/job.ts";
 import { estimatePromptTokens } from "../tokens.ts";
@@ -71,55 +79,72 @@ export function plan({ policy, catalog, view, job, now, random }: PlanInput): Pl
   let considered = 0;
   let overBudget = 0;
   let earliestReady = Infinity;
+  let demoted = view.demotedFor?.(policy.task);
+  let skippedDemoted = 0;
   // A little beyond max_attempts: the worker skips a planned candidate whose state changes
   // during the job (its own attempts cool a model or a provider down), and must not run short.
   const wanted = policy.maxAttempts + SPARE;
-  for (const tier of tiers) {
-    const room = wanted - attempts.length;
-    if (room <= 0) break;
-    const strategy = override ?? tier.strategy;
-    const best = new Best(room);
-    const candidates = tier.candidates;
-    for (let i = 0; i < candidates.length; i++) {
-      const model = candidates[i]!;
-      if (allow !== undefined && !allow.includes(model.provider)) continue;
-      if (deny !== undefined && deny.includes(model.provider)) continue;
-      if (needed > model.contextWindow) continue;
-      view.read(model, r);
-      // NaN (never measured) compares false: an unmeasured model is not excluded.
-      if (maxLatency !== undefined && r.latencyMs > maxLatency) continue;
-      considered++;
-      const cost = (promptTokens * r.inputPerMtok + completionTokens * r.outputPerMtok) / 1e6;
-      if (maxCost !== undefined && cost > maxCost) {
-        overBudget++;
-        continue;
+  for (;;) {
+    for (const tier of tiers) {
+      const room = wanted - attempts.length;
+      if (room <= 0) break;
+      const strategy = override ?? tier.strategy;
+      const best = new Best(room);
+      const candidates = tier.candidates;
+      for (let i = 0; i < candidates.length; i++) {
+        const model = candidates[i]!;
+        if (allow !== undefined && !allow.includes(model.provider)) continue;
+        if (deny !== undefined && deny.includes(model.provider)) continue;
+        if (needed > model.contextWindow) continue;
+        if (demoted !== undefined && demoted[model.ordinal] === 1) {
+          skippedDemoted++;
+          continue;
+        }
+        view.read(model, r);
+        // NaN (never measured) compares false: an unmeasured model is not excluded.
+        if (maxLatency !== undefined && r.latencyMs > maxLatency) continue;
+        considered++;
+        const cost = (promptTokens * r.inputPerMtok + completionTokens * r.outputPerMtok) / 1e6;
+        if (maxCost !== undefined && cost > maxCost) {
+          overBudget++;
+          continue;
+        }
+        if (r.cooldownUntil > now) {
+          if (r.cooldownUntil < earliestReady) earliestReady = r.cooldownUntil;
+          continue;
+        }
+        let key: number;
+        switch (strategy) {
+          case "ordered":
+            key = i;
+            break;
+          case "cheapest":
+            key = cost;
+            break;
+          case "fastest":
+            // An unmeasured model goes first, so it gets measured.
+            key = Number.isNaN(r.latencyMs) ? 0 : r.latencyMs;
+            break;
+          case "weighted":
+            // Efraimidis–Spirakis: the smallest keys are a weighted random draw without replacement.
+            key = -Math.pow(random(), 1 / (tier.weights?.[i] ?? 1));
+            break;
+        }
+        if (best.accepts(key)) best.insert(key, { model, tier: tier.index, expectedCostUsd: cost, inputPerMtok: r.inputPerMtok, outputPerMtok: r.outputPerMtok });
+        // In list order the first `room` are final: the rest of the tier cannot displace them.
+        if (strategy === "ordered" && best.full()) break;
       }
-      if (r.cooldownUntil > now) {
-        if (r.cooldownUntil < earliestReady) earliestReady = r.cooldownUntil;
-        continue;
-      }
-      let key: number;
-      switch (strategy) {
-        case "ordered":
-          key = i;
-          break;
-        case "cheapest":
-          key = cost;
-          break;
-        case "fastest":
-          // An unmeasured model goes first, so it gets measured.
-          key = Number.isNaN(r.latencyMs) ? 0 : r.latencyMs;
-          break;
-        case "weighted":
-          // Efraimidis–Spirakis: the smallest keys are a weighted random draw without replacement.
-          key = -Math.pow(random(), 1 / (tier.weights?.[i] ?? 1));
-          break;
-      }
-      if (best.accepts(key)) best.insert(key, { model, tier: tier.index, expectedCostUsd: cost, inputPerMtok: r.inputPerMtok, outputPerMtok: r.outputPerMtok });
-      // In list order the first `room` are final: the rest of the tier cannot displace them.
-      if (strategy === "ordered" && best.full()) break;
+      for (const a of best.items) attempts.push(a);
     }
-    for (const a of best.items) attempts.push(a);
+    // Some non-demoted candidate can take the job (now, or once its cooldown ends), or no
+    // demoted one was passed over: this plan stands.
+    if (attempts.length > 0 || earliestReady !== Infinity || skippedDemoted === 0) break;
+    // Every candidate left for this job is demoted for its task. A stuck task is worse than
+    // a weak model: plan them anyway, in the order they would have had.
+    demoted = undefined;
+    skippedDemoted = 0;
+    considered = 0;
+    overBudget = 0;
   }
 
   if (attempts.length > 0) return { kind: "attempts", attempts };

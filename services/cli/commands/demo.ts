@@ -7,11 +7,13 @@ import { createLogger } from "../../../shared/log.ts";
 import { openBuckets } from "../../../shared/nats/buckets.ts";
 import { connectNats } from "../../../shared/nats/connect.ts";
 import { buildCatalog } from "../../../shared/routing/catalog.ts";
-import { intFlag, parse } from "../args.ts";
+import { boundedWindow } from "../../../shared/concurrency.ts";
+import { percentile } from "../../../shared/stats.ts";
+import { interruption, intFlag, parse } from "../args.ts";
 import { demoJobs } from "../demo-jobs.ts";
 import { startLocalStack } from "../local-stack.ts";
 import { progress } from "../progress.ts";
-import { table } from "./dlq.ts";
+import { percent, table } from "../table.ts";
 import type { Command } from "./types.ts";
 
 export const demoCommand: Command = {
@@ -30,65 +32,92 @@ Exits 0 when nothing was lost.`,
     const perTask = intFlag("demo", "jobs-per-task", values["jobs-per-task"], 600);
     const rate = intFlag("demo", "rate", values.rate, 100);
     const timeoutMs = intFlag("demo", "timeout", values.timeout, 120) * 1000;
+    const workers = Math.max(1, intFlag("demo", "workers", values.workers, 2));
     const logger = createLogger("demo", process.env.LOG_LEVEL ?? "error");
     const out = process.stdout;
-    out.write("Starting Switchyard: nats-server, sim-provider (budget: cheap and flaky; swift; premium: 50x the price), router workers…\n");
-    const stack = await startLocalStack({ simPort: 0, workers: Math.max(1, intFlag("demo", "workers", values.workers, 2)), logger });
-    const nc = await connectNats(stack.natsUrl, "switchyard-demo");
+    // Ctrl-C ends the run early, but through the finally blocks below: stopping the stack
+    // stops the nats-server and removes its temporary store.
+    const interrupt = interruption();
+    const { signal } = interrupt;
+    const interrupted = new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
     try {
-      const js = jetstream(nc);
-      const runId = `demo-${nuid.next().slice(-8).toLowerCase()}`;
-      const jobs = demoJobs(runId, perTask);
-      const startTime = new Date(Date.now() - 1000);
-      const t0 = Date.now();
-      const collected = collect(js, runId, startTime, jobs.length);
+      out.write("Starting Switchyard: nats-server, sim-provider (budget: cheap and flaky; swift; premium: 50x the price), router workers…\n");
+      const stack = await startLocalStack({ simPort: 0, workers, logger });
+      try {
+        if (signal.aborted) return stopped();
+        const nc = await connectNats(stack.natsUrl, "switchyard-demo");
+        const stops: (() => void)[] = [];
+        try {
+          const js = jetstream(nc);
+          const runId = `demo-${nuid.next().slice(-8).toLowerCase()}`;
+          const jobs = demoJobs(runId, perTask);
+          const startTime = new Date(Date.now() - 1000);
+          const t0 = Date.now();
+          const collected = collect(js, runId, startTime, jobs.length);
+          stops.push(collected.stop);
 
-      // The market moves while the batch runs: a price drop, then an outage and its end.
-      const { prices } = await openBuckets(nc, stack.config);
-      const events: DemoEvent[] = [
-        { at: 0.25, name: "swift/mini price drop to $0.02/$0.08", run: () => prices.put("swift/mini", JSON.stringify({ input_per_mtok: 0.02, output_per_mtok: 0.08, set_at: new Date().toISOString() })) },
-        { at: 0.45, name: "budget outage (every call 503)", run: () => stack.sim.control("budget", "budget-lite-1", { outage: "503" }) },
-        { at: 0.57, name: "budget recovered", run: () => stack.sim.control("budget", "budget-lite-1", { outage: null }) },
-      ];
-      const phaseOf = new Map<string, number>();
-      let phase = 0;
-      const pub = progress("published", jobs.length);
-      const pending = new Set<Promise<unknown>>();
-      let published = 0;
-      for (const [i, j] of jobs.entries()) {
-        while (phase < events.length && i >= events[phase]!.at * jobs.length) {
-          await events[phase]!.run();
-          phase++;
+          // The market moves while the batch runs: a price drop, then an outage and its end.
+          const { prices } = await openBuckets(nc, stack.config);
+          const events: DemoEvent[] = [
+            { at: 0.25, name: "swift/mini price drop to $0.02/$0.08", run: () => prices.put("swift/mini", JSON.stringify({ input_per_mtok: 0.02, output_per_mtok: 0.08, set_at: new Date().toISOString() })) },
+            { at: 0.45, name: "budget outage (every call 503)", run: () => stack.sim.control("budget", "budget-lite-1", { outage: "503" }) },
+            { at: 0.57, name: "budget recovered", run: () => stack.sim.control("budget", "budget-lite-1", { outage: null }) },
+          ];
+          const phaseOf = new Map<string, number>();
+          let phase = 0;
+          const pub = progress("published", jobs.length);
+          const pending = boundedWindow(256);
+          let published = 0;
+          for (const [i, j] of jobs.entries()) {
+            if (signal.aborted) return stopped();
+            while (phase < events.length && i >= events[phase]!.at * jobs.length) {
+              await events[phase]!.run();
+              phase++;
+            }
+            phaseOf.set(j.msgId, phase);
+            await pending.add(js.publish(j.subject, j.payload, { msgID: j.msgId }).then(() => pub.update(++published)));
+            const ahead = ((i + 1) / rate) * 1000 - (Date.now() - t0);
+            if (ahead > 1) await sleep(ahead, undefined, { signal }).catch(() => {});
+          }
+          await Promise.race([pending.drain(), interrupted]);
+          if (signal.aborted) return stopped();
+          pub.finish();
+
+          const done = progress("ended", jobs.length);
+          const timer = setInterval(() => done.update(collected.results.length + collected.deadLetters.length), 100);
+          stops.push(() => clearInterval(timer));
+          const finished = await Promise.race([
+            collected.done.then(() => true),
+            new Promise<boolean>((r) => setTimeout(() => r(false), timeoutMs).unref()),
+            interrupted.then(() => false),
+          ]);
+          if (signal.aborted) return stopped();
+          clearInterval(timer);
+          done.update(collected.results.length + collected.deadLetters.length);
+          done.finish(finished ? "" : "timed out");
+          const elapsed = (Date.now() - t0) / 1000;
+          const catalog = buildCatalog(stack.config);
+          reportPhases(out, ["steady", ...events.map((e) => e.name)], collected.results, phaseOf);
+          const lost = report(out, { published, elapsedS: elapsed, results: collected.results, deadLetters: collected.deadLetters, catalog });
+          return lost === 0 ? 0 : 1;
+        } finally {
+          for (const stop of stops) stop();
+          await nc.drain().catch(() => {});
         }
-        phaseOf.set(j.msgId, phase);
-        const p = js.publish(j.subject, j.payload, { msgID: j.msgId }).then(() => pub.update(++published));
-        pending.add(p);
-        void p.finally(() => pending.delete(p));
-        if (pending.size >= 256) await Promise.race(pending);
-        const ahead = ((i + 1) / rate) * 1000 - (Date.now() - t0);
-        if (ahead > 1) await sleep(ahead);
+      } finally {
+        await stack.stop();
       }
-      await Promise.all(pending);
-      pub.finish();
-
-      const done = progress("ended", jobs.length);
-      const timer = setInterval(() => done.update(collected.results.length + collected.deadLetters.length), 100);
-      const finished = await Promise.race([collected.done.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), timeoutMs).unref())]);
-      clearInterval(timer);
-      done.update(collected.results.length + collected.deadLetters.length);
-      done.finish(finished ? "" : "timed out");
-      const elapsed = (Date.now() - t0) / 1000;
-      collected.stop();
-      const catalog = buildCatalog(stack.config);
-      reportPhases(out, ["steady", ...events.map((e) => e.name)], collected.results, phaseOf);
-      const lost = report(out, { published, elapsedS: elapsed, results: collected.results, deadLetters: collected.deadLetters, catalog });
-      return lost === 0 ? 0 : 1;
     } finally {
-      await nc.drain().catch(() => {});
-      await stack.stop();
+      interrupt.dispose();
     }
   },
 };
+
+/** What the demo says when Ctrl-C cut it short; 130, as a shell reports a SIGINT. */
+function stopped(): number {
+  process.stderr.write("\ninterrupted: stopping the stack and removing its temporary store…\n");
+  return 130;
+}
 
 interface DemoEvent {
   /** Fraction of the jobs published before it happens. */
@@ -113,7 +142,7 @@ function reportPhases(out: NodeJS.WriteStream, phases: string[], results: Result
       phases.map((name, i) => {
         const c = counts[i]!;
         const total = [...c.values()].reduce((a, b) => a + b, 0) || 1;
-        return [name, ...models.map((m) => `${c.get(m) ?? 0} (${(((c.get(m) ?? 0) / total) * 100).toFixed(0)}%)`)];
+        return [name, ...models.map((m) => `${c.get(m) ?? 0} (${percent((c.get(m) ?? 0) / total, 0)})`)];
       }),
     ),
   );
@@ -139,11 +168,6 @@ function collect(js: JetStreamClient, runId: string, since: Date, expected: numb
   void follow(STREAMS.results, results);
   void follow(STREAMS.dlq, deadLetters);
   return { results, deadLetters, done, stop: () => stops.forEach((s) => s()) };
-}
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
 function report(
@@ -185,7 +209,7 @@ function report(
       ["model", "jobs", "share", "cost (USD)"],
       [...perModel.entries()]
         .sort((a, b) => b[1].jobs - a[1].jobs)
-        .map(([id, m]) => [id, String(m.jobs), `${((m.jobs / Math.max(1, r.results.length)) * 100).toFixed(1)}%`, m.cost.toFixed(6)]),
+        .map(([id, m]) => [id, String(m.jobs), percent(m.jobs / Math.max(1, r.results.length)), m.cost.toFixed(6)]),
     ),
   );
   out.write("\nSummary\n");
@@ -197,12 +221,17 @@ function report(
     ["attempts by outcome", [...outcomes.entries()].map(([k, v]) => `${k} ${v}`).join(", ")],
     ["dead letters", `${r.deadLetters.length}${reasons.size ? ` (${[...reasons.entries()].map(([k, v]) => `${k} ${v}`).join(", ")})` : ""}`],
     ["total cost", `$${cost.toFixed(6)}`],
-    [`all on ${worst.id} (most expensive)`, `$${worst.cost.toFixed(6)}${worst.cost > 0 ? `  (saved ${((1 - cost / worst.cost) * 100).toFixed(1)}%)` : ""}`],
-    ["latency p50 / p95 (delivery → result)", `${percentile(latency, 50)} ms / ${percentile(latency, 95)} ms`],
-    ["queued p50 / p95 (publish → delivery)", `${percentile(queued, 50).toFixed(0)} ms / ${percentile(queued, 95).toFixed(0)} ms`],
+    [`all on ${worst.id} (most expensive)`, `$${worst.cost.toFixed(6)}${worst.cost > 0 ? `  (saved ${percent(1 - cost / worst.cost)})` : ""}`],
+    ["latency p50 / p95 (delivery → result)", `${ms(percentile(latency, 50))} / ${ms(percentile(latency, 95))}`],
+    ["queued p50 / p95 (publish → delivery)", `${ms(percentile(queued, 50))} / ${ms(percentile(queued, 95))}`],
     ["wall time", `${r.elapsedS.toFixed(1)} s (${(r.published / r.elapsedS).toFixed(0)} jobs/s)`],
     ["lost = published − results − dead letters", String(lost)],
   ];
   out.write(table(["", ""], rows).split("\n").slice(2).join("\n"));
   return lost;
+}
+
+/** A percentile in whole milliseconds; "–" when there was nothing to measure. */
+function ms(x: number): string {
+  return Number.isNaN(x) ? "–" : `${x.toFixed(0)} ms`;
 }

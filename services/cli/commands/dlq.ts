@@ -6,11 +6,12 @@ import { UsageError } from "../../../shared/errors.ts";
 import { connectNats, natsUrl } from "../../../shared/nats/connect.ts";
 import { matchesDeadLetter, type DeadLetterFilter } from "../../replay/filters.ts";
 import { openLedger, REPLAY_BUCKET } from "../../replay/ledger.ts";
-import { isRecord } from "../../../shared/json.ts";
+import { isRecord, parseJsonOrUndefined } from "../../../shared/json.ts";
 import { deadLetterReplay } from "../../replay/lineage.ts";
 import { scan } from "../../../shared/nats/read.ts";
 import { deadLetterCandidates } from "../../replay/sources.ts";
 import { intFlag, parse } from "../args.ts";
+import { table } from "../table.ts";
 import { deadlineFlag, executeReplay, limitFlag, metaFlag, modelFlag, when } from "./replay.ts";
 import type { Command } from "./types.ts";
 
@@ -71,11 +72,9 @@ function filterFrom(command: string, values: { task?: string; reason?: string; s
 async function* deadLetters(nc: Awaited<ReturnType<typeof connectNats>>, task: string | undefined, since: Date | undefined): AsyncGenerator<DeadLetter> {
   const lastSeq = (await (await jetstreamManager(nc)).streams.info(STREAMS.dlq)).state.last_seq;
   for await (const m of scan(jetstream(nc), STREAMS.dlq, { subject: `${SUBJECTS.dlq}.${task ?? ">"}`, since, lastSeq })) {
-    try {
-      yield JSON.parse(Buffer.from(m.data).toString("utf8")) as DeadLetter;
-    } catch {
-      // Only the router writes here; a foreign message is not a dead letter to list.
-    }
+    const d = parseJsonOrUndefined(Buffer.from(m.data).toString("utf8"));
+    // Only the router writes here; a foreign message is not a dead letter to list.
+    if (isRecord(d)) yield d as unknown as DeadLetter;
   }
 }
 
@@ -144,8 +143,5 @@ async function replay(argv: string[]): Promise<number> {
   );
 }
 
-export function table(head: string[], rows: string[][]): string {
-  const widths = head.map((h, i) => Math.min(80, Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length))));
-  const fmt = (r: string[]) => r.map((c, i) => (c.length > widths[i]! ? `${c.slice(0, widths[i]! - 1)}…` : c.padEnd(widths[i]!))).join("  ").trimEnd();
-  return [fmt(head), fmt(widths.map((w) => "-".repeat(w))), ...rows.map(fmt)].join("\n") + "\n";
-}
+/** @deprecated moved to ../table.ts; re-exported until prices.ts and verify.ts import it from there. */
+export { table };

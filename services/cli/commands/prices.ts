@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import type { z } from "zod";
 import { parseJsonOrUndefined } from "../../../shared/json.ts";
 import { loadConfig } from "../../../shared/config/load.ts";
 import { HeartbeatSchema, ModelStateSchema, type ModelState, type PriceOverride } from "../../../shared/contract/live.ts";
@@ -15,21 +16,30 @@ import type { Command } from "./types.ts";
 export const pricesCommand: Command = {
   name: "prices",
   summary: "show the live price and health table (--watch), or set/unset a price",
-  usage: `switchyard prices [--watch]
+  usage: `switchyard prices [--watch] [--json]
 switchyard prices set <provider/model|alias> --input <USD per M tokens> --output <USD per M tokens>
 switchyard prices unset <provider/model|alias>
 
 The table: price in/out and its source, health, latency p50/p95, error and 429 rates over
-the window, cooldown, and the age of each entry. \`set\` stores an override (bucket
+the window, cooldown, the age of each entry, and the tasks the model is demoted for (its
+answers miss the task's output contract: pass rate over the last 10 minutes and the number
+of answers judged; routers skip it for that task while another candidate remains). --json
+prints the raw KV entries instead: {"heartbeat": {...} | null, "models": [...]}. \`set\` stores an override (bucket
 switchyard-prices) that the pricing service applies within about a second, and that
 outlives restarts; \`unset\` returns the model to its file or config price.`,
   async run(argv) {
     const [sub, ...rest] = argv;
     if (sub === "set" || sub === "unset") return setPrice(sub, rest);
-    const { values } = parse("prices", argv, { watch: { type: "boolean" } });
+    const { values } = parse("prices", argv, { watch: { type: "boolean" }, json: { type: "boolean" } });
+    if (values.watch && values.json) throw new UsageError("prices: --watch and --json do not go together");
     const nc = await connectNats(natsUrl(), "switchyard-prices");
     try {
       const buckets = await openBuckets(nc, loadConfig());
+      if (values.json) {
+        const { heartbeat, models } = await readEntries(buckets);
+        process.stdout.write(`${JSON.stringify({ heartbeat: heartbeat ?? null, models })}\n`);
+        return 0;
+      }
       if (!values.watch) {
         process.stdout.write(await render(buckets));
         return 0;
@@ -81,10 +91,10 @@ async function setPrice(sub: "set" | "unset", argv: string[]): Promise<number> {
   }
 }
 
-async function render(buckets: LiveBuckets): Promise<string> {
-  const now = Date.now();
-  const rows: string[][] = [];
-  let heartbeat: string | undefined;
+/** Every model entry of the bucket (sorted by id) and the leader's heartbeat, as written. */
+async function readEntries(buckets: LiveBuckets): Promise<{ heartbeat: z.infer<typeof HeartbeatSchema> | undefined; models: ModelState[] }> {
+  let heartbeat: z.infer<typeof HeartbeatSchema> | undefined;
+  const models: ModelState[] = [];
   const keys: string[] = [];
   for await (const k of await buckets.models.keys()) keys.push(k);
   keys.sort();
@@ -94,16 +104,24 @@ async function render(buckets: LiveBuckets): Promise<string> {
     const value = parseJsonOrUndefined(e.string());
     if (key === HEARTBEAT_KEY) {
       const hb = HeartbeatSchema.safeParse(value);
-      if (hb.success) heartbeat = `pricing leader ${hb.data.leader}, heard ${ago(now - Date.parse(hb.data.at))} ago`;
+      if (hb.success) heartbeat = hb.data;
       continue;
     }
     const parsed = ModelStateSchema.safeParse(value);
-    if (!parsed.success) continue;
-    rows.push(row(parsed.data, now));
+    if (parsed.success) models.push(parsed.data);
   }
-  const head = heartbeat ?? "no pricing service has written yet (start one: `switchyard pricing`)";
-  if (rows.length === 0) return `${head}\n`;
-  return `${head}\n${table(["model", "in $/M", "out $/M", "source", "health", "p50", "p95", "errors", "429s", "samples", "cooldown", "age"], rows)}`;
+  return { heartbeat, models };
+}
+
+async function render(buckets: LiveBuckets): Promise<string> {
+  const now = Date.now();
+  const { heartbeat, models } = await readEntries(buckets);
+  const head = heartbeat
+    ? `pricing leader ${heartbeat.leader}, heard ${ago(now - Date.parse(heartbeat.at))} ago`
+    : "no pricing service has written yet (start one: `switchyard pricing`)";
+  if (models.length === 0) return `${head}\n`;
+  const rows = models.map((m) => row(m, now));
+  return `${head}\n${table(["model", "in $/M", "out $/M", "source", "health", "p50", "p95", "errors", "429s", "samples", "cooldown", "age", "demoted for"], rows)}`;
 }
 
 function row(s: ModelState, now: number): string[] {
@@ -121,7 +139,17 @@ function row(s: ModelState, now: number): string[] {
     String(s.samples),
     cooldown > 0 ? `${(cooldown / 1000).toFixed(1)}s` : "-",
     ago(now - Date.parse(s.updated_at)),
+    demotions(s),
   ];
+}
+
+/** `classification 70.0% of 10, moderation 50.0% of 12`, or `-`. */
+export function demotions(s: ModelState): string {
+  const demoted = Object.entries(s.quality ?? {})
+    .filter(([, q]) => q.status === "demoted")
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([task, q]) => `${task} ${(q.pass_rate * 100).toFixed(1)}% of ${q.samples}`);
+  return demoted.length > 0 ? demoted.join(", ") : "-";
 }
 
 function ago(ms: number): string {

@@ -3,8 +3,10 @@ import { createInterface } from "node:readline";
 import { setTimeout as sleep } from "node:timers/promises";
 import { jetstream } from "@nats-io/jetstream";
 import { nuid } from "@nats-io/transport-node";
+import { boundedWindow } from "../../../shared/concurrency.ts";
 import { jobSubject, TASK_PATTERN } from "../../../shared/contract/subjects.ts";
 import { UsageError } from "../../../shared/errors.ts";
+import { isRecord, parseJsonOrUndefined } from "../../../shared/json.ts";
 import { connectNats, natsUrl } from "../../../shared/nats/connect.ts";
 import { intFlag, parse } from "../args.ts";
 import { progress } from "../progress.ts";
@@ -34,19 +36,15 @@ nothing is dropped on the producer side either. --total sizes the progress bar.`
     let sent = 0;
     let lineNo = 0;
     let failed = 0;
-    const pending = new Set<Promise<unknown>>();
+    const pending = boundedWindow(WINDOW);
     const started = Date.now();
     try {
       for await (const line of createInterface({ input, crlfDelay: Infinity })) {
         lineNo++;
         if (line.trim() === "") continue;
-        let job: Record<string, unknown> | undefined;
-        try {
-          const v: unknown = JSON.parse(line);
-          if (typeof v === "object" && v !== null && !Array.isArray(v)) job = v as Record<string, unknown>;
-        } catch {
-          // Published raw below; the router turns it into an invalid_job dead letter.
-        }
+        // Not a JSON object: published raw below; the router turns it into an invalid_job dead letter.
+        const parsed = parseJsonOrUndefined(line);
+        const job = isRecord(parsed) ? parsed : undefined;
         const task = typeof job?.task === "string" ? job.task : values.task;
         if (task === undefined) throw new UsageError(`publish: line ${lineNo} names no "task"; pass --task`);
         let payload = line;
@@ -59,17 +57,15 @@ nothing is dropped on the producer side either. --total sizes the progress bar.`
           failed++;
           process.stderr.write(`line ${lineNo}: not published (${(err as Error).message})\n`);
         });
-        pending.add(p);
-        void p.finally(() => pending.delete(p));
+        await pending.add(p);
         sent++;
-        if (pending.size >= WINDOW) await Promise.race(pending);
         if (rate > 0) {
           const ahead = (sent / rate) * 1000 - (Date.now() - started);
           if (ahead > 1) await sleep(ahead);
         }
         bar.update(sent);
       }
-      await Promise.all(pending);
+      await pending.drain();
       bar.finish(failed > 0 ? `${failed} failed` : "all acknowledged");
     } finally {
       await nc.drain();

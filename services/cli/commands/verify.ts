@@ -6,32 +6,25 @@
  * expected answer.
  */
 import { isRecord } from "../../../shared/json.ts";
-import { readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { isDeepStrictEqual } from "node:util";
-import { compileOutputCheck, type OutputCheck } from "../../../shared/acceptance/check.ts";
+import { bindContract, type TaskContract } from "../../../shared/acceptance/contract.ts";
+import { readSamples, type Expected, type Sample } from "../../../shared/acceptance/samples.ts";
 import { ProviderError } from "../../../shared/adapters/errors.ts";
-import { createProviderClient, type ProviderClient } from "../../../shared/adapters/http.ts";
-import { ADAPTERS } from "../../../shared/adapters/index.ts";
-import type { Dialect, ProviderTarget } from "../../../shared/adapters/types.ts";
+import type { Dialect } from "../../../shared/adapters/types.ts";
 import { configPath, loadConfig } from "../../../shared/config/load.ts";
 import type { Config } from "../../../shared/config/schema.ts";
-import { ATTEMPT_OUTCOMES, JobSchema, type AttemptOutcome, type ChatRequest } from "../../../shared/contract/job.ts";
-import { ConfigError, UsageError } from "../../../shared/errors.ts";
-import { buildCatalog, type ModelInfo } from "../../../shared/routing/catalog.ts";
+import { ATTEMPT_OUTCOMES, type AttemptOutcome } from "../../../shared/contract/job.ts";
+import { UsageError } from "../../../shared/errors.ts";
+import { createModelCaller, type ProviderLease } from "../../../shared/providers/caller.ts";
+import type { ModelInfo } from "../../../shared/routing/catalog.ts";
+import { costUsd } from "../../../shared/routing/cost.ts";
+import { isTransient } from "../../../shared/routing/outcomes.ts";
 import { intFlag, parse } from "../args.ts";
 import { table } from "./dlq.ts";
 import type { Command } from "./types.ts";
 
-/** What a sample's answer should be: a label (or the whole trimmed text), or fields the JSON output must have. */
-export type Expected = string | Record<string, unknown>;
-
-export interface Sample {
-  /** 1-based line in the samples file, for messages. */
-  readonly line: number;
-  readonly request: ChatRequest;
-  readonly expected: Expected | undefined;
-}
+export type { Expected, Sample } from "../../../shared/acceptance/samples.ts";
 
 export interface ModelReport {
   readonly model: string;
@@ -77,7 +70,6 @@ export interface VerifyOptions {
 /** Longest wait honoured from a Retry-After while verifying. */
 const MAX_RETRY_WAIT_MS = 10_000;
 const RETRY_BASE_MS = 250;
-const TRANSIENT: ReadonlySet<AttemptOutcome> = new Set(["rate_limited", "unavailable", "timeout", "network_error"]);
 
 export const verifyCommand: Command = {
   name: "verify",
@@ -134,46 +126,6 @@ Exit status: 1 when a model falls below the task's floor (output.min_pass_rate, 
   },
 };
 
-/** Reads and validates a samples file; a bad line is a ConfigError naming the file and line. */
-export function readSamples(file: string, task: string): Sample[] {
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (err) {
-    throw new UsageError(`verify: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
-  }
-  const samples: Sample[] = [];
-  const problems: ConfigError["problems"][number][] = [];
-  text.split(/\r?\n/).forEach((raw, i) => {
-    const line = i + 1;
-    if (raw.trim() === "") return;
-    const problem = (message: string, path = "") => problems.push({ path, line, column: 1, message });
-    let v: unknown;
-    try {
-      v = JSON.parse(raw);
-    } catch (err) {
-      return problem(`not JSON (${(err as Error).message})`);
-    }
-    if (!isRecord(v)) return problem("a sample must be a JSON object");
-    const wrapped = "job" in v && !("request" in v);
-    const jobValue = wrapped ? v.job : v;
-    const expected = wrapped ? v.expected : undefined;
-    if (wrapped && expected !== undefined && typeof expected !== "string" && !isRecord(expected)) {
-      return problem('"expected" must be a string (a label) or an object (fields of the JSON output)', "expected");
-    }
-    const parsed = JobSchema.safeParse(jobValue);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0]!;
-      return problem(issue.message, [...(wrapped ? ["job"] : []), ...issue.path.map(String)].join("."));
-    }
-    if (parsed.data.task !== undefined && parsed.data.task !== task) return problem(`the job is for task "${parsed.data.task}", not "${task}"`, "task");
-    samples.push({ line, request: parsed.data.request, expected: expected as Expected | undefined });
-  });
-  if (problems.length > 0) throw new ConfigError(file, problems);
-  if (samples.length === 0) throw new UsageError(`verify: ${file} holds no samples`);
-  return samples;
-}
-
 interface Outcome {
   passed: boolean;
   /** True/false when the sample has an expected answer and the answer passed the check. */
@@ -189,8 +141,10 @@ interface Outcome {
 /** Runs every sample against every candidate of the task's tiers (each model once, at its first tier). */
 export async function verify(config: Config, task: string, samples: readonly Sample[], samplesFile: string, opts: VerifyOptions): Promise<VerifyReport> {
   const taskConfig = config.tasks[task]!;
-  const catalog = buildCatalog(config);
-  const check = compileOutputCheck(taskConfig.output);
+  const caller = createModelCaller(config);
+  const lease = caller.lease();
+  const catalog = lease.catalog;
+  const contract = catalog.tasks.get(task)!.contract;
   const floor = taskConfig.output?.min_pass_rate ?? 0.95;
   const candidates: { model: ModelInfo; tier: number }[] = [];
   // From the config rather than the routing policy: verify is how a model earns its place,
@@ -202,49 +156,48 @@ export async function verify(config: Config, task: string, samples: readonly Sam
     }
   });
 
-  const clients = new Map<string, ProviderClient>();
   try {
     const models: ModelReport[] = [];
     for (const { model, tier } of candidates) {
       const provider = config.providers[model.provider]!;
-      let client = clients.get(model.provider);
-      if (!client) clients.set(model.provider, (client = createProviderClient(provider)));
-      const call = callModel(model, provider.dialect, { provider: model.provider, upstream: model.upstream, apiKey: provider.api_key }, client, provider.timeout_ms, check, opts.retries);
+      const call = callModel(lease, model, provider.timeout_ms, contract, opts.retries);
       const outcomes = await pool(samples, opts.concurrency, call);
       models.push(summarise(model, tier, provider.dialect, samples, outcomes, floor));
     }
     return { task, samplesFile, samples: samples.length, floor, models, passed: models.every((m) => !m.belowFloor) };
   } finally {
-    await Promise.all([...clients.values()].map((c) => c.close().catch(() => {})));
+    lease.release();
+    await caller.close();
   }
 }
 
-function callModel(model: ModelInfo, dialect: Dialect, target: ProviderTarget, client: ProviderClient, timeoutMs: number, check: OutputCheck, retries: number) {
-  const adapter = ADAPTERS[dialect];
+/** Each sample as the router would send it: the task's contract bound to it, sent natively or as an instruction, judged the same way. */
+function callModel(lease: ProviderLease, model: ModelInfo, timeoutMs: number, contract: TaskContract, retries: number) {
   return async (sample: Sample): Promise<Outcome> => {
     const calls: AttemptOutcome[] = [];
+    const bound = bindContract(contract, sample.request);
+    if ("kind" in bound) return { passed: false, agreed: undefined, latencyMs: undefined, costUsd: 0, usageEstimated: false, calls, note: `line ${sample.line}: ${bound.message}` };
+    const request = bound.requestFor(model.structuredOutput);
     for (let attempt = 0; ; attempt++) {
       const t0 = performance.now();
       try {
-        const completion = adapter.fromResponse(await client.send(adapter.toRequest(sample.request, target), timeoutMs), sample.request);
+        const completion = await lease.call(model, request, timeoutMs);
         const latencyMs = performance.now() - t0;
-        const costUsd = (completion.usage.prompt_tokens * model.inputPerMtok + completion.usage.completion_tokens * model.outputPerMtok) / 1e6;
-        const content = completion.response.choices[0]?.message.content ?? null;
-        const checked = check(content, sample.request);
-        const answered = { latencyMs, costUsd, usageEstimated: completion.usageEstimated };
+        const checked = bound.judge(completion.response.choices[0]?.message.content ?? null);
+        const answered = { latencyMs, costUsd: costUsd(completion.usage, model), usageEstimated: completion.usageEstimated };
         if (!checked.ok) {
           calls.push("invalid_output");
           return { ...answered, passed: false, agreed: undefined, calls, note: `line ${sample.line}: invalid_output: ${checked.error}` };
         }
         calls.push("ok");
         if (sample.expected === undefined) return { ...answered, passed: true, agreed: undefined, calls, note: undefined };
-        const got = checked.label ?? (checked.output !== undefined ? checked.output : (content ?? "").trim());
+        const got = checked.label ?? (checked.output !== undefined ? checked.output : (checked.content ?? "").trim());
         const agreed = agrees(sample.expected, got);
         return { ...answered, passed: true, agreed, calls, note: agreed ? undefined : `line ${sample.line}: expected ${brief(sample.expected)}, got ${brief(got)}` };
       } catch (err) {
         if (!(err instanceof ProviderError)) throw err;
         calls.push(err.kind);
-        if (!TRANSIENT.has(err.kind) || attempt >= retries) {
+        if (!isTransient(err.kind) || attempt >= retries) {
           return { passed: false, agreed: undefined, latencyMs: undefined, costUsd: 0, usageEstimated: false, calls, note: `line ${sample.line}: ${err.kind}: ${err.message}` };
         }
         const backoff = RETRY_BASE_MS * 2 ** attempt * (0.8 + Math.random() * 0.4);

@@ -1,0 +1,161 @@
+/**
+ * The router's consumer: pulls jobs from the two lanes' durable consumers into free handler
+ * slots, and keeps every held job's hold alive with `working()`. It knows nothing of what a
+ * job is: each delivery is handed to `handle` with its hold, and the slot frees when that
+ * settles.
+ */
+import type { JetStreamClient, JsMsg } from "@nats-io/jetstream";
+import type { RouterConfig } from "../../shared/config/schema.ts";
+import { INTERACTIVE_DURABLE, ROUTER_DURABLE, STREAMS } from "../../shared/contract/subjects.ts";
+import type { Logger } from "../../shared/log.ts";
+import { laneSlots, pullSize, type Lane, type LaneHeld } from "./lanes.ts";
+import type { LaneShares } from "../../shared/config/gateway-schema.ts";
+
+/** One delivered job as the worker holds it. */
+export interface Hold {
+  readonly m: JsMsg;
+  /** When the delivery reached this worker. */
+  readonly startedAt: number;
+  /** When JetStream last heard this job is being worked on (delivery or `working()`). */
+  renewedAt: number;
+  /** Fires when the worker stops past its grace period: the job's call is cut off and nothing is published for it. */
+  readonly abort: AbortController;
+}
+
+export interface ConsumerDeps {
+  readonly js: JetStreamClient;
+  readonly router: RouterConfig;
+  readonly lanes: LaneShares;
+  readonly logger: Logger;
+  readonly clock: () => number;
+  /** Works the job; the slot frees when the promise settles (it must not reject). */
+  readonly handle: (hold: Hold) => Promise<void>;
+}
+
+export interface Consumer {
+  /** Pulls until `stop()`; resolves once both lanes' loops have ended. */
+  run(): Promise<void>;
+  /** Stops pulling (a pull in progress ends within its expiry; what it brings is handed back). */
+  stop(): void;
+  /** The jobs held now. */
+  readonly holds: ReadonlySet<Hold>;
+  /** Resolves when no job is held, or after `ms`, whichever first. */
+  idle(ms: number): Promise<void>;
+  /** Stops renewing holds. */
+  close(): void;
+}
+
+/** Largest single pull; bigger pulls save little and delay the first job of the batch. */
+const FETCH_MAX = 256;
+/** A pull's lifetime: also the longest a stop waits for the last pull to end. */
+const FETCH_EXPIRES_MS = 1_000;
+
+export function createConsumer({ js, router, lanes, logger, clock, handle }: ConsumerDeps): Consumer {
+  const holds = new Set<Hold>();
+  // Each lane's jobs in flight plus its open pull; a lane with nothing to pull waits in `waiting`.
+  const held: LaneHeld = { interactive: 0, batch: 0 };
+  const slots = laneSlots(router.max_in_flight, lanes);
+  let interactiveBusy = false;
+  const waiting: Partial<Record<Lane, () => void>> = {};
+  let idleWaiter: (() => void) | undefined;
+  let stopping = false;
+
+  // One timer for all jobs: a long provider call must not let ack_wait run out under it.
+  const workingEvery = Math.max(250, Math.floor(router.ack_wait / 3));
+  const heartbeat = setInterval(() => {
+    const now = clock();
+    for (const h of holds) {
+      // Past ack_wait the job has been redelivered already: renewing now would not undo it.
+      if (now - h.renewedAt > router.ack_wait) continue;
+      if (now - h.renewedAt >= workingEvery) {
+        h.m.working();
+        h.renewedAt = now;
+      }
+    }
+  }, workingEvery);
+  heartbeat.unref();
+
+  /** Capacity changed: the interactive lane looks first, so a freed slot goes to it before the batch lane. */
+  function wake(): void {
+    for (const lane of ["interactive", "batch"] as const) {
+      const w = waiting[lane];
+      waiting[lane] = undefined;
+      w?.();
+    }
+  }
+
+  function dispatch(m: JsMsg, lane: Lane): void {
+    const now = clock();
+    const hold: Hold = { m, startedAt: now, renewedAt: now, abort: new AbortController() };
+    holds.add(hold);
+    void handle(hold).finally(() => {
+      holds.delete(hold);
+      held[lane]--;
+      wake();
+      if (holds.size === 0) idleWaiter?.();
+    });
+  }
+
+  /**
+   * One lane's pull loop. Pulls with `fetch` sized to the slots the lane may take (lanes.ts)
+   * rather than `consume`'s standing prefetch: no job waits in a client buffer while its
+   * ack_wait runs (NATS-NOTES), and on stop the last pull is allowed to end, so no job is
+   * left delivered to nobody. A pull's size is held until it ends, so the two lanes together
+   * never exceed max_in_flight.
+   */
+  async function pullLane(lane: Lane, durable: string): Promise<void> {
+    const consumer = await js.consumers.get(STREAMS.jobs, durable);
+    let failures = 0;
+    while (!stopping) {
+      const size = Math.min(FETCH_MAX, pullSize(lane, slots, held, interactiveBusy));
+      if (size <= 0) {
+        await new Promise<void>((r) => (waiting[lane] = r));
+        continue;
+      }
+      held[lane] += size;
+      let got = 0;
+      let backoffMs = 0;
+      try {
+        const batch = await consumer.fetch({ max_messages: size, expires: FETCH_EXPIRES_MS });
+        for await (const m of batch) {
+          got++;
+          if (stopping) {
+            m.nak();
+            held[lane]--;
+          } else dispatch(m, lane);
+        }
+        failures = 0;
+      } catch (err) {
+        if (stopping) break;
+        failures++;
+        logger.warn({ err: (err as Error).message, failures, lane }, "pulling jobs failed; retrying");
+        backoffMs = Math.min(5_000, 100 * 2 ** failures);
+      } finally {
+        held[lane] -= size - got;
+        if (lane === "interactive") interactiveBusy = got === size;
+        wake();
+      }
+      if (backoffMs > 0) await new Promise((r) => setTimeout(r, backoffMs));
+    }
+  }
+
+  return {
+    holds,
+    async run() {
+      await Promise.all([pullLane("interactive", INTERACTIVE_DURABLE), pullLane("batch", ROUTER_DURABLE)]);
+    },
+    stop() {
+      stopping = true;
+      wake();
+    },
+    async idle(ms) {
+      if (holds.size === 0) return;
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([new Promise<void>((r) => (idleWaiter = r)), new Promise<void>((r) => (timer = setTimeout(r, ms)))]);
+      clearTimeout(timer);
+    },
+    close() {
+      clearInterval(heartbeat);
+    },
+  };
+}

@@ -1,0 +1,267 @@
+/**
+ * One delivery of a job, as a pure state machine: from (job, plan, attempts so far, live view,
+ * clock, deadline, hold) to the next step — call this candidate with this timeout, finish with
+ * this result or dead letter, redeliver after this delay, or let go of the job. No I/O: the
+ * worker (`worker.ts`) carries the steps out and reports back what the call did, so every
+ * decision about a job is here and is tested with a fake clock (`test/job.test.ts`).
+ */
+import type { BadRequestError, ProviderError } from "../../shared/adapters/errors.ts";
+import type { Completion } from "../../shared/adapters/types.ts";
+import type { JobContract } from "../../shared/acceptance/contract.ts";
+import type { Attempt, AttemptOutcome, ChatRequest, DeadLetter, DlqReason, Job, Result } from "../../shared/contract/job.ts";
+import type { TaskPolicy } from "../../shared/routing/catalog.ts";
+import { costUsd } from "../../shared/routing/cost.ts";
+import { decideAfterFailure } from "../../shared/routing/decide.ts";
+import { OUTCOMES, permanentFailureReason } from "../../shared/routing/outcomes.ts";
+import type { Plan, PlannedAttempt } from "../../shared/routing/planner.ts";
+import type { ModelInfo } from "../../shared/routing/catalog.ts";
+
+export type Step =
+  /** Call the candidate; report back with `answered` or `failed`. */
+  | { readonly kind: "call"; readonly planned: PlannedAttempt; readonly request: ChatRequest; readonly timeoutMs: number }
+  | { readonly kind: "result"; readonly result: Result }
+  | { readonly kind: "dead_letter"; readonly deadLetter: DeadLetter }
+  /** Give the job back to JetStream, to come again after `delayMs`. */
+  | { readonly kind: "redeliver"; readonly delayMs: number }
+  /**
+   * Publish nothing: this delivery no longer holds the job (its hold lapsed, so it has been
+   * redelivered and that delivery decides), or the worker is stopping and the job goes back.
+   */
+  | { readonly kind: "let_go"; readonly why: "hold_lapsed" | "stopping" };
+
+/** What the machine reads about candidates while the delivery runs (their state changes under it). */
+export interface LiveView {
+  cooldownUntil(model: ModelInfo): number;
+}
+
+export interface DeliveryInput {
+  readonly job: Job;
+  readonly policy: TaskPolicy;
+  /** The task's contract bound to this job. */
+  readonly contract: JobContract;
+  readonly plan: Plan;
+  /** Attempts of earlier deliveries of this job handled by this worker, in order. */
+  readonly earlier: readonly Attempt[];
+  /** 1 on the first delivery. */
+  readonly deliveryCount: number;
+  /** Delay before redelivery n is `backoff[n - 1]`; the last value repeats. */
+  readonly backoffMs: readonly number[];
+  /** Per-attempt timeout of a model's provider. */
+  readonly timeoutOf: (model: ModelInfo) => number;
+  /** When this delivery reached the worker (epoch ms). */
+  readonly startedAt: number;
+  /** When the job was published (epoch ms), for `queued_ms`. */
+  readonly publishedAt: number;
+  /** How long JetStream waits for an ack or `working()` before redelivering. */
+  readonly ackWaitMs: number;
+  readonly random: () => number;
+}
+
+/** The moment-to-moment facts the worker owns: the clock, and when JetStream last heard of this job. */
+export interface Moment {
+  readonly now: number;
+  /** Delivery or the last `working()`. */
+  readonly renewedAt: number;
+  readonly stopping: boolean;
+}
+
+/**
+ * The dead letter for a job, its reason and the attempts so far. The one builder: intake
+ * rejections, deadlines and exhausted jobs all come through here.
+ */
+export function buildDeadLetter(job: Job, reason: DlqReason, error: string, attempts: readonly Attempt[], now: number): DeadLetter {
+  return { id: job.id, task: job.task, status: "failed", reason, error, attempts: [...attempts], job, metadata: job.metadata ?? {}, failed_at: new Date(now).toISOString() };
+}
+
+/** A job whose deadline passed before it came, or whose delivery budget is spent, ends before any planning. */
+export function beforePlanning(job: Job, policy: TaskPolicy, earlier: readonly Attempt[], deliveryCount: number, deadline: number | undefined, now: number): DeadLetter | undefined {
+  if (deadline !== undefined && now >= deadline) {
+    return buildDeadLetter(job, "deadline_exceeded", `The deadline ${job.deadline} had passed when the job was picked up.`, earlier, now);
+  }
+  if (deliveryCount > policy.maxDeliveries) {
+    return buildDeadLetter(job, "exhausted", `Delivered ${deliveryCount} times without completing; its budget is ${policy.maxDeliveries}.`, earlier, now);
+  }
+  return undefined;
+}
+
+export class Delivery {
+  readonly #in: DeliveryInput;
+  readonly #deadline: number | undefined;
+  readonly #attempts: Attempt[];
+  /** A model that answered this job invalidly or refused it is not asked again (outcomes.ts). */
+  readonly #excluded = new Set<string>();
+  readonly #failures: AttemptOutcome[] = [];
+  #cursor = 0;
+  #calls = 0;
+  #untried = 0;
+  #eligible = 0;
+  #minContextFailed = Infinity;
+  #lastError: string | undefined;
+  /** The call in flight, between a `call` step and its report. */
+  #pending: { readonly planned: PlannedAttempt; readonly at: number } | undefined;
+  /** Set once the delivery has a final step; `next` repeats it. */
+  #final: Step | undefined;
+
+  constructor(input: DeliveryInput) {
+    this.#in = input;
+    this.#deadline = input.job.deadline === undefined ? undefined : Date.parse(input.job.deadline);
+    this.#attempts = [...input.earlier];
+    for (const a of input.earlier) if (!OUTCOMES[a.outcome].retrySameModel) this.#excluded.add(`${a.provider}/${a.model}`);
+  }
+
+  /** Every attempt of the job so far, earlier deliveries' first. */
+  get attempts(): readonly Attempt[] {
+    return this.#attempts;
+  }
+
+  /** The next step at this moment. Call again after reporting a call's outcome. */
+  next(view: LiveView, at: Moment): Step {
+    if (this.#pending) throw new Error("a call is in flight: report it with answered() or failed() first");
+    if (this.#final) return this.#final;
+    const { job, plan, policy } = this.#in;
+    if (at.stopping) return { kind: "let_go", why: "stopping" };
+    if (plan.kind === "none") return this.#finish(buildDeadLetter(job, plan.reason, plan.error, this.#attempts, at.now), at);
+    if (plan.kind === "attempts") {
+      const attempts = plan.attempts;
+      while (this.#cursor < attempts.length) {
+        const p = attempts[this.#cursor++]!;
+        if (this.#excluded.has(p.model.id)) continue;
+        this.#eligible++;
+        if (this.#calls >= policy.maxAttempts) {
+          this.#untried++;
+          continue;
+        }
+        // After a context-length refusal only a larger window can help.
+        if (p.model.contextWindow <= this.#minContextFailed && this.#minContextFailed !== Infinity) continue;
+        if (view.cooldownUntil(p.model) > at.now) {
+          this.#untried++;
+          continue;
+        }
+        let timeoutMs = this.#in.timeoutOf(p.model);
+        if (this.#deadline !== undefined) timeoutMs = Math.min(timeoutMs, this.#deadline - at.now);
+        if (timeoutMs <= 0) break;
+        this.#calls++;
+        this.#pending = { planned: p, at: at.now };
+        return { kind: "call", planned: p, request: this.#in.contract.requestFor(p.model.structuredOutput), timeoutMs };
+      }
+      // Every candidate left has failed this job for good on an earlier delivery.
+      if (this.#eligible === 0) {
+        const reason = permanentFailureReason(this.#attempts.map((a) => a.outcome));
+        const last = this.#attempts.at(-1)?.error ?? "none";
+        const error = reason === "invalid_output" ? `Every candidate answered with output that failed the check. Last error: ${last}` : `Every candidate refused the request. Last error: ${last}`;
+        return this.#finish(buildDeadLetter(job, reason, error, this.#attempts, at.now), at);
+      }
+    }
+    const decision = decideAfterFailure({
+      failures: this.#failures,
+      untried: this.#untried,
+      lastError: this.#lastError,
+      deliveryCount: this.#in.deliveryCount,
+      maxDeliveries: policy.maxDeliveries,
+      backoffMs: this.#in.backoffMs,
+      readyAt: plan.kind === "wait" ? plan.until : 0,
+      deadline: this.#deadline,
+      now: at.now,
+      random: this.#in.random,
+    });
+    if (decision.action === "redeliver") return (this.#final = { kind: "redeliver", delayMs: decision.delayMs });
+    return this.#finish(buildDeadLetter(job, decision.reason, decision.error, this.#attempts, at.now), at);
+  }
+
+  /**
+   * The provider answered. The answer is judged against the contract: one that passes ends the
+   * delivery with a result (unless it came after the deadline); one that fails is an
+   * `invalid_output` attempt and the next candidate tries. Returns the attempt's outcome.
+   */
+  answered(completion: Completion, at: Moment): AttemptOutcome {
+    const { planned, at: t0 } = this.#take();
+    const message = completion.response.choices[0]?.message;
+    const judged = this.#in.contract.judge(message?.content ?? null);
+    if (!judged.ok) {
+      this.#record(planned, "invalid_output", 200, at.now - t0, judged.error);
+      return "invalid_output";
+    }
+    // The answer came, but too late (a busy machine can overrun the call's own timer).
+    if (this.#deadline !== undefined && at.now > this.#deadline) {
+      this.#attempts.push(attempt(planned, "timeout", 200, at.now - t0, "answered after the job's deadline"));
+      this.#finish(buildDeadLetter(this.#in.job, "deadline_exceeded", `The answer came after the deadline ${this.#in.job.deadline}.`, this.#attempts, at.now), at);
+      return "timeout";
+    }
+    this.#attempts.push(attempt(planned, "ok", 200, at.now - t0, null));
+    // A label that travelled wrapped as {"label": …} reaches the caller bare.
+    const response = message && judged.content !== message.content
+      ? { ...completion.response, choices: completion.response.choices.map((c, i) => (i === 0 ? { ...c, message: { ...c.message, content: judged.content } } : c)) }
+      : completion.response;
+    const { job } = this.#in;
+    const result: Result = {
+      id: job.id,
+      task: job.task,
+      status: "succeeded",
+      provider: planned.model.provider,
+      model: planned.model.name,
+      response,
+      ...(judged.output === undefined ? {} : { output: judged.output }),
+      usage: completion.usage,
+      ...(completion.usageEstimated ? { usage_estimated: true as const } : {}),
+      cost_usd: costUsd(completion.usage, planned),
+      latency_ms: at.now - this.#in.startedAt,
+      queued_ms: Math.max(0, this.#in.startedAt - this.#in.publishedAt),
+      attempts: this.#attempts,
+      metadata: job.metadata ?? {},
+      completed_at: new Date(at.now).toISOString(),
+    };
+    this.#finish(result, at);
+    return "ok";
+  }
+
+  /** The call failed; `error` is already safe to publish (no secrets). */
+  failed(error: ProviderError, message: string, at: Moment): void {
+    const { planned, at: t0 } = this.#take();
+    this.#record(planned, error.kind, error.status, at.now - t0, message);
+    if (error.kind === "bad_request" && (error as BadRequestError).contextLength) {
+      this.#minContextFailed = Math.min(this.#minContextFailed, planned.model.contextWindow);
+    }
+  }
+
+  /** The call was cut off by a stop: no attempt, nothing learnt; the next step lets the job go. */
+  aborted(): void {
+    this.#take();
+  }
+
+  #record(planned: PlannedAttempt, outcome: AttemptOutcome, status: number | null, latencyMs: number, error: string): void {
+    this.#attempts.push(attempt(planned, outcome, status, latencyMs, error));
+    this.#failures.push(outcome);
+    this.#lastError = error;
+    if (!OUTCOMES[outcome].retrySameModel) this.#excluded.add(planned.model.id);
+  }
+
+  #take(): { planned: PlannedAttempt; at: number } {
+    const p = this.#pending;
+    if (!p) throw new Error("no call in flight");
+    this.#pending = undefined;
+    return p;
+  }
+
+  /**
+   * The final step for an outcome, unless the hold has lapsed: then the job was redelivered,
+   * and the delivery that holds it now decides (its outcome and ours could differ — a result
+   * here, a deadline dead letter there — and no duplicate window spans RESULTS and DLQ).
+   */
+  #finish(outcome: Result | DeadLetter, at: Moment): Step {
+    if (holdLapsed(at, this.#in.ackWaitMs)) return (this.#final = { kind: "let_go", why: "hold_lapsed" });
+    return (this.#final = outcome.status === "succeeded" ? { kind: "result", result: outcome } : { kind: "dead_letter", deadLetter: outcome });
+  }
+}
+
+/**
+ * Whether JetStream has given up on this delivery: `ack_wait` passed without a renewal (a
+ * stopped process, a long GC pause, a frozen VM), so the job has been redelivered. Renewing
+ * now would not undo that.
+ */
+export function holdLapsed(at: Pick<Moment, "now" | "renewedAt">, ackWaitMs: number): boolean {
+  return at.now - at.renewedAt > ackWaitMs;
+}
+
+function attempt(p: PlannedAttempt, outcome: AttemptOutcome, status: number | null, latencyMs: number, error: string | null): Attempt {
+  return { provider: p.model.provider, model: p.model.name, tier: p.tier, outcome, http_status: status, latency_ms: latencyMs, error };
+}

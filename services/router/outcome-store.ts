@@ -1,0 +1,129 @@
+/**
+ * Where a job's one outcome goes: RESULTS or DLQ with `Nats-Msg-Id` = job id, then the reply
+ * to a waiting gateway, then the ack. It retries through a storage outage in place, keeps an
+ * outcome it could not store for the job's redelivery (so the provider is not paid twice),
+ * and guards against a second outcome for one job.
+ */
+import type { JetStreamClient, JsMsg } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { isReplySubject, REPLY_HEADER, resultSubject, STREAMS } from "../../shared/contract/subjects.ts";
+import type { Logger } from "../../shared/log.ts";
+import { scan } from "../../shared/nats/read.ts";
+import type { Hold } from "./consumer.ts";
+import { holdLapsed } from "./job.ts";
+
+export type OutcomeKind = "result" | "dead_letter";
+
+/** An outcome built but not stored (RESULTS or DLQ unreachable), kept for the job's redelivery. */
+export interface KeptOutcome {
+  readonly kind: OutcomeKind;
+  readonly subject: string;
+  readonly payload: string;
+  readonly id: string;
+}
+
+export interface OutcomeStore {
+  /**
+   * Publishes the outcome, replies, acks. Resolves false (publishing nothing) when the hold
+   * has lapsed or the job's call was aborted by a stop: the redelivery decides then. Rejects
+   * when storage stayed unreachable through every retry; the outcome is kept for the
+   * redelivery (see `kept`).
+   */
+  finish(hold: Hold, outcome: KeptOutcome): Promise<boolean>;
+  /** The outcome kept for this delivery's job (by stream sequence), taken out of the store. */
+  takeKept(seq: number): KeptOutcome | undefined;
+  /** Whether RESULTS holds a result with this id, among results stored since `since`. */
+  resultStored(task: string, id: string, since: number): Promise<boolean>;
+}
+
+export interface OutcomeStoreDeps {
+  readonly nc: NatsConnection;
+  readonly js: JetStreamClient;
+  readonly logger: Logger;
+  readonly clock: () => number;
+  readonly ackWaitMs: number;
+  /** True once the worker is stopping: no more waiting between retries. */
+  readonly stopping: () => boolean;
+}
+
+/** Waits between attempts to store an outcome: about 10 s in all, longer than a stream leader election. */
+const STORE_RETRIES_MS = [100, 250, 500, 1_000, 2_000, 3_000, 3_000];
+/** Outcomes kept at most; the oldest goes first (its job then does the work again). */
+const KEPT_LIMIT = 50_000;
+
+let turnWaiters: (() => void)[] = [];
+
+/**
+ * Resolves once per event-loop turn for everyone who asked during it. Publishing results and
+ * telemetry from the turn's end lets the client write them to the socket together: one write
+ * per ~10 jobs instead of one per job cut router CPU per job by a fifth (measured, bench).
+ */
+export function nextTurn(): Promise<void> {
+  return new Promise((resolve) => {
+    if (turnWaiters.push(resolve) === 1) {
+      setImmediate(() => {
+        const waiters = turnWaiters;
+        turnWaiters = [];
+        for (const w of waiters) w();
+      });
+    }
+  });
+}
+
+export function createOutcomeStore({ nc, js, logger, clock, ackWaitMs, stopping }: OutcomeStoreDeps): OutcomeStore {
+  const kept = new Map<number, KeptOutcome>();
+
+  const mayPublish = (hold: Hold) => !hold.abort.signal.aborted && !holdLapsed({ now: clock(), renewedAt: hold.renewedAt }, ackWaitMs);
+
+  /** After the outcome is stored: a gateway waiting on this job hears it at once. Core NATS, so a lost reply costs that caller a timeout, never the outcome. */
+  function replyTo(m: JsMsg, payload: string): void {
+    const to = m.headers?.get(REPLY_HEADER);
+    if (!to || !isReplySubject(to)) return;
+    try {
+      nc.publish(to, payload);
+    } catch {
+      // A closed connection: the outcome is in its stream all the same.
+    }
+  }
+
+  return {
+    async finish(hold, outcome) {
+      if (!mayPublish(hold)) {
+        logger.info({ id: outcome.id, subject: hold.m.subject }, "no longer holding the job: leaving it to its redelivery");
+        return false;
+      }
+      // A stream leader election or a NATS restart lasts seconds: retry in place, the job held by
+      // the consumer's working(), rather than spend a delivery of the job's budget on it.
+      for (let retry = 0; ; retry++) {
+        try {
+          await nextTurn();
+          if (!mayPublish(hold)) return false;
+          await js.publish(outcome.subject, outcome.payload, { msgID: outcome.id });
+          break;
+        } catch (err) {
+          if (retry < STORE_RETRIES_MS.length && !stopping() && mayPublish(hold)) {
+            await new Promise((r) => setTimeout(r, STORE_RETRIES_MS[retry]));
+            continue;
+          }
+          if (kept.size >= KEPT_LIMIT) kept.delete(kept.keys().next().value as number);
+          kept.set(hold.m.seq, outcome);
+          throw err;
+        }
+      }
+      replyTo(hold.m, outcome.payload);
+      hold.m.ack();
+      return true;
+    },
+    takeKept(seq) {
+      const k = kept.get(seq);
+      if (k) kept.delete(seq);
+      return k;
+    },
+    async resultStored(task, id, since) {
+      for await (const stored of scan(js, STREAMS.results, { subject: resultSubject(task), since: new Date(since), headersOnly: true })) {
+        if (stored.msgId === id) return true;
+      }
+      return false;
+    },
+  };
+}
