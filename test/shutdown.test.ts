@@ -32,7 +32,8 @@ providers:
     ),
   );
   const simUrl = await sim.listen(0);
-  const yaml = testConfigYaml(simUrl, { max_in_flight: "64", ack_wait: "60s" });
+  // ack_wait 60s × 3 deliveries needs a duplicate window over 3 minutes (config load checks it).
+  const yaml = testConfigYaml(simUrl, { max_in_flight: "64", ack_wait: "60s" }, { streams: { duplicate_window: "5m" } });
   const dir = mkdtempSync(join(tmpdir(), "sy-shutdown-"));
   writeFileSync(join(dir, "switchyard.yaml"), yaml);
   await provision(await jetstreamManager(nats.nc), parseConfig(yaml, "x", {}));

@@ -1,3 +1,5 @@
+import { Ajv2020 } from "ajv/dist/2020.js";
+import addFormats from "ajv-formats";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -37,6 +39,8 @@ providers:
         errors: { rate_truncated: 1 }
       dropped:
         errors: { rate_reset: 1 }
+      rebel: { disobey_rate: 1 }
+      fickle: { disobey_rate: 0.5 }
   open:
     models:
       slow: { latency_ms: { min: 5, max: 10 } }
@@ -419,6 +423,27 @@ describe("adapters through the sim-provider", () => {
       expect(usage.total_tokens).toBe(usage.prompt_tokens + usage.completion_tokens);
     });
 
+    it("a json_schema request comes back as content valid against the schema", async () => {
+      const req = ChatRequestSchema.parse({
+        messages: [user(SHIPPING_TEXT)],
+        response_format: { type: "json_schema", json_schema: { name: "ticket", schema: LABEL_SCHEMA, strict: true } },
+      });
+      const { response } = await call(dialect, "steady", req);
+      expect(JSON.parse(response.choices[0]!.message.content!)).toEqual({ label: "shipping" });
+    });
+
+    it("a forced tool choice comes back as a tool call with valid arguments", async () => {
+      const req = ChatRequestSchema.parse({
+        messages: [user("Where is order A-5531? It is late.")],
+        tools: ORDER_TOOLS.map((t) => ({ type: "function", function: t })),
+        tool_choice: { type: "function", function: { name: "lookup_order" } },
+      });
+      const { response } = await call(dialect, "steady", req);
+      const [toolCall] = response.choices[0]!.message.tool_calls as { function: { name: string; arguments: string } }[];
+      expect(toolCall!.function.name).toBe("lookup_order");
+      expect(valid(paramsOf("lookup_order"), JSON.parse(toolCall!.function.arguments))).toBe("");
+    });
+
     it("max_tokens ends as finish_reason length", async () => {
       const { response } = await call(dialect, "steady", ChatRequestSchema.parse({ messages: [user("a fairly long question about trains")], max_tokens: 2 }));
       expect(response.choices[0]?.finish_reason).toBe("length");
@@ -430,7 +455,8 @@ describe("adapters through the sim-provider", () => {
       ["a 500", "steady", "alpha-key", (sim) => sim.control("alpha", "steady", { errors: { rate_500: 1 } }), "unavailable", { status: 500 }],
       ["a context-window refusal", "small-ctx", "alpha-key", undefined, "bad_request", { contextLength: true, status: 400 }],
       ["a wrong key", "steady", "wrong-key", undefined, "auth_failed", {}],
-      ["a malformed body", "garbled", "alpha-key", undefined, "invalid_output", { status: 200 }],
+      // A body that is not JSON is the provider's fault, not the model's (MalformedResponseError).
+      ["a malformed body", "garbled", "alpha-key", undefined, "malformed_response", { status: 200 }],
     ])("%s fails as %s", async (_name, model, apiKey, setup, kind, extra) => {
       const req = model === "small-ctx" ? classify({ messages: [user("x".repeat(400))] }) : classify();
       const err = await call(dialect, model, req, apiKey, setup).then(
@@ -440,5 +466,351 @@ describe("adapters through the sim-provider", () => {
       expect(err).toBeInstanceOf(ProviderError);
       expect(err).toMatchObject({ kind, ...extra });
     });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Obeying the request: schemas, tools, choices, n, prose, and the disobedience knob.
+
+const ajv = new Ajv2020({ strict: false, allErrors: true });
+addFormats.default(ajv);
+const valid = (schema: object, value: unknown) => {
+  const ok = ajv.validate(schema, value);
+  return ok ? "" : ajv.errorsText();
+};
+
+const MODERATION_SCHEMA = {
+  type: "object",
+  properties: {
+    flagged: { type: "boolean" },
+    categories: { type: "array", items: { type: "string", enum: ["harassment", "hate", "violence", "self_harm", "spam"] } },
+    score: { type: "number", minimum: 0, maximum: 1 },
+  },
+  required: ["flagged", "categories", "score"],
+  additionalProperties: false,
+};
+const LABEL_SCHEMA = {
+  type: "object",
+  properties: { label: { type: "string", enum: ["billing", "technical", "account", "shipping"] } },
+  required: ["label"],
+  additionalProperties: false,
+};
+const EXTRACT_SCHEMA = {
+  type: "object",
+  properties: {
+    order_number: { type: "string", pattern: "^[A-Z]-\\d{4}$" },
+    customer: { type: "string", minLength: 1, maxLength: 40 },
+    city: { type: ["string", "null"] },
+    email: { type: "string", format: "email" },
+    placed_at: { type: "string", format: "date-time" },
+    quantity: { type: "integer", minimum: 1, maximum: 100 },
+    total: { type: "number", exclusiveMinimum: 0, multipleOf: 0.01 },
+    items: { type: "array", items: { $ref: "#/$defs/item" }, minItems: 1, maxItems: 3 },
+    priority: { anyOf: [{ type: "string", enum: ["low", "high"] }, { type: "null" }] },
+  },
+  required: ["order_number", "customer", "city", "email", "placed_at", "quantity", "total", "items", "priority"],
+  additionalProperties: false,
+  $defs: { item: { type: "object", properties: { sku: { type: "string", minLength: 3 }, gift: { type: "boolean" } }, required: ["sku", "gift"] } },
+};
+const ORDER_TEXT = "Order A-5531 from Dana Smith, ship to Berlin on 2026-03-04. Contact dana@acme.io, 3 units, $37.50 total.";
+const SHIPPING_TEXT = "Route this customer email to the right queue: 'My package never arrived and tracking has not moved in a week.'";
+const BILLING_TEXT = "I was billed twice for the same month";
+
+/** A plain JSON Schema as Gemini's OpenAPI-subset Schema: upper-case types, no additionalProperties, `nullable` for ["x", "null"]. */
+function toGeminiSchema(schema: unknown): unknown {
+  if (typeof schema !== "object" || schema === null || Array.isArray(schema)) return schema;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(schema)) {
+    if (k === "additionalProperties" || k === "$defs") continue;
+    if (k === "type") {
+      const types = (Array.isArray(v) ? v : [v]) as string[];
+      out.type = types.find((t) => t !== "null")!.toUpperCase();
+      if (types.includes("null")) out.nullable = true;
+    } else if (k === "properties") out.properties = Object.fromEntries(Object.entries(v as object).map(([p, sub]) => [p, toGeminiSchema(sub)]));
+    else if (k === "items") out.items = toGeminiSchema(v);
+    else out[k] = v;
+  }
+  return out;
+}
+
+interface SchemaForm {
+  readonly name: string;
+  /** Sends one request carrying `schema` in this form; resolves to the answer's text. */
+  send(url: string, schema: object, text: string, model?: string): Promise<string>;
+}
+
+const anthropicText = (body: { content: { type: string; text: string }[] }) => body.content.find((b) => b.type === "text")!.text;
+const geminiText = (body: { candidates: { content: { parts: { text: string }[] } }[] }) => body.candidates[0]!.content.parts[0]!.text;
+
+const SCHEMA_FORMS: readonly SchemaForm[] = [
+  {
+    name: "openai response_format json_schema",
+    send: async (url, schema, text, model = "steady") =>
+      (await chat(url, { model, messages: [user(text)], response_format: { type: "json_schema", json_schema: { name: "out", schema, strict: true } } })).json().choices[0].message.content,
+  },
+  {
+    name: "anthropic output_config.format",
+    send: async (url, schema, text, model = "steady") =>
+      anthropicText((await messages(url, { model, max_tokens: 1024, messages: [user(text)], output_config: { format: { type: "json_schema", schema } } })).json()),
+  },
+  {
+    name: "anthropic output_format (older)",
+    send: async (url, schema, text, model = "steady") =>
+      anthropicText((await messages(url, { model, max_tokens: 1024, messages: [user(text)], output_format: { type: "json_schema", schema } })).json()),
+  },
+  {
+    name: "anthropic JSON Schema in the system prompt",
+    send: async (url, schema, text, model = "steady") => {
+      const system = `Respond with only a JSON object: no other text and no Markdown code fence. The object must conform to this JSON Schema:\n${JSON.stringify(schema)}`;
+      return anthropicText((await messages(url, { model, max_tokens: 1024, system, messages: [user(text)] })).json());
+    },
+  },
+  {
+    name: "gemini responseJsonSchema",
+    send: async (url, schema, text, model = "steady") =>
+      geminiText((await generate(url, model, { contents: [parts(text)], generationConfig: { responseMimeType: "application/json", responseJsonSchema: schema } })).json()),
+  },
+  {
+    name: "gemini responseSchema (OpenAPI subset)",
+    send: async (url, schema, text, model = "steady") =>
+      geminiText((await generate(url, model, { contents: [parts(text)], generationConfig: { responseMimeType: "application/json", responseSchema: toGeminiSchema(schema) } })).json()),
+  },
+];
+
+describe.each(SCHEMA_FORMS)("sim-provider obeys a schema: $name", (form) => {
+  it("answers JSON valid against an extraction schema, taken from the text", async () => {
+    const { url } = await start();
+    const schema = form.name.includes("responseSchema") ? { ...EXTRACT_SCHEMA, properties: { ...EXTRACT_SCHEMA.properties, items: { type: "array", items: EXTRACT_SCHEMA.$defs.item, minItems: 1 } } } : EXTRACT_SCHEMA;
+    const value = JSON.parse(await form.send(url, schema, ORDER_TEXT));
+    expect(valid(schema, value)).toBe("");
+    expect(value).toMatchObject({ order_number: "A-5531", customer: "Dana Smith", city: "Berlin", email: "dana@acme.io", quantity: 3, total: 37.5 });
+    // The same request, the same answer.
+    expect(JSON.parse(await form.send(url, schema, ORDER_TEXT))).toEqual(value);
+  });
+
+  it("a moderation schema flags an abusive text with the right category, and passes a kind one", async () => {
+    const { url } = await start();
+    const bad = JSON.parse(await form.send(url, MODERATION_SCHEMA, "You are a stupid idiot and everyone knows it"));
+    expect(valid(MODERATION_SCHEMA, bad)).toBe("");
+    expect(bad).toEqual({ flagged: true, categories: ["harassment"], score: 0.8 });
+    const good = JSON.parse(await form.send(url, MODERATION_SCHEMA, "Thanks, the replacement arrived and works great"));
+    expect(good).toEqual({ flagged: false, categories: [], score: 0 });
+  });
+
+  it("a label enum gets the sensible label for a natural prompt", async () => {
+    const { url } = await start();
+    expect(JSON.parse(await form.send(url, LABEL_SCHEMA, SHIPPING_TEXT))).toEqual({ label: "shipping" });
+    expect(JSON.parse(await form.send(url, LABEL_SCHEMA, BILLING_TEXT))).toEqual({ label: "billing" });
+    expect(JSON.parse(await form.send(url, LABEL_SCHEMA, "I can't sign in, the password reset link is broken"))).toEqual({ label: "account" });
+  });
+});
+
+const ORDER_TOOLS = [
+  {
+    name: "lookup_order",
+    description: "Find an order",
+    parameters: {
+      type: "object",
+      properties: { order_number: { type: "string", pattern: "^[A-Z]-\\d{4}$" }, reason: { type: "string", enum: ["late", "damaged", "other"] }, urgent: { type: "boolean" } },
+      required: ["order_number", "reason"],
+      additionalProperties: false,
+    },
+  },
+  {
+    name: "cancel_order",
+    parameters: { type: "object", properties: { order_number: { type: "string" }, refund: { type: "boolean" } }, required: ["order_number", "refund"] },
+  },
+];
+const paramsOf = (name: string) => ORDER_TOOLS.find((t) => t.name === name)!.parameters;
+
+describe("sim-provider calls a tool when the tool choice forces one", () => {
+  it("openai: tool_choice required or a named function → tool_calls with valid arguments, finish_reason tool_calls", async () => {
+    const { url } = await start();
+    const tools = ORDER_TOOLS.map((t) => ({ type: "function", function: t }));
+    for (const [choice, text, name] of [
+      ["required", "Where is order A-5531? It is late.", "lookup_order"],
+      ["required", "Please cancel order A-5531 and refund me", "cancel_order"],
+      [{ type: "function", function: { name: "lookup_order" } }, "Please cancel order A-5531", "lookup_order"],
+    ] as const) {
+      const res = (await chat(url, { model: "steady", messages: [user(text)], tools, tool_choice: choice })).json();
+      expect(res.choices[0]).toMatchObject({ index: 0, finish_reason: "tool_calls", message: { role: "assistant", content: null } });
+      const [call] = res.choices[0].message.tool_calls;
+      expect(call).toMatchObject({ id: expect.stringMatching(/^call_sim_/), type: "function", function: { name } });
+      const args = JSON.parse(call.function.arguments);
+      expect(valid(paramsOf(name), args)).toBe("");
+      expect(args.order_number).toBe("A-5531");
+      expect(res.usage.completion_tokens).toBe(estimateTextTokens(name) + estimateTextTokens(call.function.arguments));
+    }
+    const auto = (await chat(url, { model: "steady", messages: [user("Where is order A-5531?")], tools, tool_choice: "auto" })).json();
+    expect(auto.choices[0]).toMatchObject({ finish_reason: "stop", message: { content: expect.any(String) } });
+    expect(auto.choices[0].message.tool_calls).toBeUndefined();
+    const unknown = await chat(url, { model: "steady", messages: [user("hi")], tools, tool_choice: { type: "function", function: { name: "nope" } } });
+    expect(unknown.status).toBe(400);
+    expect((await chat(url, { model: "steady", messages: [user("hi")], tool_choice: "required" })).status).toBe(400);
+  });
+
+  it("anthropic: tool_choice any or tool → a tool_use block with valid input, stop_reason tool_use", async () => {
+    const { url } = await start();
+    const tools = ORDER_TOOLS.map((t) => ({ name: t.name, description: t.description, input_schema: t.parameters }));
+    for (const [choice, name] of [
+      [{ type: "any" }, "lookup_order"],
+      [{ type: "tool", name: "cancel_order" }, "cancel_order"],
+    ] as const) {
+      const res = (await messages(url, { model: "steady", max_tokens: 256, messages: [user("Where is order A-5531? It is late.")], tools, tool_choice: choice })).json();
+      expect(res).toMatchObject({ type: "message", stop_reason: "tool_use", content: [{ type: "tool_use", id: expect.stringMatching(/^toolu_sim_/), name }] });
+      expect(valid(paramsOf(name), res.content[0].input)).toBe("");
+    }
+    const auto = (await messages(url, { model: "steady", max_tokens: 256, messages: [user("Where is order A-5531?")], tools, tool_choice: { type: "auto" } })).json();
+    expect(auto).toMatchObject({ stop_reason: "end_turn", content: [{ type: "text" }] });
+  });
+
+  it("gemini: functionCallingConfig mode ANY (with allowedFunctionNames) → a functionCall part with valid args", async () => {
+    const { url } = await start();
+    const tools = [{ functionDeclarations: ORDER_TOOLS.map((t) => ({ name: t.name, description: t.description, parameters: toGeminiSchema(t.parameters) })) }];
+    for (const [config, name] of [
+      [{ mode: "ANY" }, "lookup_order"],
+      [{ mode: "ANY", allowedFunctionNames: ["cancel_order"] }, "cancel_order"],
+    ] as const) {
+      const res = (await generate(url, "steady", { contents: [parts("Where is order A-5531? It is late.")], tools, toolConfig: { functionCallingConfig: config } })).json();
+      expect(res.candidates[0]).toMatchObject({ finishReason: "STOP", content: { role: "model", parts: [{ functionCall: { name } }] } });
+      expect(valid(paramsOf(name), res.candidates[0].content.parts[0].functionCall.args)).toBe("");
+    }
+    const auto = (await generate(url, "steady", { contents: [parts("Where is order A-5531?")], tools, toolConfig: { functionCallingConfig: { mode: "AUTO" } } })).json();
+    expect(auto.candidates[0].content.parts[0].text).toEqual(expect.any(String));
+  });
+});
+
+describe("sim-provider answers n choices", () => {
+  it("openai n: 3 → three choices, indexed, with usage counting all of them", async () => {
+    const { url } = await start();
+    const messagesIn = [{ role: "system", content: "Labels: billing, shipping, other" }, user(BILLING_TEXT)];
+    const res = (await chat(url, { model: "steady", n: 3, messages: messagesIn })).json();
+    expect(res.choices.map((c: { index: number }) => c.index)).toEqual([0, 1, 2]);
+    for (const c of res.choices) expect(c).toMatchObject({ message: { content: "billing" }, finish_reason: "stop" });
+    expect(res.usage.completion_tokens).toBe(3 * estimateTextTokens("billing"));
+    expect((await chat(url, { model: "steady", n: 0, messages: messagesIn })).status).toBe(400);
+  });
+
+  it("gemini candidateCount: 3 → three candidates", async () => {
+    const { url } = await start();
+    const res = (await generate(url, "steady", { contents: [parts("hello")], generationConfig: { candidateCount: 3 } })).json();
+    expect(res.candidates.map((c: { index: number }) => c.index)).toEqual([0, 1, 2]);
+    expect(res.usageMetadata.candidatesTokenCount).toBe(3 * estimateTextTokens(res.candidates[0].content.parts[0].text));
+    expect((await generate(url, "steady", { contents: [parts("hello")], generationConfig: { candidateCount: 9 } })).status).toBe(400);
+  });
+});
+
+/** One text answer per dialect, for a system prompt (optional) and a user message. */
+const ASK: Record<Dialect, (url: string, system: string | undefined, text: string, model?: string) => Promise<string>> = {
+  openai: async (url, system, text, model = "steady") =>
+    (await chat(url, { model, messages: [...(system ? [{ role: "system", content: system }] : []), user(text)] })).json().choices[0].message.content,
+  anthropic: async (url, system, text, model = "steady") => anthropicText((await messages(url, { model, max_tokens: 256, ...(system ? { system } : {}), messages: [user(text)] })).json()),
+  gemini: async (url, system, text, model = "steady") =>
+    geminiText((await generate(url, model, { ...(system ? { systemInstruction: { parts: [{ text: system }] } } : {}), contents: [parts(text)] })).json()),
+};
+
+describe.each(["openai", "anthropic", "gemini"] as const)("sim-provider follows instructions in words (%s)", (dialect) => {
+  it.each<[string | undefined, string, readonly string[], string | undefined]>([
+    ["Answer with exactly one of: billing, technical, account", "My password reset email never arrives", ["billing", "technical", "account"], "account"],
+    [undefined, "Classify it into billing, bug or other: the app crashes when I save", ["billing", "bug", "other"], "bug"],
+    [undefined, "Is it a bug or a feature request? It would be nice to export to PDF.", ["bug", "feature request"], undefined],
+    [undefined, "Which team should handle this: sales, support or legal? We will sue you over the contract.", ["sales", "support", "legal"], "legal"],
+    ["Reply with one word: positive, negative or neutral.", "The product is awful and broke after a day", ["positive", "negative", "neutral"], "negative"],
+    // The router's own instruction for a model without structured outputs (shared/acceptance/contract.ts).
+    ["Answer with exactly one of these labels and nothing else: billing, technical, account, shipping.", SHIPPING_TEXT, ["billing", "technical", "account", "shipping"], "shipping"],
+  ])("%s / %s → one of the choices", async (system, text, options, expected) => {
+    const { url } = await start();
+    const answer = await ASK[dialect](url, system, text);
+    expect(options).toContain(answer);
+    if (expected) expect(answer).toBe(expected);
+  });
+
+  it("a plain question or request gets prose, not an echo", async () => {
+    const { url } = await start();
+    const capital = await ASK[dialect](url, undefined, "What's the capital of France?");
+    expect(capital).not.toMatch(/^Simulated/);
+    expect(capital).toContain("capital of France");
+    expect(() => JSON.parse(capital)).toThrow();
+    const haiku = await ASK[dialect](url, undefined, "Write a haiku about rain");
+    expect(haiku.split("\n")).toHaveLength(3);
+    expect(haiku.toLowerCase()).toContain("rain");
+    // A list of options inside an ordinary question is not a choice to make.
+    const chat = await ASK[dialect](url, undefined, "I have a question about my account and my last invoice, can you help?");
+    expect(chat.length).toBeGreaterThan(30);
+    expect(await ASK[dialect](url, undefined, "What's the capital of France?")).toBe(capital);
+  });
+});
+
+describe("sim-provider disobey_rate", () => {
+  const LABELS_SYSTEM = "Classify the support ticket.\nLabels: billing, shipping, other";
+
+  it("at 1 every answer with a contract breaks it; an answer without one is unchanged", async () => {
+    const { url, sim } = await start();
+    for (const form of SCHEMA_FORMS) {
+      for (const [schema, text] of [[LABEL_SCHEMA, SHIPPING_TEXT], [MODERATION_SCHEMA, "you idiot"], [EXTRACT_SCHEMA, ORDER_TEXT], [LABEL_SCHEMA, BILLING_TEXT]] as const) {
+        const content = await form.send(url, schema, text, "rebel");
+        let value: unknown;
+        try {
+          value = JSON.parse(content);
+        } catch {
+          continue; // prose instead of JSON: broken, as it should be
+        }
+        expect(valid(schema, value), `${form.name}: ${content}`).not.toBe("");
+      }
+    }
+    for (const dialect of ["openai", "anthropic", "gemini"] as const) {
+      expect(["billing", "shipping", "other"]).not.toContain(await ASK[dialect](url, LABELS_SYSTEM, "refund my billing", "rebel"));
+      expect(["billing", "technical", "account"]).not.toContain(await ASK[dialect](url, "Answer with exactly one of: billing, technical, account", "I was billed twice", "rebel"));
+      expect(await ASK[dialect](url, undefined, "What's the capital of France?", "rebel")).toBe(await ASK[dialect](url, undefined, "What's the capital of France?", "steady"));
+    }
+    const json = await chat(url, { model: "rebel", response_format: { type: "json_object" }, messages: [user("hello")] });
+    expect(() => JSON.parse(json.json().choices[0].message.content)).toThrow();
+    const tools = ORDER_TOOLS.map((t) => ({ type: "function", function: t }));
+    for (const text of ["Where is order A-5531?", "My order A-1234 is late", "Order B-7777 arrived damaged", "cancel it"]) {
+      const res = (await chat(url, { model: "rebel", messages: [user(text)], tools, tool_choice: { type: "function", function: { name: "lookup_order" } } })).json();
+      const call = res.choices[0].message.tool_calls?.[0];
+      if (call) expect(valid(paramsOf("lookup_order"), JSON.parse(call.function.arguments))).not.toBe("");
+      else expect(res.choices[0].message.content).toEqual(expect.any(String));
+    }
+    expect(sim.stats().models["alpha/rebel"]?.disobeyed).toBeGreaterThan(30);
+    expect(sim.stats().models["alpha/rebel"]?.disobeyed).toBeLessThan(sim.stats().models["alpha/rebel"]!.requests);
+  });
+
+  it("at 0 (the default) every answer keeps the contract", async () => {
+    const { url, sim } = await start();
+    for (const form of SCHEMA_FORMS) {
+      for (const [schema, text] of [[LABEL_SCHEMA, SHIPPING_TEXT], [MODERATION_SCHEMA, "you idiot"], [EXTRACT_SCHEMA, ORDER_TEXT]] as const) {
+        // Gemini's Schema has no $defs, so the extraction schema (which uses one) stays with the other forms.
+        if (form.name.includes("responseSchema") && schema === EXTRACT_SCHEMA) continue;
+        expect(valid(schema, JSON.parse(await form.send(url, schema, text)))).toBe("");
+      }
+    }
+    for (const dialect of ["openai", "anthropic", "gemini"] as const) {
+      expect(["billing", "shipping", "other"]).toContain(await ASK[dialect](url, LABELS_SYSTEM, "refund my billing"));
+    }
+    expect(sim.stats().models["alpha/steady"]?.disobeyed).toBe(0);
+  });
+
+  it("is drawn from the model's seeded stream: a run replays, and the control API sets it", async () => {
+    const run = async () => {
+      const { url } = await start();
+      const out: string[] = [];
+      for (let i = 0; i < 30; i++) out.push(await ASK.openai(url, LABELS_SYSTEM, `refund my billing ${i}`, "fickle"));
+      return out;
+    };
+    const first = await run();
+    expect(await run()).toEqual(first);
+    const broken = first.filter((a) => !["billing", "shipping", "other"].includes(a)).length;
+    expect(broken).toBeGreaterThan(5);
+    expect(broken).toBeLessThan(25);
+
+    const { url, sim } = await start();
+    const post = (body: unknown) => request(`${url}/control/alpha/steady`, { method: "POST", body: JSON.stringify(body) }).then((r) => r.statusCode);
+    expect(await post({ disobey_rate: 2 })).toBe(400);
+    expect(await post({ disobey_rate: 1 })).toBe(200);
+    expect(sim.state().models["alpha/steady"]?.behaviour.disobey_rate).toBe(1);
+    expect(await ASK.openai(url, LABELS_SYSTEM, "refund my billing")).toBe("unsure");
+    sim.reset();
+    expect(await ASK.openai(url, LABELS_SYSTEM, "refund my billing")).toBe("billing");
   });
 });

@@ -32,6 +32,7 @@ export interface LocalStackOptions {
   readonly dataDir?: string;
   /** Preferred client port of the local nats-server; a free one is used when it is taken. */
   readonly natsPort?: number;
+  /** Preferred port of the sim-provider; a free one is used when it is taken (0: any). */
   readonly simPort: number;
   readonly workers: number;
   readonly logger: Logger;
@@ -52,12 +53,16 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
     let natsUrl = process.env.NATS_URL;
     if (!natsUrl) {
       const port = opts.natsPort !== undefined && (await portFree(opts.natsPort)) ? opts.natsPort : undefined;
-      natsServer = await startNatsServer({ storeDir: opts.dataDir, port });
+      // Its own process group: Ctrl-C reaches only this process, which stops the services
+      // before the server they use (they would otherwise wait on a vanished broker).
+      natsServer = await startNatsServer({ storeDir: opts.dataDir, port, ownProcessGroup: true });
       started.push({ stop: () => natsServer!.stop() });
       natsUrl = natsServer.url;
       opts.logger.info({ url: natsUrl, store: natsServer.storeDir }, "local nats-server with JetStream started");
     }
-    const { sim, url: simUrl } = await runSimProvider({ scenarioFile: process.env.SIM_SCENARIO ?? DEFAULT_SCENARIO, port: opts.simPort, host: "127.0.0.1", logger: opts.logger });
+    // A second `up` on the same machine finds the port taken: a free one, like NATS and the gateway.
+    const simPort = opts.simPort;
+    const { sim, url: simUrl } = await runSimProvider({ scenarioFile: process.env.SIM_SCENARIO ?? DEFAULT_SCENARIO, port: simPort, host: "127.0.0.1", logger: opts.logger });
     started.push({ stop: () => sim.close() });
     // The embedded config reaches the sim-provider through SIM_PROVIDER_URL, so a random port still lines up.
     process.env.SIM_PROVIDER_URL = simUrl;

@@ -38,12 +38,34 @@ async function main(argv: string[]): Promise<number> {
   return command.run(rest);
 }
 
+/**
+ * A reader that went away (`switchyard dlq list | head`) ends the command the way SIGPIPE ends
+ * a Unix tool: quietly, status 0. Node ignores SIGPIPE, so without this the next write would
+ * throw EPIPE as an unhandled error. A command that must clean up first (up, tail, router…)
+ * listens for SIGTERM, and is stopped the same way; anything else exits at once.
+ */
+let outputClosed = false;
+const onOutputError = (err: NodeJS.ErrnoException) => {
+  if (outputClosed) return;
+  if (err.code !== "EPIPE") throw err;
+  outputClosed = true;
+  if (process.listenerCount("SIGTERM") === 0) process.exit(0);
+  process.emit("SIGTERM", "SIGTERM");
+  // Should the command not wind up on its own, the pipe still ends it.
+  setTimeout(() => process.exit(0), 10_000).unref();
+};
+process.stdout.on("error", onOutputError);
+process.stderr.on("error", onOutputError);
+
 main(process.argv.slice(2)).then(
   (code) => {
-    process.exitCode = code;
+    process.exitCode = outputClosed ? 0 : code;
   },
   (err: unknown) => {
-    if (err instanceof SwitchyardError) {
+    if (outputClosed) {
+      // Cut short by the closed pipe: nothing went wrong that anyone is reading about.
+      process.exitCode = 0;
+    } else if (err instanceof SwitchyardError) {
       process.stderr.write(`switchyard: ${err.message}\n`);
       process.exitCode = err.kind === "usage" ? 2 : 1;
     } else {

@@ -46,7 +46,7 @@ export type CreateBatchBody = z.output<typeof CreateBatchBodySchema>;
 
 /** GET /v1/batches: `after` (a batch id) and `limit` (1–100, 20 when absent or not a number). */
 export const ListBatchesQuerySchema = z.object({
-  after: z.string().min(1).optional(),
+  after: z.string().optional(),
   limit: z
     .string()
     .nullish()

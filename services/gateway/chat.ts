@@ -17,6 +17,7 @@ import { interactiveJobSubject, REPLY_HEADER } from "../../shared/contract/subje
 import { isMessageTooLarge } from "../../shared/nats/errors.ts";
 import type { Catalog } from "../../shared/routing/catalog.ts";
 import { isTransient } from "../../shared/routing/outcomes.ts";
+import { formatUsd } from "../../shared/usd.ts";
 import type { Caller } from "./auth.ts";
 import { GatewayError, paramOf } from "./openai-error.ts";
 import type { ReplyInbox } from "./replies.ts";
@@ -127,7 +128,7 @@ export function resultHeaders(r: Result): Record<string, string> {
     "x-switchyard-provider": r.provider,
     "x-switchyard-model": `${r.provider}/${r.model}`,
     "x-switchyard-attempts": String(r.attempts.length),
-    "x-switchyard-cost-usd": String(r.cost_usd),
+    "x-switchyard-cost-usd": formatUsd(r.cost_usd),
   };
 }
 

@@ -82,7 +82,7 @@ function toFileObject(info: ObjectInfo): FileObject {
     bytes: info.size,
     created_at: Number(meta.created_at) || Math.floor(Date.parse(info.mtime) / 1000),
     filename: meta.filename ?? info.description ?? info.name,
-    purpose: (meta.purpose as FilePurpose | undefined) ?? "batch",
+    purpose: FILE_PURPOSES.find((p) => p === meta.purpose) ?? "batch",
     status: "processed",
     status_details: null,
     expires_at: null,

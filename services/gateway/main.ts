@@ -1,24 +1,23 @@
 /**
  * Wiring for one gateway instance: NATS, provisioning, the live model catalogue, the reply
  * subject, the Batch API service and the HTTP server. Any number of instances may run; they
- * share nothing but NATS.
+ * share nothing but NATS. With `configFile`, edits to keys, tasks and limits apply while it
+ * runs (`settings.ts`).
  */
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { Config } from "../../shared/config/schema.ts";
-import { GatewayConfigSchema } from "../../shared/config/schema.ts";
-import { SwitchyardError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import { openBuckets } from "../../shared/nats/buckets.ts";
 import { connectNats } from "../../shared/nats/connect.ts";
 import { provision } from "../../shared/nats/provision.ts";
-import { buildCatalog } from "../../shared/routing/catalog.ts";
-import { KeyTable, RateLimiter } from "./auth.ts";
-import { createBatchService } from "./batches.ts";
+import { RateLimiter } from "./auth.ts";
+import { createBatchService, type BatchTuning } from "./batches.ts";
 import { FileStore } from "./files.ts";
 import { watchModelCatalogue } from "./models.ts";
 import { provisionGateway } from "./provision.ts";
 import { createReplyInbox } from "./replies.ts";
 import { createGatewayServer, listenOn } from "./server.ts";
+import { gatewaySettings, watchGatewaySettings, type GatewaySettings } from "./settings.ts";
 
 /** On stop, how long open requests may still finish. */
 const STOP_GRACE_MS = 10_000;
@@ -31,8 +30,13 @@ export interface StartGatewayOptions {
   readonly listen?: string;
   /** A development key accepted for tenant `dev` with `gateway.default_task` (`switchyard up` passes SWITCHYARD_DEV_API_KEY). */
   readonly devKey?: string;
-  /** How long a batch owner's claim lasts without renewal (tests shorten it). */
-  readonly batchLeaseMs?: number;
+  /**
+   * The config file `config` was loaded from: it is watched, and an edit (keys, tasks, limits)
+   * applies without a restart; an edit that does not load is logged and the config in force stays.
+   */
+  readonly configFile?: string;
+  /** Batch machinery timings (tests shorten them). */
+  readonly batchTuning?: BatchTuning;
 }
 
 export interface RunningGateway {
@@ -42,17 +46,11 @@ export interface RunningGateway {
 }
 
 export async function startGateway(opts: StartGatewayOptions): Promise<RunningGateway> {
-  const { config, logger } = opts;
-  const gw = config.gateway ?? GatewayConfigSchema.parse({});
-  const catalog = buildCatalog(config, process.env);
-  const defaultTask = gw.default_task ?? catalog.tasks.keys().next().value;
-  if (defaultTask === undefined || !catalog.tasks.has(defaultTask)) throw new SwitchyardError("config", `gateway.default_task: task "${defaultTask ?? ""}" is not configured under tasks`);
-  for (const [name, k] of Object.entries(gw.keys)) {
-    for (const task of [k.task ?? defaultTask, ...(k.tasks ?? [])]) {
-      if (!catalog.tasks.has(task)) throw new SwitchyardError("config", `gateway.keys.${name}: task "${task}" is not configured under tasks`);
-    }
-  }
-  const keys = new KeyTable(gw.keys, defaultTask, opts.devKey);
+  const { logger } = opts;
+  let settings: GatewaySettings = gatewaySettings(opts.config, opts.devKey);
+  const current = () => settings;
+  // Streams and buckets are provisioned from the config at start; a reload does not re-provision.
+  const config = opts.config;
 
   const nc = await connectNats(opts.natsUrl, "switchyard-gateway");
   const stops: (() => Promise<void> | void)[] = [() => nc.drain().catch(() => {})];
@@ -65,38 +63,59 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     const stores = await provisionGateway(nc, jsm, config);
     const js = jetstream(nc);
     const { models: modelsKv } = await openBuckets(nc, config);
-    const models = await watchModelCatalogue(modelsKv, () => catalog, () => config.aliases, logger);
+    const models = await watchModelCatalogue(modelsKv, () => settings.catalog, () => settings.config.aliases, logger);
     stops.push(() => models.stop());
     const inbox = createReplyInbox(nc, logger);
     stops.push(() => inbox.close());
     const files = new FileStore(stores.files);
-    const batches = createBatchService({ js, jsm, kv: stores.batches, files, catalog: () => catalog, logger, maxLines: gw.max_batch_lines, leaseMs: opts.batchLeaseMs });
+    const batches = createBatchService({
+      js,
+      jsm,
+      kv: stores.batches,
+      files,
+      catalog: () => settings.catalog,
+      maxLines: () => settings.gateway.max_batch_lines,
+      logger,
+      tuning: opts.batchTuning,
+    });
     await batches.start();
     stops.push(() => batches.stop());
     const server = createGatewayServer({
-      keys,
+      settings: current,
       limiter: new RateLimiter(),
-      chat: { js, inbox, catalog: () => catalog, requestTimeoutMs: gw.request_timeout, clock: Date.now },
+      chat: {
+        js,
+        inbox,
+        catalog: () => settings.catalog,
+        get requestTimeoutMs() {
+          return settings.gateway.request_timeout;
+        },
+        clock: Date.now,
+      },
       models,
       files,
       batches,
-      maxBodyBytes: gw.max_body_bytes,
-      maxFileBytes: gw.max_file_bytes,
       logger,
     });
-    const url = await listenOn(server, opts.listen ?? gw.listen);
-    stops.push(
-      () =>
-        new Promise<void>((resolve) => {
-          // Open requests get their answers for a while; then whatever is left is cut off.
-          const cut = setTimeout(() => server.closeAllConnections(), STOP_GRACE_MS);
-          server.close(() => {
-            clearTimeout(cut);
-            resolve();
-          });
-          server.closeIdleConnections();
-        }),
-    );
+    const url = await listenOn(server, opts.listen ?? settings.gateway.listen);
+    stops.push(async () => {
+      // Batches first: a stopping instance hands them over at once, while open requests still get their answers.
+      await batches.stop();
+      await new Promise<void>((resolve) => {
+        // Open requests get their answers for a while; then whatever is left is cut off.
+        const cut = setTimeout(() => server.closeAllConnections(), STOP_GRACE_MS);
+        server.close(() => {
+          clearTimeout(cut);
+          resolve();
+        });
+        server.closeIdleConnections();
+      });
+    });
+    if (opts.configFile) {
+      const unwatch = watchGatewaySettings(opts.configFile, { logger, devKey: opts.devKey, current, apply: (s) => (settings = s) });
+      stops.push(unwatch);
+    }
+    const keys = settings.keys;
     if (keys.size === 0) logger.warn("no API keys configured (gateway.keys) and no development key: every request will get 401");
     logger.info({ url, nats: opts.natsUrl, keys: keys.size }, "gateway listening");
     let stopped: Promise<void> | undefined;

@@ -7,22 +7,23 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Logger } from "../../shared/log.ts";
-import type { KeyTable, RateLimiter, Caller } from "./auth.ts";
+import type { RateLimiter, Caller } from "./auth.ts";
+import { ListBatchesQuerySchema } from "./batch-schema.ts";
 import type { BatchService } from "./batches.ts";
 import { chatCompletion, TASK_HEADER, type ChatDeps } from "./chat.ts";
 import type { FileStore } from "./files.ts";
 import type { ModelCatalogue } from "./models.ts";
 import { GatewayError } from "./openai-error.ts";
+import type { GatewaySettings } from "./settings.ts";
 
 export interface GatewayHttpDeps {
-  readonly keys: KeyTable;
+  /** The settings in force (keys, limits): read per request, so a config reload applies to the next one. */
+  readonly settings: () => GatewaySettings;
   readonly limiter: RateLimiter;
   readonly chat: ChatDeps;
   readonly models: ModelCatalogue;
   readonly files: FileStore;
   readonly batches: BatchService;
-  readonly maxBodyBytes: number;
-  readonly maxFileBytes: number;
   readonly logger: Logger;
 }
 
@@ -73,7 +74,8 @@ async function handle(deps: GatewayHttpDeps, req: IncomingMessage, res: ServerRe
     return;
   }
   const route = matchRoute(method, path);
-  const caller = deps.keys.authenticate(req.headers.authorization);
+  const { keys, gateway: limits } = deps.settings();
+  const caller = keys.authenticate(req.headers.authorization);
   deps.limiter.take(caller);
   const json = (status: number, value: unknown) => {
     res.writeHead(status, { "content-type": "application/json" });
@@ -81,13 +83,13 @@ async function handle(deps: GatewayHttpDeps, req: IncomingMessage, res: ServerRe
   };
   switch (route.name) {
     case "chat":
-      return chatCompletion(deps.chat, caller, req.headers, await readJson(req, deps.maxBodyBytes), res);
+      return chatCompletion(deps.chat, caller, req.headers, await readJson(req, limits.max_body_bytes), res);
     case "models":
       return json(200, { object: "list", data: deps.models.list() });
     case "model":
       return json(200, deps.models.get(route.id));
     case "file-create":
-      return json(200, await uploadFile(deps, caller, req));
+      return json(200, await uploadFile(deps, caller, req, limits.max_file_bytes));
     case "file-list":
       return json(200, { object: "list", data: await deps.files.list(caller.tenant, url.searchParams.get("purpose") ?? undefined), has_more: false });
     case "file":
@@ -101,10 +103,10 @@ async function handle(deps: GatewayHttpDeps, req: IncomingMessage, res: ServerRe
       return;
     }
     case "batch-create":
-      return json(200, await deps.batches.create(caller, req.headers[TASK_HEADER], await readJson(req, deps.maxBodyBytes)));
+      return json(200, await deps.batches.create(caller, req.headers[TASK_HEADER], await readJson(req, limits.max_body_bytes)));
     case "batch-list": {
-      const limit = Math.min(100, Math.max(1, Number(url.searchParams.get("limit")) || 20));
-      return json(200, deps.batches.list(caller, url.searchParams.get("after") ?? undefined, limit));
+      const q = ListBatchesQuerySchema.parse({ after: url.searchParams.get("after") ?? undefined, limit: url.searchParams.get("limit") });
+      return json(200, deps.batches.list(caller, q.after, q.limit));
     }
     case "batch":
       return json(200, await deps.batches.get(caller, route.id));
@@ -163,10 +165,10 @@ async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
 }
 
 /** POST /v1/files: multipart/form-data with `file` and `purpose`, as the SDKs send it. */
-async function uploadFile(deps: GatewayHttpDeps, caller: Caller, req: IncomingMessage) {
+async function uploadFile(deps: GatewayHttpDeps, caller: Caller, req: IncomingMessage, maxFileBytes: number) {
   const type = req.headers["content-type"] ?? "";
   if (!type.startsWith("multipart/form-data")) throw new GatewayError(400, "Upload a file as multipart/form-data with the fields file and purpose.", { code: "invalid_content_type" });
-  const body = await readBody(req, deps.maxFileBytes + MULTIPART_OVERHEAD);
+  const body = await readBody(req, maxFileBytes + MULTIPART_OVERHEAD);
   let form: FormData;
   try {
     form = await new Response(new Uint8Array(body), { headers: { "content-type": type } }).formData();
@@ -179,7 +181,7 @@ async function uploadFile(deps: GatewayHttpDeps, caller: Caller, req: IncomingMe
     throw new GatewayError(400, 'purpose must be "batch": the gateway stores batch input files (the batch_output ones are those it writes).', { param: "purpose" });
   }
   if (!(file instanceof Blob)) throw new GatewayError(400, "The upload needs a file field.", { param: "file" });
-  if (file.size > deps.maxFileBytes) throw new GatewayError(413, `The file is over the ${deps.maxFileBytes}-byte limit.`, { code: "file_too_large", param: "file" });
+  if (file.size > maxFileBytes) throw new GatewayError(413, `The file is over the ${maxFileBytes}-byte limit.`, { code: "file_too_large", param: "file" });
   const filename = file instanceof File && file.name ? file.name : "upload.jsonl";
   return deps.files.put(caller.tenant, filename, "batch", new Uint8Array(await file.arrayBuffer()));
 }

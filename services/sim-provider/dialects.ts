@@ -1,8 +1,10 @@
 /**
  * The wire shapes the sim-provider speaks: OpenAI chat completions, Anthropic messages and
  * Gemini generateContent. Each dialect reads its request into the one `SimChatRequest` the
- * replies are built from, and writes successes and errors with the provider's real status
- * codes and bodies; the server's behaviour and fault machinery is shared by all three.
+ * replies are built from (messages, limits, and each API's own structured-output, tool and
+ * choice-count fields), and writes successes (text, tool calls, n choices) and errors with
+ * the provider's real status codes and bodies; the server's behaviour and fault machinery is
+ * shared by all three.
  */
 import type { IncomingHttpHeaders } from "node:http";
 import type { Reply, SimChatRequest, SimMessage, SimTool, SimToolChoice } from "./replies.ts";
@@ -198,7 +200,7 @@ function readOpenAiTools(rawTools: unknown, choice: unknown, request: MutableReq
 function openAiChoice(id: number, reply: Reply, index: number): string {
   const call = reply.toolCall;
   if (call) {
-    return `{"index":${index},"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_sim_${id}_${index}","type":"function","function":{"name":${JSON.stringify(call.name)},"arguments":${JSON.stringify(call.arguments)}}}],"finish_reason":"tool_calls"}`;
+    return `{"index":${index},"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_sim_${id}_${index}","type":"function","function":{"name":${JSON.stringify(call.name)},"arguments":${JSON.stringify(call.arguments)}}}]},"finish_reason":"tool_calls"}`;
   }
   return `{"index":${index},"message":{"role":"assistant","content":${JSON.stringify(reply.content)}},"finish_reason":"${reply.finish_reason}"}`;
 }

@@ -45,6 +45,11 @@ export function findLabels(messages: readonly SimMessage[]): Choices | undefined
  */
 const LIST_TAIL = String.raw`([^\n?!:;(]{1,200}?)(?:\.(?=\s|$)|[\n?!:;(]|$)`;
 const OPENERS: readonly RegExp[] = [
+  // "Answer with exactly one of these labels and nothing else: a, b, c"
+  new RegExp(
+    String.raw`\b(?:answer|respond|reply|output|return|say)\b[^.\n:]{0,30}?\b(?:one\s+(?:of|word)|a\s+single\s+word)\b[^:\n.]{0,40}:\s*` + LIST_TAIL,
+    "iu",
+  ),
   // "Answer with exactly one of: a, b, c", "Reply with one word: yes or no"
   new RegExp(
     String.raw`\b(?:answer|respond|reply|output|return|say)\b[^.\n:]{0,30}?\b(?:one\s+(?:of|word(?:\s+(?:from|of))?)|a\s+single\s+word(?:\s+(?:from|of))?)\b(?:\s+(?:the\s+)?(?:following|these|those)(?:\s+\w+)?)?\s*:?\s*` + LIST_TAIL,
@@ -62,8 +67,8 @@ const OPENERS: readonly RegExp[] = [
   // "Is it a bug or a feature request?"
   /\b(?:is|was|are|does|should|would)\s+(?:(?:this|that|these|those|the)\s+\w+|it|this|that)\s+([^?\n,:;]{1,60}?\s+or\s+[^?\n,:;]{1,40}?)\s*\?/iu,
 ];
-const MAY_LIST = /,|\bor\b|\//i;
-
+/** What every opener needs somewhere in the text, in one pass: most prompts offer no choice, and this keeps them cheap. */
+const MAY_OFFER = /one (?:of|word)|single word|classify|categori[sz]|\b(?:label|tag|sort|route|assign|choose|pick|select|either) |which| or /i;
 /**
  * Choices offered in ordinary words in a system or developer message or the last user message,
  * or undefined. The `Labels:` line is read separately (`findLabels`).
@@ -103,7 +108,7 @@ export function withoutInstruction(text: string): string {
 }
 
 function choicesIn(text: string): { options: string[]; start: number; end: number } | undefined {
-  if (!MAY_LIST.test(text)) return undefined;
+  if (!MAY_OFFER.test(text)) return undefined;
   for (const opener of OPENERS) {
     const m = opener.exec(text);
     const options = m?.[1] === undefined ? undefined : splitList(m[1]);
@@ -115,6 +120,8 @@ function choicesIn(text: string): { options: string[]; start: number; end: numbe
 const SEPARATOR = /\s*,\s*(?:or\s+|and\s+)?|\s+or\s+|\s*[/|]\s*/i;
 const ITEM_TRIM = /^[\s"'`*“”‘’]+|[\s"'`*“”‘’.]+$/g;
 const ARTICLE = /^(?:a|an|the)\s+/i;
+const SPACES = /\s+/;
+const JOINERS = /[_-]+/g;
 
 /** A short list of 2–8 options of at most three words each, or undefined: anything longer is prose, not a choice. */
 export function splitList(text: string): string[] | undefined {
@@ -123,7 +130,7 @@ export function splitList(text: string): string[] | undefined {
   const seen = new Set<string>();
   for (const item of items) {
     const key = item.toLowerCase();
-    if (item.length === 0 || item.length > 32 || item.split(/\s+/).length > 3 || seen.has(key) || key === "not") return undefined;
+    if (item.length === 0 || item.length > 32 || item.split(SPACES).length > 3 || seen.has(key) || key === "not") return undefined;
     seen.add(key);
   }
   return items;
@@ -240,7 +247,7 @@ export function matchingOptions(options: readonly string[], text: string): strin
 }
 
 function lexiconScore(option: string, haystack: string): number {
-  const name = option.toLowerCase().replace(/[_-]+/g, " ");
+  const name = option.toLowerCase().replace(JOINERS, " ");
   const cues = new Set<string>();
   for (const key of LEXICON_KEYS) {
     if (name.startsWith(key) || findWord(name, key, false)) for (const cue of LEXICON[key] as readonly string[]) cues.add(cue);

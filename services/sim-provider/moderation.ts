@@ -51,12 +51,14 @@ export function isModerationPrompt(messages: readonly SimMessage[]): boolean {
  * "abusive" → harassment), or undefined. Compared without case, spaces, dashes or underscores.
  */
 export function categoryFor(name: string): string | undefined {
-  const key = name.toLowerCase().replace(/[^a-z]/g, "");
+  const key = name.toLowerCase().replace(NON_LETTER, "");
   for (const [alias, category] of CATEGORY_ALIASES) {
     if (key.startsWith(alias)) return category;
   }
   return undefined;
 }
+
+const NON_LETTER = /[^a-z]/g;
 
 const CATEGORY_ALIASES: readonly (readonly [string, string])[] = [
   ["harass", "harassment"],

@@ -11,7 +11,7 @@ import { estimateTextTokens } from "../../shared/tokens.ts";
 import { findChoices, findLabels, offChoice, pickChoice, subjectWithoutInstruction, type Choices } from "./instructions.ts";
 import { isModerationPrompt, moderate } from "./moderation.ts";
 import { isRecord } from "./schema-check.ts";
-import { breakValue, valueForSchema } from "./schema-value.ts";
+import { breakValue, valueForSchema, type ValueContext } from "./schema-value.ts";
 import { clipCodePoints, fnv1a, lastUserText, type SimMessage } from "./text.ts";
 
 export type { SimMessage } from "./text.ts";
@@ -79,7 +79,7 @@ const ECHO_CHARS = 60;
 export function buildReply(model: string, request: SimChatRequest, disobey = false): Reply {
   const { toolChoice, tools } = request;
   if (toolChoice !== undefined && tools !== undefined && tools.length > 0) {
-    const call = toolReply(request, tools, toolChoice, disobey);
+    const call = toolReply(model, request, tools, toolChoice, disobey);
     if (call) return call;
   }
   const answer = replyContent(model, request, disobey);
@@ -108,13 +108,13 @@ interface Answer {
   disobeyed: boolean;
 }
 
-function toolReply(request: SimChatRequest, tools: readonly SimTool[], choice: SimToolChoice, disobey: boolean): Reply | undefined {
+function toolReply(model: string, request: SimChatRequest, tools: readonly SimTool[], choice: SimToolChoice, disobey: boolean): Reply | undefined {
   const text = lastUserText(request.messages);
   const tool = chooseTool(tools, choice, text);
   if (!tool) return undefined;
   const schema = tool.parameters ?? { type: "object", properties: {} };
   const choices = findLabels(request.messages) ?? findChoices(request.messages);
-  const generated = valueForSchema(schema, context(text, choices));
+  const generated = valueForSchema(schema, context(model, text, choices));
   let input = isRecord(generated) ? generated : {};
   if (disobey) {
     const broken = breakValue(schema, input, text);
@@ -135,7 +135,7 @@ function chooseTool(tools: readonly SimTool[], choice: SimToolChoice, text: stri
   for (const tool of allowed) {
     const score = tool.name
       .toLowerCase()
-      .split(/[^a-z0-9]+/)
+      .split(NON_WORD)
       .filter((w) => w.length >= 3 && lower.includes(w)).length;
     if (score > bestScore) {
       best = tool;
@@ -145,8 +145,13 @@ function chooseTool(tools: readonly SimTool[], choice: SimToolChoice, text: stri
   return best;
 }
 
-function context(text: string, choices: Choices | undefined) {
-  return { text, subject: choices?.subject ?? subjectWithoutInstruction(text), choices: choices?.options };
+function context(model: string, text: string, choices: Choices | undefined): ValueContext {
+  return { text, subject: choices?.subject ?? subjectWithoutInstruction(text), choices: choices?.options, reply: jsonReply(model, text) };
+}
+
+/** The sim's answer in JSON mode when nothing more is asked: `{"reply": <this>}`. */
+function jsonReply(model: string, text: string): string {
+  return `Simulated ${model} reply: ${text.slice(0, ECHO_CHARS)}`;
 }
 
 function replyContent(model: string, request: SimChatRequest, disobey: boolean): Answer {
@@ -156,7 +161,7 @@ function replyContent(model: string, request: SimChatRequest, disobey: boolean):
   const choices = findLabels(messages) ?? findChoices(messages);
 
   if (request.schema !== undefined) {
-    const value = valueForSchema(request.schema, context(text, choices));
+    const value = valueForSchema(request.schema, context(model, text, choices));
     if (!disobey) return { content: JSON.stringify(value), disobeyed: false };
     const broken = breakValue(request.schema, value, text);
     return { content: broken === undefined ? disobedientProse(text) : JSON.stringify(broken), disobeyed: true };
@@ -171,7 +176,7 @@ function replyContent(model: string, request: SimChatRequest, disobey: boolean):
   }
   if (json) {
     if (disobey) return { content: disobedientProse(text), disobeyed: true };
-    return { content: JSON.stringify({ reply: `Simulated ${model} reply: ${text.slice(0, ECHO_CHARS)}` }), disobeyed: false };
+    return { content: JSON.stringify({ reply: jsonReply(model, text) }), disobeyed: false };
   }
   return { content: prose(text), disobeyed: false };
 }
@@ -188,6 +193,12 @@ const AUXILIARY = /^\s*(?:is|are|was|were|can|could|do|does|did|should|would|wil
 const TASK = /^\s*(?:please\s+|can you\s+|could you\s+)?(write|compose|draft|create|generate|give me|tell me|explain|describe|summari[sz]e|list|translate|suggest|recommend)\b\s*/i;
 const POEM = /\b(haiku|poem|limerick|verse|song)\b/i;
 const ABOUT = /\b(?:about|on|of|for)\s+(.+)$/i;
+const END_PUNCTUATION = /[.!?]+$/;
+const TASK_OBJECT = /^[\s:,-]*(?:this|the following|it)?[\s:,-]*/i;
+const WORK_ABOUT = /^(?:me\s+)?(?:an?\s+|the\s+)?(?:short\s+|brief\s+|quick\s+)?(?:haiku|poem|summary|list|explanation|description)\s+(?:about|of|on)\s+/i;
+const TRAILING = /[\s?!.:;,]+$/;
+const FIRST_SENTENCE = /^[^\n]*?[.!?](?=\s|$)/;
+const NON_WORD = /[^a-z0-9]+/;
 
 /**
  * A short, sensible answer in prose: a greeting for a greeting, a little poem for a poem, a
@@ -201,10 +212,10 @@ export function prose(text: string): string {
   if (task) {
     const verb = (task[1] as string).toLowerCase();
     if (POEM.test(trimmed)) {
-      const subject = ABOUT.exec(firstSentence(trimmed))?.[1]?.replace(/[.!?]+$/, "") ?? topic;
+      const subject = ABOUT.exec(firstSentence(trimmed))?.[1]?.replace(END_PUNCTUATION, "") ?? topic;
       return `${capitalise(subject)} in the quiet,\nthe hours lean in to listen,\n${subject}, and then calm.`;
     }
-    const rest = subjectWithoutInstruction(trimmed.slice(task[0].length).replace(/^[\s:,-]*(?:this|the following|it)?[\s:,-]*/i, "")) || topic;
+    const rest = subjectWithoutInstruction(trimmed.slice(task[0].length).replace(TASK_OBJECT, "")) || topic;
     if (verb.startsWith("summar")) return `In short: ${clipWords(firstSentence(rest), 120)}`;
     if (verb === "list" || verb === "suggest" || verb === "recommend") {
       return `Here are three ideas about ${topic}:\n1. Start with the basics of ${topic}.\n2. Look at a concrete example.\n3. Note what to watch out for.`;
@@ -229,13 +240,13 @@ function topicOf(text: string): string {
   s = s.replace(QUESTION_WORD, "").replace(TASK, "").replace(AUXILIARY, "");
   const about = ABOUT.exec(s);
   if (about?.[1] && POEM.test(s)) s = about[1];
-  s = s.replace(/^(?:me\s+)?(?:an?\s+|the\s+)?(?:short\s+|brief\s+|quick\s+)?(?:haiku|poem|summary|list|explanation|description)\s+(?:about|of|on)\s+/i, "");
-  s = s.replace(/[\s?!.:;,]+$/, "");
+  s = s.replace(WORK_ABOUT, "");
+  s = s.replace(TRAILING, "");
   return clipWords(s, ECHO_CHARS);
 }
 
 function firstSentence(text: string): string {
-  const m = /^[^\n]*?[.!?](?=\s|$)/.exec(text);
+  const m = FIRST_SENTENCE.exec(text);
   return (m ? m[0] : (text.split("\n")[0] ?? "")).trim();
 }
 

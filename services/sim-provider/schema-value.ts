@@ -25,6 +25,8 @@ export interface ValueContext {
   readonly subject?: string;
   /** Choices the prompt offers in words, for a label-like string property that has no enum. */
   readonly choices?: readonly string[];
+  /** The sim's own JSON-mode reply (`{"reply": …}` without a schema): a `reply` string property says the same. */
+  readonly reply?: string;
 }
 
 /** A value valid against `schema`, derived from the context. */
@@ -166,7 +168,7 @@ class Generator {
     if ("const" in s) return s.const;
     const branches = Array.isArray(s.anyOf) ? "anyOf" : Array.isArray(s.oneOf) ? "oneOf" : undefined;
     if (branches) return this.branch(flat, branches, name, depth, variant);
-    if (Array.isArray(s.enum)) return this.pickEnum(flat, name, variant);
+    if (Array.isArray(s.enum)) return this.pickEnum(flat, variant);
     let first: unknown;
     let tried = false;
     for (const type of typesOf(s)) {
@@ -196,11 +198,11 @@ class Generator {
     return first ?? this.genFlat(base, name, depth, variant);
   }
 
-  private pickEnum(flat: Flat, name: string, variant: number): unknown {
+  private pickEnum(flat: Flat, variant: number): unknown {
     const values = flat.s.enum as unknown[];
     if (values.length === 0) return null;
     const strings = values.filter((v): v is string => typeof v === "string");
-    const preferred = strings.length > 0 ? this.pickLabel(strings, name) : values[0];
+    const preferred = strings.length > 0 ? this.pickLabel(strings) : values[0];
     const order = [preferred, ...values.filter((v) => v !== preferred)];
     // Successive variants (items of a unique array) take the next options round.
     for (let i = 0; i < order.length; i++) {
@@ -211,14 +213,14 @@ class Generator {
   }
 
   /** The option the text points to; for a moderation-like set of options, the verdict's. */
-  private pickLabel(options: readonly string[], _name: string): string {
+  private pickLabel(options: readonly string[]): string {
     return pickChoice(options, this.subject, this.context.text);
   }
 
   private ofType(type: string, flat: Flat, name: string, depth: number, variant: number): unknown {
     switch (type) {
       case "object":
-        return this.object(flat, name, depth, variant);
+        return this.object(flat, depth, variant);
       case "array":
         return this.array(flat.s, name, depth, variant);
       case "string":
@@ -234,7 +236,7 @@ class Generator {
     }
   }
 
-  private object(flat: Flat, _name: string, depth: number, variant: number): Record<string, unknown> {
+  private object(flat: Flat, depth: number, variant: number): Record<string, unknown> {
     const { s, parts } = flat;
     const props = isRecord(s.properties) ? s.properties : {};
     const required = Array.isArray(s.required) ? s.required.filter((k): k is string => typeof k === "string") : [];
@@ -338,7 +340,7 @@ class Generator {
       });
     }
     const matched = matchingOptions(strings, this.subject);
-    return matched.length > 0 ? matched : [this.pickLabel(strings, name)];
+    return matched.length > 0 ? matched : [this.pickLabel(strings)];
   }
 
   private string(flat: Flat, name: string, variant: number): string {
@@ -393,7 +395,7 @@ class Generator {
 
   /** The passage the prompt is about, up to 60 characters; a placeholder naming the field when there is no text. */
   private span(name: string): string {
-    return this.subject.trim() ? clipCodePoints(this.subject.trim().replace(/\s+/g, " "), SPAN_CHARS).trimEnd() : `sample ${words(name).join(" ") || "text"}`;
+    return this.subject.trim() ? clipCodePoints(this.subject.trim().replace(WHITESPACE, " "), SPAN_CHARS).trimEnd() : `sample ${words(name).join(" ") || "text"}`;
   }
 
   /** Text tokens that already match the pattern (an order number for `^[A-Z]-\d{4}$`). */
@@ -412,23 +414,24 @@ class Generator {
   private named(name: string): string | undefined {
     if (!name) return undefined;
     const w = words(name);
-    const has = (re: RegExp) => w.some((x) => re.test(x));
+    const has = (field: ReadonlySet<string>) => w.some((x) => field.has(x));
     const text = this.context.text;
-    if (has(/^(?:label|category|class|queue|team|department|intent|topic|route|bucket)$/) && this.context.choices?.length) {
+    if (has(LABEL_FIELD) && this.context.choices?.length) {
       return pickChoice(this.context.choices, this.subject, this.context.text);
     }
-    if (has(/^sentiment$/)) return classify(["positive", "negative", "neutral"], this.subject);
-    if (has(/^(?:email|mail)$/)) return EMAIL.exec(text)?.[0];
-    if (has(/^(?:phone|tel|telephone|mobile)$/)) return PHONE.exec(text)?.[0];
-    if (has(/^(?:url|uri|link|website|href)$/)) return URL_TEXT.exec(text)?.[0];
-    if (has(/^(?:order|ticket|invoice|reference|ref|tracking|booking|confirmation|id|sku|code|number|no)$/)) return (ID_TOKEN.exec(text) ?? NUMBER_TOKEN.exec(text))?.[0];
-    if (has(/^(?:city|town|destination|location|place|country|region|origin)$/)) return PLACE.exec(text)?.[1];
-    if (has(/^address$/)) return ADDRESS.exec(text)?.[0];
-    if (has(/^(?:name|customer|person|author|contact|sender|recipient|requester|user)$/) && !has(/^(?:file|user)name$/)) {
+    if (name === "reply" && this.context.reply !== undefined) return this.context.reply;
+    if (has(SENTIMENT_FIELD)) return classify(["positive", "negative", "neutral"], this.subject);
+    if (has(EMAIL_FIELD)) return EMAIL.exec(text)?.[0];
+    if (has(PHONE_FIELD)) return PHONE.exec(text)?.[0];
+    if (has(URL_FIELD)) return URL_TEXT.exec(text)?.[0];
+    if (has(ID_FIELD)) return (ID_TOKEN.exec(text) ?? NUMBER_TOKEN.exec(text))?.[0];
+    if (has(PLACE_FIELD)) return PLACE.exec(text)?.[1];
+    if (has(ADDRESS_FIELD)) return ADDRESS.exec(text)?.[0];
+    if (has(PERSON_FIELD)) {
       return (NAME_AFTER.exec(text) ?? FULL_NAME.exec(text))?.[1];
     }
-    if (has(/^(?:amount|price|total|cost|fee)$/)) return MONEY.exec(text)?.[0];
-    if (has(/^(?:date|day|deadline|due)$/)) return DATE_TEXT.exec(text)?.[0];
+    if (has(MONEY_FIELD)) return MONEY.exec(text)?.[0];
+    if (has(DATE_FIELD)) return DATE_TEXT.exec(text)?.[0];
     return undefined;
   }
 
@@ -485,15 +488,15 @@ class Generator {
 
   private number(s: Record<string, unknown>, name: string, integer: boolean, variant: number): number {
     const w = words(name);
-    const has = (re: RegExp) => w.some((x) => re.test(x));
+    const has = (field: ReadonlySet<string>) => w.some((x) => field.has(x));
     const upper = typeof s.maximum === "number" ? s.maximum : typeof s.exclusiveMaximum === "number" ? s.exclusiveMaximum : undefined;
     let c: number | undefined;
-    if (has(/^(?:score|toxicity|severity|risk|harm|harmfulness)$/)) {
+    if (has(SCORE_FIELD)) {
       c = this.verdict.score * (upper !== undefined && upper > 1 ? upper : 1);
-    } else if (has(/^(?:confidence|probability|certainty|likelihood)$/)) {
+    } else if (has(CONFIDENCE_FIELD)) {
       c = 0.9 * (upper !== undefined && upper > 1 ? upper : 1);
-    } else if (has(/^(?:count|quantity|qty|number|num|no|amount|total|price|cost|age|year|id|order|ticket|rating|stars|minutes|hours|days|weeks|items|units)$/)) {
-      const money = has(/^(?:amount|total|price|cost|fee)$/) ? MONEY.exec(this.context.text)?.[0]?.replace(/[^\d.,-]/g, "") : undefined;
+    } else if (has(NUMBER_FIELD)) {
+      const money = has(MONEY_FIELD) ? MONEY.exec(this.context.text)?.[0]?.replace(/[^\d.,-]/g, "") : undefined;
       const found = money || NUMBER.exec(this.context.text)?.[0];
       if (found !== undefined) c = Number(found.replace(/,/g, ""));
     }
@@ -525,6 +528,21 @@ class Generator {
   }
 }
 
+/** Words of a property name that say what the property holds. */
+const LABEL_FIELD: ReadonlySet<string> = new Set(["label", "category", "class", "queue", "team", "department", "intent", "topic", "route", "bucket"]);
+const SENTIMENT_FIELD: ReadonlySet<string> = new Set(["sentiment"]);
+const EMAIL_FIELD: ReadonlySet<string> = new Set(["email", "mail"]);
+const PHONE_FIELD: ReadonlySet<string> = new Set(["phone", "tel", "telephone", "mobile"]);
+const URL_FIELD: ReadonlySet<string> = new Set(["url", "uri", "link", "website", "href"]);
+const ID_FIELD: ReadonlySet<string> = new Set(["order", "ticket", "invoice", "reference", "ref", "tracking", "booking", "confirmation", "id", "sku", "code", "number", "no"]);
+const PLACE_FIELD: ReadonlySet<string> = new Set(["city", "town", "destination", "location", "place", "country", "region", "origin"]);
+const ADDRESS_FIELD: ReadonlySet<string> = new Set(["address"]);
+const PERSON_FIELD: ReadonlySet<string> = new Set(["name", "customer", "person", "author", "contact", "sender", "recipient", "requester", "user"]);
+const MONEY_FIELD: ReadonlySet<string> = new Set(["amount", "price", "total", "cost", "fee"]);
+const DATE_FIELD: ReadonlySet<string> = new Set(["date", "day", "deadline", "due"]);
+const SCORE_FIELD: ReadonlySet<string> = new Set(["score", "toxicity", "severity", "risk", "harm", "harmfulness"]);
+const CONFIDENCE_FIELD: ReadonlySet<string> = new Set(["confidence", "probability", "certainty", "likelihood"]);
+const NUMBER_FIELD: ReadonlySet<string> = new Set(["count", "quantity", "qty", "number", "num", "no", "amount", "total", "price", "cost", "age", "year", "id", "order", "ticket", "rating", "stars", "minutes", "hours", "days", "weeks", "items", "units"]);
 const FLAG_NAMES = /^(?:flagged|flag|abusive|abuse|harmful|toxic|unsafe|offensive|inappropriate|nsfw|violat\w*)$/;
 const SAFE_NAMES = /^(?:safe|appropriate|clean|allowed|acceptable|ok)$/;
 const BOOLEAN_FILLER = new Set(["is", "has", "was", "needs", "requires", "contains", "should", "did", "does", "are"]);
@@ -547,12 +565,16 @@ const ISO_DATE_TIME = /\b\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])T(?:[01]\d
 /** A number standing on its own: not the digits of "A-5531" or "2026-03-04". */
 const NUMBER = /(?<![\p{L}\p{N}_-])-?\d[\d,]*(?:\.\d+)?(?![\p{L}\p{N}_-])/u;
 
+const CAMEL_HUMP = /([a-z0-9])([A-Z])/g;
+const NON_WORD = /[^a-z0-9]+/;
+const WHITESPACE = /\s+/g;
+
 /** The words of a property name: `orderNumber`, `order_number` and `order-number` are all ["order", "number"]. */
 function words(name: string): string[] {
   return name
-    .replace(/([a-z0-9])([A-Z])/g, "$1 $2")
+    .replace(CAMEL_HUMP, "$1 $2")
     .toLowerCase()
-    .split(/[^a-z0-9]+/)
+    .split(NON_WORD)
     .filter((x) => x.length > 0);
 }
 

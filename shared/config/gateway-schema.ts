@@ -71,3 +71,30 @@ export function gatewayConfigSchema({ duration, size }: Units) {
 
 export type GatewayConfig = z.output<ReturnType<typeof gatewayConfigSchema>>;
 export type LaneShares = GatewayConfig["lanes"];
+
+/** A gateway setting that names a task `tasks:` does not configure, with where it sits. */
+export interface GatewayTaskIssue {
+  readonly path: readonly (string | number)[];
+  readonly message: string;
+}
+
+/**
+ * Every task the gateway section names (`default_task`, each key's `task` and `tasks`) must
+ * be configured under `tasks`; `default_task` defaults to the first one there. The gateway
+ * refuses a config (at start, or an edit on reload, with the file and line) that breaks this.
+ */
+export function gatewayTaskIssues(tasks: Readonly<Record<string, unknown>>, gw: GatewayConfig | undefined): GatewayTaskIssue[] {
+  const issues: GatewayTaskIssue[] = [];
+  const known = (task: string) => Object.hasOwn(tasks, task);
+  const unknown = (task: string) => `task "${task}" is not configured under tasks`;
+  const defaultTask = gw?.default_task ?? Object.keys(tasks)[0];
+  if (defaultTask === undefined) issues.push({ path: ["tasks"], message: "the gateway needs at least one task" });
+  else if (!known(defaultTask)) issues.push({ path: ["gateway", "default_task"], message: unknown(defaultTask) });
+  for (const [name, k] of Object.entries(gw?.keys ?? {})) {
+    if (k.task !== undefined && !known(k.task)) issues.push({ path: ["gateway", "keys", name, "task"], message: unknown(k.task) });
+    k.tasks?.forEach((task, i) => {
+      if (!known(task)) issues.push({ path: ["gateway", "keys", name, "tasks", i], message: unknown(task) });
+    });
+  }
+  return issues;
+}

@@ -7,6 +7,7 @@ import { z } from "zod";
 import { TASK_PATTERN } from "../contract/subjects.ts";
 import { gatewayConfigSchema } from "./gateway-schema.ts";
 import { OutputConfigSchema } from "./output-schema.ts";
+import { duplicateWindowProblem, retrySpan } from "./retry-span.ts";
 
 const NAME = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
 const name = (what: string) =>
@@ -179,6 +180,9 @@ export const ConfigSchema = z
         ctx.addIssue({ code: "custom", path: ["tasks", task, "max_deliveries"], message: `must not exceed router.max_deliveries (${cfg.router.max_deliveries})` });
       }
     }
+    // The window must outlast a job's whole retry span, or a repeated outcome is stored twice (retry-span.ts).
+    const tooShort = duplicateWindowProblem(cfg.streams.duplicate_window, retrySpan(cfg.router));
+    if (tooShort) ctx.addIssue({ code: "custom", path: ["streams", "duplicate_window"], message: tooShort });
   });
 
 export type Config = z.infer<typeof ConfigSchema>;

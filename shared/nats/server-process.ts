@@ -22,6 +22,13 @@ export interface NatsServerOptions {
   cluster?: { name: string; serverName: string; port: number; routes: string[] };
   /** Extra lines appended to the generated config. */
   extraConfig?: string;
+  /**
+   * Run the server in its own process group, so a Ctrl-C at the terminal reaches only this
+   * process, which can then stop what uses the server before the server itself (`switchyard
+   * up`, the demo). Without it the server shares the caller's group and a Ctrl-C ends both at
+   * once, as suits a test run.
+   */
+  ownProcessGroup?: boolean;
 }
 
 export interface NatsServerHandle {
@@ -82,7 +89,7 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
     if (opts.extraConfig) lines.push(opts.extraConfig);
     const conf = join(runDir, "nats.conf");
     await writeFile(conf, lines.join("\n") + "\n");
-    const proc = spawn(bin, ["-c", conf], { stdio: ["ignore", "ignore", "pipe"] });
+    const proc = spawn(bin, ["-c", conf], { stdio: ["ignore", "ignore", "pipe"], detached: opts.ownProcessGroup === true });
     child = proc;
     let stderr = "";
     proc.stderr?.on("data", (d: Buffer) => {
@@ -106,7 +113,20 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
       await sleep(25);
     }
   };
-  await launch();
+  // Should this process end without stop() (an uncaught error, process.exit), the server must
+  // not outlive it: nothing would ever stop it.
+  const killOnExit = () => {
+    if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  };
+  process.on("exit", killOnExit);
+  try {
+    await launch();
+  } catch (err) {
+    process.off("exit", killOnExit);
+    await rm(runDir, { recursive: true, force: true });
+    if (ownStore) await rm(storeDir, { recursive: true, force: true });
+    throw err;
+  }
 
   const handle: NatsServerHandle = {
     get url() {
@@ -129,7 +149,20 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
         child.kill("SIGKILL");
         await exited;
       }
-      await launch();
+      // Should this process end without stop() (an uncaught error, process.exit), the server must
+  // not outlive it: nothing would ever stop it.
+  const killOnExit = () => {
+    if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  };
+  process.on("exit", killOnExit);
+  try {
+    await launch();
+  } catch (err) {
+    process.off("exit", killOnExit);
+    await rm(runDir, { recursive: true, force: true });
+    if (ownStore) await rm(storeDir, { recursive: true, force: true });
+    throw err;
+  }
     },
     async stop({ clean = ownStore } = {}) {
       if (child && child.exitCode === null && child.signalCode === null) {
@@ -138,6 +171,7 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
         await exited;
         clearTimeout(timer);
       }
+      process.off("exit", killOnExit);
       await rm(runDir, { recursive: true, force: true });
       if (clean) await rm(storeDir, { recursive: true, force: true });
     },

@@ -1,7 +1,7 @@
 /**
  * Replays under interruption: `switchyard dlq replay` SIGKILLed mid-run, then run twice at
  * once, then again; `switchyard replay` (batch, from JOBS) interrupted with SIGINT, then run
- * again. Between the runs the JOBS duplicate window (2 s here) has passed, so only the replay
+ * again. Between the runs the JOBS duplicate window (3 s here) has passed, so only the replay
  * ledger stands between a re-run and a second copy. JOBS must then hold every replay id
  * exactly once, and each replay must end as exactly one outcome like any job.
  */
@@ -14,7 +14,7 @@ import { drained, moderationJob, type ChaosStack } from "./stack.ts";
 import type { Check, Scenario } from "./scenarios.ts";
 import { startChaosStack } from "./stack.ts";
 
-const WINDOW_MS = 2_000;
+const WINDOW_MS = 3_000;
 
 export const replays: Scenario = {
   name: "replays",
@@ -23,7 +23,9 @@ export const replays: Scenario = {
     const t0 = Date.now();
     const dead = size === "full" ? 2500 : 300;
     const served = size === "full" ? 1500 : 200;
-    const s = await startChaosStack({ workers: 2, config: { duplicateWindow: `${WINDOW_MS / 1000}s` } });
+    // A window this short must still outlast a job's retry span (config load refuses it otherwise):
+    // 2 deliveries × (ack_wait 1s + backoff 250ms × 1.2) = 2.6 s.
+    const s = await startChaosStack({ workers: 2, config: { duplicateWindow: `${WINDOW_MS / 1000}s`, ackWait: "1s", maxDeliveries: 2, backoff: "[250ms]" } });
     try {
       const checks: Check[] = [];
       const since = new Date();

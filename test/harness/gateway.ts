@@ -5,6 +5,7 @@
 import OpenAI from "openai";
 import { parse, stringify } from "yaml";
 import { hashKey } from "../../services/gateway/auth.ts";
+import type { BatchTuning } from "../../services/gateway/batches.ts";
 import { startGateway, type RunningGateway } from "../../services/gateway/main.ts";
 import { createLogger } from "../../shared/log.ts";
 import { startStack, testConfigYaml, type StackOptions, type TestStack } from "./stack.ts";
@@ -21,6 +22,8 @@ export interface GatewayStackOptions extends Omit<StackOptions, "configYaml"> {
   /** Extra config merged over the test config (e.g. more providers and tasks). */
   extra?: (simUrl: string) => Record<string, Record<string, unknown>>;
   lanes?: { interactive_reserved?: number; batch_reserved?: number };
+  /** Batch machinery timings for every gateway instance the stack starts (the lease is 2 s unless set). */
+  batchTuning?: BatchTuning;
 }
 
 /** The standard test config plus a gateway section with three keys. */
@@ -53,7 +56,7 @@ export interface GatewayStack {
 export async function startGatewayStack(opts: GatewayStackOptions = {}): Promise<GatewayStack> {
   const stack = await startStack({ ...opts, configYaml: (simUrl) => gatewayConfigYaml(simUrl, opts) });
   const logger = createLogger("test-gateway", process.env.LOG_LEVEL ?? "silent");
-  const start = () => startGateway({ natsUrl: stack.nats.url, config: stack.config, logger, batchLeaseMs: 2_000 });
+  const start = () => startGateway({ natsUrl: stack.nats.url, config: stack.config, logger, batchTuning: { leaseMs: 2_000, ...opts.batchTuning } });
   const gs: GatewayStack = {
     stack,
     gateway: await start(),

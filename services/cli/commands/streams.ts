@@ -1,44 +1,74 @@
-import { jetstreamManager } from "@nats-io/jetstream";
-import { ROUTER_DURABLE, STREAMS } from "../../../shared/contract/subjects.ts";
+import { jetstreamManager, type ConsumerInfo, type JetStreamManager, type StreamInfo } from "@nats-io/jetstream";
+import { BATCH_LINES_STREAM, GATEWAY_BATCH_DURABLE, INTERACTIVE_DURABLE, ROUTER_DURABLE, STREAMS } from "../../../shared/contract/subjects.ts";
 import { connectNats, natsUrl } from "../../../shared/nats/connect.ts";
 import { parse } from "../args.ts";
-import { table } from "./dlq.ts";
+import { table } from "../table.ts";
 import type { Command } from "./types.ts";
+
+/** Every stream Switchyard keeps, and who creates it when it is missing. */
+const STREAM_LIST: readonly { readonly name: string; readonly createdBy: string }[] = [
+  ...Object.values(STREAMS).map((name) => ({ name, createdBy: "start a router or `switchyard up`" })),
+  { name: BATCH_LINES_STREAM, createdBy: "created by the first gateway" },
+];
+
+/** Every durable consumer Switchyard shares between its processes. */
+const CONSUMER_LIST: readonly { readonly stream: string; readonly name: string; readonly role: string }[] = [
+  { stream: STREAMS.jobs, name: ROUTER_DURABLE, role: "router workers, batch lane (jobs.>)" },
+  { stream: STREAMS.jobs, name: INTERACTIVE_DURABLE, role: "router workers, interactive lane (ijobs.>)" },
+  { stream: STREAMS.results, name: GATEWAY_BATCH_DURABLE, role: "gateways, collecting batch results" },
+  { stream: STREAMS.dlq, name: GATEWAY_BATCH_DURABLE, role: "gateways, collecting batch dead letters" },
+];
+
+/** `switchyard streams --json`: one object, NATS's own field names where NATS has one. */
+export interface StreamsReport {
+  readonly streams: ({ readonly name: string; readonly present: false } | {
+    readonly name: string;
+    readonly present: true;
+    readonly subjects: string[];
+    readonly messages: number;
+    readonly bytes: number;
+    /** null while the stream is empty. */
+    readonly first_ts: string | null;
+    readonly last_ts: string | null;
+    readonly consumer_count: number;
+  })[];
+  readonly consumers: ({ readonly stream: string; readonly name: string; readonly role: string; readonly present: false } | {
+    readonly stream: string;
+    readonly name: string;
+    readonly role: string;
+    readonly present: true;
+    /** Messages not yet delivered (the backlog). */
+    readonly num_pending: number;
+    /** Delivered and not yet acknowledged (in flight). */
+    readonly num_ack_pending: number;
+    readonly num_redelivered: number;
+    /** Pull requests waiting: roughly, the processes pulling. */
+    readonly num_waiting: number;
+    readonly ack_wait_ms: number;
+  })[];
+}
 
 export const streamsCommand: Command = {
   name: "streams",
-  summary: "show stream and consumer state",
-  usage: `switchyard streams
+  summary: "show stream and consumer state (--json)",
+  usage: `switchyard streams [--json]
 
-For JOBS, RESULTS and DLQ: messages, bytes, first and last time. For the router consumer:
-jobs waiting, in flight (unacknowledged), redelivered, and the workers pulling.`,
+For JOBS, RESULTS, DLQ and the gateway's BATCH_LINES: subjects, messages, size, first and
+last time. For each shared consumer — the router workers' batch lane (${ROUTER_DURABLE}) and
+interactive lane (${INTERACTIVE_DURABLE}) on JOBS, the gateways' batch collectors
+(${GATEWAY_BATCH_DURABLE}) on RESULTS and DLQ —: messages waiting, in flight (delivered, not
+acknowledged), redelivered, pull requests waiting (the processes pulling) and ack wait.
+A stream or consumer not created yet is listed as missing.
+
+--json prints one JSON object instead: {"streams": [...], "consumers": [...]}, with NATS's
+field names (messages, bytes, first_ts, last_ts; num_pending, num_ack_pending,
+num_redelivered, num_waiting) and "present": false for what is missing.`,
   async run(argv) {
-    parse("streams", argv, {});
+    const { values } = parse("streams", argv, { json: { type: "boolean" } });
     const nc = await connectNats(natsUrl(), "switchyard-streams");
     try {
-      const jsm = await jetstreamManager(nc);
-      const rows: string[][] = [];
-      for (const name of Object.values(STREAMS)) {
-        const info = await jsm.streams.info(name).catch(() => undefined);
-        if (!info) {
-          rows.push([name, "(missing: start a router or `switchyard up`)", "", "", "", ""]);
-          continue;
-        }
-        const s = info.state;
-        rows.push([name, info.config.subjects?.join(",") ?? "", String(s.messages), mib(s.bytes), s.first_ts, s.last_ts]);
-      }
-      process.stdout.write(table(["stream", "subjects", "messages", "size", "first", "last"], rows));
-      const c = await jsm.consumers.info(STREAMS.jobs, ROUTER_DURABLE).catch(() => undefined);
-      process.stdout.write("\n");
-      if (!c) process.stdout.write(`consumer ${STREAMS.jobs}/${ROUTER_DURABLE}: missing\n`);
-      else {
-        process.stdout.write(
-          table(
-            ["consumer", "waiting jobs", "in flight", "redelivered", "pulling workers", "ack wait"],
-            [[`${STREAMS.jobs}/${ROUTER_DURABLE}`, String(c.num_pending), String(c.num_ack_pending), String(c.num_redelivered), String(c.num_waiting), `${(c.config.ack_wait ?? 0) / 1e9}s`]],
-          ),
-        );
-      }
+      const report = await readStreams(await jetstreamManager(nc));
+      process.stdout.write(values.json ? `${JSON.stringify(report)}\n` : renderStreams(report));
     } finally {
       await nc.drain();
     }
@@ -46,6 +76,62 @@ jobs waiting, in flight (unacknowledged), redelivered, and the workers pulling.`
   },
 };
 
-function mib(bytes: number): string {
+export async function readStreams(jsm: JetStreamManager): Promise<StreamsReport> {
+  const streams = await Promise.all(
+    STREAM_LIST.map(async ({ name }): Promise<StreamsReport["streams"][number]> => {
+      const info: StreamInfo | undefined = await jsm.streams.info(name).catch(() => undefined);
+      if (!info) return { name, present: false };
+      const s = info.state;
+      const empty = s.messages === 0;
+      return {
+        name,
+        present: true,
+        subjects: info.config.subjects ?? [],
+        messages: s.messages,
+        bytes: s.bytes,
+        first_ts: empty ? null : s.first_ts,
+        last_ts: empty ? null : s.last_ts,
+        consumer_count: s.consumer_count,
+      };
+    }),
+  );
+  const consumers = await Promise.all(
+    CONSUMER_LIST.map(async ({ stream, name, role }): Promise<StreamsReport["consumers"][number]> => {
+      const c: ConsumerInfo | undefined = await jsm.consumers.info(stream, name).catch(() => undefined);
+      if (!c) return { stream, name, role, present: false };
+      return {
+        stream,
+        name,
+        role,
+        present: true,
+        num_pending: c.num_pending,
+        num_ack_pending: c.num_ack_pending,
+        num_redelivered: c.num_redelivered,
+        num_waiting: c.num_waiting,
+        ack_wait_ms: Math.round((c.config.ack_wait ?? 0) / 1e6),
+      };
+    }),
+  );
+  return { streams, consumers };
+}
+
+export function renderStreams(r: StreamsReport): string {
+  const missingStream = (name: string) => `(missing: ${STREAM_LIST.find((s) => s.name === name)?.createdBy ?? "not created yet"})`;
+  const streamRows = r.streams.map((s) =>
+    s.present ? [s.name, s.subjects.join(","), String(s.messages), size(s.bytes), s.first_ts ?? "-", s.last_ts ?? "-"] : [s.name, missingStream(s.name), "", "", "", ""],
+  );
+  const consumerRows = r.consumers.map((c) =>
+    c.present
+      ? [`${c.stream}/${c.name}`, c.role, String(c.num_pending), String(c.num_ack_pending), String(c.num_redelivered), String(c.num_waiting), `${c.ack_wait_ms / 1000}s`]
+      : [`${c.stream}/${c.name}`, c.role, "(missing)", "", "", "", ""],
+  );
+  return (
+    table(["stream", "subjects", "messages", "size", "first", "last"], streamRows) +
+    "\n" +
+    table(["consumer", "for", "waiting", "in flight", "redelivered", "pulling", "ack wait"], consumerRows)
+  );
+}
+
+function size(bytes: number): string {
   return bytes < 1024 * 1024 ? `${(bytes / 1024).toFixed(1)} KiB` : `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 }

@@ -1,0 +1,93 @@
+/**
+ * Files batch jobs' outcomes: every gateway instance reads RESULTS and DLQ through one shared
+ * durable consumer per stream (`gateway-batches`, so each outcome reaches one instance) and
+ * publishes each batch job's result or dead letter as a line of its batch in BATCH_LINES
+ * (`batchlines.<batch>.ok|err`, `Nats-Msg-Id` = the job id, so a redelivered outcome is
+ * filed once). Outcomes of other producers' jobs are acknowledged and skipped unparsed.
+ */
+import type { JetStreamClient, JsMsg } from "@nats-io/jetstream";
+import { z } from "zod";
+import { DeadLetterSchema, ResultSchema } from "../../shared/contract/job.ts";
+import { BATCH_LINES_SUBJECT, GATEWAY_BATCH_DURABLE, STREAMS } from "../../shared/contract/subjects.ts";
+import type { Logger } from "../../shared/log.ts";
+import { failedLine, okLine } from "./batch-lines.ts";
+import { BATCH_ID_PATTERN } from "./batch-schema.ts";
+
+export const linesSubject = (batchId: string, kind: "ok" | "err" | "seqs") => `${BATCH_LINES_SUBJECT}.${batchId}.${kind}`;
+
+const OutcomeSchema = z.discriminatedUnion("status", [ResultSchema, DeadLetterSchema]);
+/** What a batch line's job carries in `metadata` (besides the tenant). */
+const BatchJobMetadataSchema = z.object({ batch_id: z.string().regex(BATCH_ID_PATTERN), custom_id: z.string() });
+
+export interface OutcomeFiler {
+  /** Stops taking outcomes and resolves once those being filed are filed (or handed back). */
+  stop(): Promise<void>;
+}
+
+export interface OutcomeFilerDeps {
+  readonly js: JetStreamClient;
+  readonly logger: Logger;
+  /** Outcomes filed at once per stream. */
+  readonly window: number;
+}
+
+export async function startOutcomeFiler(deps: OutcomeFilerDeps): Promise<OutcomeFiler> {
+  const { js, logger } = deps;
+  const streams = [STREAMS.results, STREAMS.dlq];
+  const loops = await Promise.all(
+    streams.map(async (stream) => {
+      const messages = await (await js.consumers.get(stream, GATEWAY_BATCH_DURABLE)).consume({ max_messages: 512 });
+      const done = (async () => {
+        const inFlight = new Set<Promise<void>>();
+        for await (const m of messages) {
+          const p = file(m);
+          inFlight.add(p);
+          void p.finally(() => inFlight.delete(p));
+          if (inFlight.size >= deps.window) await Promise.race(inFlight);
+        }
+        await Promise.allSettled(inFlight);
+      })().catch((err: unknown) => logger.error({ stream, err: (err as Error).message }, "batch outcome filer stopped"));
+      return { stop: () => void messages.stop(), done };
+    }),
+  );
+
+  async function file(m: JsMsg): Promise<void> {
+    // Batch jobs' ids start with their batch's id: anything else is not a batch line.
+    if (!(m.headers?.get("Nats-Msg-Id") ?? "").startsWith("batch_")) {
+      m.ack();
+      return;
+    }
+    let value: unknown;
+    try {
+      value = m.json<unknown>();
+    } catch {
+      value = undefined;
+    }
+    const outcome = OutcomeSchema.safeParse(value);
+    const meta = outcome.success ? BatchJobMetadataSchema.safeParse(outcome.data.metadata) : undefined;
+    if (!outcome.success || !meta?.success) {
+      // Redelivering it would not make it parse. Skipped, as a foreign job's would be; were it
+      // really a batch line, its batch waits for it until its window ends and reports it expired.
+      logger.warn({ subject: m.subject, seq: m.seq, problem: outcome.success ? "no batch_id/custom_id in metadata" : outcome.error.issues[0]?.message }, "skipping an outcome that is not a batch line");
+      m.ack();
+      return;
+    }
+    const o = outcome.data;
+    const { batch_id: batchId, custom_id: customId } = meta.data;
+    try {
+      const line = o.status === "succeeded" ? okLine(o, customId) : failedLine(o, customId);
+      await js.publish(linesSubject(batchId, o.status === "succeeded" ? "ok" : "err"), line, { msgID: o.id });
+      m.ack();
+    } catch (err) {
+      logger.warn({ err: (err as Error).message }, "filing a batch outcome failed; it will be redelivered");
+      m.nak(1_000);
+    }
+  }
+
+  return {
+    async stop() {
+      for (const l of loops) l.stop();
+      await Promise.all(loops.map((l) => l.done));
+    },
+  };
+}
