@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestNats, type TestNats } from "./harness/nats.ts";
-import { spawnCli } from "./harness/processes.ts";
+import { spawnCli, type CliProcess } from "./harness/processes.ts";
 
 let nats: TestNats;
 let data: string;
@@ -33,18 +33,8 @@ describe("switchyard up when the sim-provider's port is taken", () => {
     const taken = (held.address() as AddressInfo).port;
     const up = spawnCli(["up", "--sim-port", String(taken), "--gateway-listen", "127.0.0.1:0", "--data", data], { NATS_URL: nats.url });
     try {
-      let simUrl: string | undefined;
-      await expect
-        .poll(
-          () => {
-            if (/unexpected error|EADDRINUSE/.test(up.output())) throw new Error(up.output());
-            simUrl = /sim-provider: (http:\/\/\S+)/.exec(up.output())?.[1];
-            return simUrl;
-          },
-          { timeout: 30_000, interval: 100 },
-        )
-        .toBeDefined();
-      expect(Number(new URL(simUrl!).port)).not.toBe(taken);
+      const simUrl = await printed(up, /sim-provider: (http:\/\/\S+)/);
+      expect(Number(new URL(simUrl).port)).not.toBe(taken);
       const state = await request(`${simUrl}/control/state`);
       expect(state.statusCode).toBe(200);
       await state.body.dump();
@@ -54,3 +44,16 @@ describe("switchyard up when the sim-provider's port is taken", () => {
     expect(await up.exited).toBe(0);
   });
 });
+
+/** The first group of `pattern` once the process prints it; rejects with its output if it exits first. */
+async function printed(p: CliProcess, pattern: RegExp, timeoutMs = 30_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  let code: number | string | undefined;
+  void p.exited.then((c) => (code = c));
+  for (;;) {
+    const m = pattern.exec(p.output());
+    if (m) return m[1]!;
+    if (code !== undefined || Date.now() > deadline) throw new Error(`${code === undefined ? "timed out" : `exited ${code}`} before printing ${pattern}:\n${p.output()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

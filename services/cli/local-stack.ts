@@ -61,7 +61,7 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
       opts.logger.info({ url: natsUrl, store: natsServer.storeDir }, "local nats-server with JetStream started");
     }
     // A second `up` on the same machine finds the port taken: a free one, like NATS and the gateway.
-    const simPort = opts.simPort;
+    const simPort = opts.simPort === 0 || (await portFree(opts.simPort)) ? opts.simPort : 0;
     const { sim, url: simUrl } = await runSimProvider({ scenarioFile: process.env.SIM_SCENARIO ?? DEFAULT_SCENARIO, port: simPort, host: "127.0.0.1", logger: opts.logger });
     started.push({ stop: () => sim.close() });
     // The embedded config reaches the sim-provider through SIM_PROVIDER_URL, so a random port still lines up.
