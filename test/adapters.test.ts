@@ -351,6 +351,7 @@ describe("anthropicSchema", () => {
   it.each<[string, Record<string, unknown>, Record<string, unknown>]>([
     ["closes an object without additionalProperties", { type: "object", properties: { a: { type: "string" } } }, { type: "object", properties: { a: { type: "string" } }, additionalProperties: false }],
     ["closes an object that allows extra keys", { type: "object", additionalProperties: true }, { type: "object", additionalProperties: false }],
+    ["declares required names missing from properties before closing, so the schema stays satisfiable", { type: "object", required: ["reply"] }, { type: "object", required: ["reply"], properties: { reply: {} }, additionalProperties: false }],
     ["closes a nullable object", { type: ["object", "null"], properties: {} }, { type: ["object", "null"], properties: {}, additionalProperties: false }],
     ["leaves a non-object alone", { type: "string", enum: ["a"], default: "a" }, { type: "string", enum: ["a"], default: "a" }],
     ["moves numeric constraints into a new description", { type: "integer", exclusiveMinimum: 0, exclusiveMaximum: 10, multipleOf: 2 }, { type: "integer", description: "(exclusiveMinimum: 0, exclusiveMaximum: 10, multipleOf: 2)" }],

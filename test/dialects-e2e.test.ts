@@ -182,19 +182,23 @@ describe("one task across the openai, anthropic and gemini dialects", () => {
     ]);
   });
 
-  // Needs the router to run the task's compiled output check (shared/acceptance/check.ts).
-  it("the task's json format applies whichever model answers: plain-text answers fail on every dialect and the job is dead-lettered", async () => {
+  it("without a response_format, the task's schema still reaches every dialect in its native form and each answers to it", async () => {
+    for (const model of ["oai/mini", "claude/haiku", "gem/flash"]) {
+      const before = await totalResults();
+      await stack.publishJobs("extraction", [extractionJob(`native-${model.split("/")[0]}`, { model }, false)]);
+      const [r] = (await results(before + 1)).filter((x) => x.id.includes(model.split("/")[0]!));
+      expect(r).toMatchObject({ provider: model.split("/")[0], output: { reply: expect.stringMatching(/^Simulated /) } });
+    }
+  });
+
+  it("when every model's answer fails the check, the job ends at once as one invalid_output dead letter, one call per dialect", async () => {
+    for (const [p, m] of [["oai", "oai-mini"], ["claude", "claude-haiku"], ["gem", "gem-flash"]] as const) stack.sim.control(p, m, { disobey_rate: 1 });
     const before = await totalDlq();
-    // No response_format: the sim-provider answers in plain text, which the task's format: json refuses.
-    await stack.publishJobs("extraction", [extractionJob("plain", {}, false)]);
+    await stack.publishJobs("extraction", [extractionJob("disobeyed")]);
     const [d] = await deadLetters(before + 1);
     DeadLetterSchema.parse(d);
-    expect(d).toMatchObject({ reason: "exhausted" });
-    const dialects = new Set(d!.attempts.map((a) => a.provider));
-    expect(dialects).toEqual(new Set(["oai", "claude", "gem"]));
-    for (const a of d!.attempts) {
-      expect(a).toMatchObject({ outcome: "invalid_output", http_status: 200 });
-      expect(a.error).toMatch(/^the answer is not JSON \(/);
-    }
+    expect(d).toMatchObject({ reason: "invalid_output" });
+    expect(d!.attempts.map((a) => a.provider)).toEqual(["oai", "claude", "gem"]);
+    for (const a of d!.attempts) expect(a).toMatchObject({ outcome: "invalid_output", http_status: 200, error: expect.any(String) });
   });
 });

@@ -80,7 +80,7 @@ describe("first minutes on the embedded default", () => {
     const deadline = Date.now() + 20_000;
     while (outcomes.size < sent.size && Date.now() < deadline) {
       for (const c of consumers) {
-        const batch = await c.fetch({ max_messages: 100, expires: 500 });
+        const batch = await c.fetch({ max_messages: 100, expires: 1_000 });
         for await (const m of batch) {
           const body = m.json<Record<string, any>>();
           if (sent.has(body.id)) outcomes.set(body.id, { subject: m.subject, body });

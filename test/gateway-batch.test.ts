@@ -1,17 +1,24 @@
 /**
  * The Batch API through the official OpenAI SDK: files.create → batches.create → polling
  * batches.retrieve → files.content, with invalid and failing lines in the error file, cancel,
- * tenant isolation, and a gateway and a router restarted mid-batch losing nothing.
+ * tenant isolation, and a gateway and a router restarted mid-batch losing nothing. Where a
+ * test claims something happened mid-way (a restart mid-dispatch, jobs withdrawn), it reads
+ * the stream timestamps and contents that show it, not only the batch's end.
  */
+import { Kvm } from "@nats-io/kv";
 import OpenAI, { toFile } from "openai";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { BatchRecordSchema } from "../services/gateway/batch-schema.ts";
+import { GATEWAY_BUCKETS, ROUTER_DURABLE, STREAMS } from "../shared/contract/subjects.ts";
+import { scan, type StoredMessage } from "../shared/nats/read.ts";
 import { KEYS, startGatewayStack, type GatewayStack } from "./harness/gateway.ts";
 
 let gs: GatewayStack;
 let client: OpenAI;
 
 beforeAll(async () => {
-  gs = await startGatewayStack({ router: { max_in_flight: "32" } });
+  // Lines are published a few at a time, so dispatching a few thousand takes long enough to stop an instance in the middle of it.
+  gs = await startGatewayStack({ router: { max_in_flight: "32" }, batchTuning: { publishWindow: 4, checkpointLines: 100 } });
   client = gs.client();
 });
 afterAll(async () => {
@@ -51,6 +58,23 @@ async function until(c: OpenAI, id: string, done: (b: OpenAI.Batch) => boolean, 
     if (Date.now() > deadline) throw new Error(`batch ${id} still ${b.status} (${JSON.stringify(b.request_counts)})`);
     await new Promise((r) => setTimeout(r, 200));
   }
+}
+
+/** A batch's messages in a stream (its jobs in JOBS, its outcomes in RESULTS), headers only, since `since`. */
+async function stored(stream: string, subject: string, batchId: string, since: number): Promise<StoredMessage[]> {
+  const out: StoredMessage[] = [];
+  for await (const m of scan(gs.stack.nats.js, stream, { subject, since: new Date(since - 1_000), headersOnly: true })) {
+    if (m.msgId?.startsWith(`${batchId}-`)) out.push(m);
+  }
+  return out;
+}
+
+const lineOf = (m: StoredMessage) => Number(m.msgId!.slice(m.msgId!.lastIndexOf("-") + 1));
+
+async function batchEntry(id: string) {
+  const kv = await new Kvm(gs.stack.nats.nc).open(GATEWAY_BUCKETS.batches);
+  const e = await kv.get(id);
+  return BatchRecordSchema.parse(e?.json());
 }
 
 const terminal = (b: OpenAI.Batch) => ["completed", "failed", "expired", "cancelled"].includes(b.status);
@@ -144,13 +168,32 @@ describe("the Batch API through the OpenAI SDK", () => {
     expect(errors.every((l) => l.error?.code === "batch_cancelled")).toBe(true);
     expect(new Set([...out, ...errors].map((l) => l.custom_id)).size).toBe(n);
     expect(done.request_counts).toEqual({ total: n, completed: out.length, failed: errors.length });
-    // Withdrawn jobs are gone from the queue: the router's backlog drains to nothing at once.
-    await expect.poll(async () => (await gs.stack.nats.jsm.consumers.info("JOBS", "router")).num_pending, { timeout: 5_000 }).toBe(0);
+    // Withdrawn jobs are gone from JOBS: what is left of the batch there is exactly what ran…
+    const left = await stored(STREAMS.jobs, "jobs.moderation", b.id, b.created_at * 1000);
+    const ran = new Set([...out, ...errors.filter((l) => l.response !== null)].map((l) => l.custom_id));
+    expect(left.length).toBe(ran.size);
+    expect(left.length).toBeLessThan(n / 2);
+    // …so the router has none of it left to run, at the moment the batch reads cancelled.
+    expect((await gs.stack.nats.jsm.consumers.info(STREAMS.jobs, ROUTER_DURABLE)).num_pending).toBe(0);
   });
 
-  it("a gateway stopped while it publishes a batch's lines: the next one resumes from the checkpoint, nothing twice", async () => {
+  it("a gateway stopped while it publishes a batch's lines: it records where it stopped, the next one publishes the rest, nothing twice", async () => {
     const n = 3_000;
+    const jobsSoFar = async () => (await gs.stack.nats.jsm.streams.info(STREAMS.jobs, { subjects_filter: "jobs.moderation" })).state.subjects?.["jobs.moderation"] ?? 0;
+    const before = await jobsSoFar();
     const b = await submit(client, Array.from({ length: n }, (_, i) => requestLine(i)));
+    // Stopped as soon as its first lines are in JOBS.
+    await expect.poll(jobsSoFar, { timeout: 10_000, interval: 5 }).toBeGreaterThan(before);
+    await gs.gateway.stop();
+    const stoppedAt = Date.now();
+    // The stopped instance left the batch mid-dispatch, its position recorded and its lease handed over.
+    const left = await batchEntry(b.id);
+    expect(left.batch.status).toBe("validating");
+    expect(left.dispatched).toBeGreaterThan(0);
+    expect(left.dispatched).toBeLessThan(n);
+    expect(left.lease).toBeNull();
+
+    const restartedAt = Date.now();
     await gs.restartGateway();
     client = gs.client();
     const done = await until(client, b.id, terminal);
@@ -158,6 +201,16 @@ describe("the Batch API through the OpenAI SDK", () => {
     const out = await lines(client, done.output_file_id);
     expect(out).toHaveLength(n);
     expect(new Set(out.map((l) => l.custom_id)).size).toBe(n);
+
+    // Every line is in JOBS once: lines 1…checkpoint stored before the stop, the rest after the restart.
+    const jobs = await stored(STREAMS.jobs, "jobs.moderation", b.id, b.created_at * 1000);
+    expect(jobs).toHaveLength(n);
+    expect(new Set(jobs.map(lineOf)).size).toBe(n);
+    const first = jobs.filter((m) => m.time < stoppedAt + 1);
+    const second = jobs.filter((m) => m.time >= restartedAt);
+    expect(first.length + second.length).toBe(n);
+    expect(first.map(lineOf).sort((x, y) => x - y)).toEqual(Array.from({ length: left.dispatched }, (_, i) => i + 1));
+    expect(second.map(lineOf).sort((x, y) => x - y)).toEqual(Array.from({ length: n - left.dispatched }, (_, i) => left.dispatched + i + 1));
   });
 
   it("a gateway restart and a router restart mid-batch lose nothing and duplicate nothing", async () => {
@@ -165,6 +218,7 @@ describe("the Batch API through the OpenAI SDK", () => {
     const n = 1_500;
     const b = await submit(client, Array.from({ length: n }, (_, i) => requestLine(i)));
     await until(client, b.id, (x) => x.request_counts!.completed > 100);
+    const gatewayRestartAt = Date.now();
     await gs.restartGateway();
     // The old client pointed at the old port; the new instance serves the same batch.
     client = gs.client();
@@ -172,6 +226,7 @@ describe("the Batch API through the OpenAI SDK", () => {
     expect(mid.status).toBe("in_progress");
     await gs.stack.routers[0]!.stop();
     gs.stack.routers.splice(0, 1);
+    const routerRestartAt = Date.now();
     await gs.stack.addRouter();
     const done = await until(client, b.id, terminal);
     expect(done.status).toBe("completed");
@@ -180,5 +235,11 @@ describe("the Batch API through the OpenAI SDK", () => {
     expect(out).toHaveLength(n);
     expect(new Set(out.map((l) => l.custom_id)).size).toBe(n);
     expect(done.error_file_id).toBeNull();
+    // Both restarts fell mid-batch: results were stored before the gateway's and after the new router started.
+    const results = await stored(STREAMS.results, "results.moderation", b.id, b.created_at * 1000);
+    expect(results).toHaveLength(n);
+    expect(new Set(results.map(lineOf)).size).toBe(n);
+    expect(results.filter((m) => m.time < gatewayRestartAt).length).toBeGreaterThan(0);
+    expect(results.filter((m) => m.time > routerRestartAt).length).toBeGreaterThan(0);
   });
 });

@@ -212,7 +212,16 @@ function strictSchema(node: Record<string, unknown>, at: string): Record<string,
       out[key] = value;
     }
   }
-  if (isObjectSchema(node)) out.additionalProperties = false;
+  if (isObjectSchema(node)) {
+    // Closing an object whose required names are not among its properties would forbid them:
+    // they are declared (any value) first, so the schema stays satisfiable.
+    if (Array.isArray(node.required)) {
+      const props = isRecord(out.properties) ? { ...out.properties } : {};
+      for (const name of node.required) if (typeof name === "string" && !(name in props)) props[name] = {};
+      out.properties = props;
+    }
+    out.additionalProperties = false;
+  }
   if (moved.length > 0) {
     const note = `(${moved.join(", ")})`;
     out.description = typeof out.description === "string" && out.description !== "" ? `${out.description} ${note}` : note;
