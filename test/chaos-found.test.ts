@@ -231,6 +231,7 @@ describe("a worker paused past ack_wait (SIGSTOP, as a long GC pause or a frozen
       const dls: string[] = [];
       const info = await nats.jsm.streams.info(STREAMS.dlq);
       if (info.state.messages > 0) for await (const m of scan(nats.js, STREAMS.dlq, { lastSeq: info.state.last_seq, headersOnly: true })) if (m.msgId) dls.push(m.msgId);
+      if (dls.includes("lostack-1")) console.log("DEBUG", a.output());
       expect(dls).not.toContain("lostack-1");
       a.child.kill("SIGKILL");
     } finally {

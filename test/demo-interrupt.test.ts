@@ -95,4 +95,18 @@ describe("interrupting the demo", () => {
     expect(demo.store()).toEqual([]);
     expect(natsServersUnder(demo.tmp)).toEqual([]);
   });
+
+  it("a second Ctrl-C quits at once, and still leaves no nats-server or store behind", async () => {
+    const demo = await startDemo();
+    try {
+      process.kill(-demo.child.pid!, "SIGINT");
+      await new Promise((r) => setTimeout(r, 50));
+      process.kill(demo.child.pid!, "SIGINT");
+      expect(await endsWithin(demo.exited, 10_000, "the twice-interrupted demo")).toBe(130);
+    } finally {
+      if (demo.child.exitCode === null) process.kill(-demo.child.pid!, "SIGKILL");
+    }
+    expect(natsServersUnder(demo.tmp)).toEqual([]);
+    expect(demo.store()).toEqual([]);
+  });
 });

@@ -118,14 +118,22 @@ describe("switchyard verify", () => {
   });
 
   it("answers that fail the task's output check count as invalid_output and lower the pass rate", async () => {
-    // Without "other" among the allowed labels, the four samples whose answer is "other" fail the check.
+    sim.control("premium", "premium-large", { disobey_rate: 1 });
+    const { code, out } = await verify(["classification", "--samples", SAMPLES("classification")]);
+    sim.control("premium", "premium-large", { disobey_rate: 0 });
+    const r = row(out, "premium/large");
+    expect(r.slice(4, 5)).toEqual(["0.0% (0/20)"]);
+    expect(r.slice(10)).toEqual(["invalid_output 20", "FAIL"]);
+    expect(out).toMatch(/first failure: line 1: invalid_output: the answer "[^"]+" is not one of the labels \(billing, technical, account, shipping, other\)/);
+    expect(code).toBe(1);
+  });
+
+  it("the task's labels reach the model: with \"other\" no longer allowed, every answer is one of the four, and the samples expecting \"other\" disagree", async () => {
     const config = EMBEDDED.replace("labels: [billing, technical, account, shipping, other]", "labels: [billing, technical, account, shipping]");
     expect(config).not.toBe(EMBEDDED);
     const { code, out } = await verify(["classification", "--samples", SAMPLES("classification")], config);
     const r = row(out, "premium/large");
-    expect(r.slice(4, 6)).toEqual(["80.0% (16/20)", "100.0% (16/16)"]);
-    expect(r.slice(10)).toEqual(["invalid_output 4", "FAIL"]);
-    expect(out).toContain('first failure: line 17: invalid_output: the answer "other" is not one of the labels (billing, technical, account, shipping)');
+    expect(r.slice(4, 6)).toEqual(["100.0% (20/20)", "80.0% (16/20)"]);
     expect(code).toBe(1);
   });
 

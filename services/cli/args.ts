@@ -34,21 +34,23 @@ export function untilSignal(): Promise<NodeJS.Signals> {
 
 /**
  * An AbortSignal that fires on the first SIGINT or SIGTERM, for a command that must clean up
- * before it ends (the demo's temporary NATS store). The handlers go after that first signal,
- * so a second Ctrl-C ends the process at once, as it would without them; `dispose` removes
- * them when no signal came.
+ * before it ends (stop the stack, remove the demo's temporary NATS store). A second signal
+ * while that runs exits at once (130), as an impatient Ctrl-C should; exit hooks still run,
+ * so a local nats-server is killed rather than orphaned. `dispose` removes the handlers.
  */
 export function interruption(): { readonly signal: AbortSignal; dispose(): void } {
   const ac = new AbortController();
-  const dispose = () => {
-    process.off("SIGINT", on);
-    process.off("SIGTERM", on);
-  };
   const on = () => {
-    dispose();
+    if (ac.signal.aborted) process.exit(130);
     ac.abort();
   };
   process.on("SIGINT", on);
   process.on("SIGTERM", on);
-  return { signal: ac.signal, dispose };
+  return {
+    signal: ac.signal,
+    dispose() {
+      process.off("SIGINT", on);
+      process.off("SIGTERM", on);
+    },
+  };
 }

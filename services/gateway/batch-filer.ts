@@ -7,15 +7,14 @@
  */
 import type { JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import { z } from "zod";
-import { DeadLetterSchema, ResultSchema } from "../../shared/contract/job.ts";
 import { BATCH_LINES_SUBJECT, GATEWAY_BATCH_DURABLE, STREAMS } from "../../shared/contract/subjects.ts";
 import type { Logger } from "../../shared/log.ts";
 import { failedLine, okLine } from "./batch-lines.ts";
 import { BATCH_ID_PATTERN } from "./batch-schema.ts";
+import { OutcomeSchema } from "./replies.ts";
 
 export const linesSubject = (batchId: string, kind: "ok" | "err" | "seqs") => `${BATCH_LINES_SUBJECT}.${batchId}.${kind}`;
 
-const OutcomeSchema = z.discriminatedUnion("status", [ResultSchema, DeadLetterSchema]);
 /** What a batch line's job carries in `metadata` (besides the tenant). */
 const BatchJobMetadataSchema = z.object({ batch_id: z.string().regex(BATCH_ID_PATTERN), custom_id: z.string() });
 

@@ -5,12 +5,15 @@
  * counts, timestamps or errors.
  *
  * ```
- *   validating ──validated──▶ in_progress ──counted (all in)──▶ finalizing ──finalized──▶ completed
- *      │  │                       │                               ▲                  └─(window ran out)─▶ expired
- *      │  └──tick (window over)───┴──tick (window over)───────────┘
- *      ├──invalid_input──▶ failed
- *      └──cancel──▶ cancelling ──finalized──▶ cancelled        (in_progress ──cancel──▶ cancelling too)
+ *   validating ─validated→ in_progress ─counted (every line in)→ finalizing ─finalized→ completed
+ *   validating | in_progress ─tick (window over)→ finalizing ─finalized→ expired
+ *   validating | in_progress ─cancel→ cancelling ─finalized→ cancelled
+ *   validating ─invalid_input→ failed
  * ```
+ *
+ * `checkpoint` (validating) and `counted` short of the total (in_progress) record progress
+ * without a change of status; a repeated `cancel` and a `tick` that finds nothing due change
+ * nothing. Any other event is refused in a status it does not apply to.
  *
  * Timestamps are OpenAI's: whole Unix seconds, each `*_at` set once, when its status is
  * entered. `now` is milliseconds (the service's clock), so tests drive time by hand.

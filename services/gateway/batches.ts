@@ -169,7 +169,8 @@ export function createBatchService(deps: BatchServiceDeps): BatchService {
     if (!finished) logger.warn({ batches: [...running.keys()] }, "batch steps still running at stop; their leases will lapse");
     // Hand our batches over at once instead of after the lease lapses.
     for (const id of worked) {
-      if (running.has(id) || isTerminal(known.get(id)?.batch.status ?? "validating")) continue;
+      const r = known.get(id);
+      if (running.has(id) || (r && isTerminal(r.batch.status))) continue;
       await leases.release(id).catch((err: unknown) => logger.warn({ batch: id, err: (err as Error).message }, "could not hand a batch over; its lease will lapse"));
     }
   }

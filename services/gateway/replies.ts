@@ -4,11 +4,14 @@
  * every instance hears only its own requests' outcomes, and instances scale out freely.
  */
 import { nuid, type NatsConnection, type Subscription } from "@nats-io/transport-node";
-import type { DeadLetter, Result } from "../../shared/contract/job.ts";
+import { z } from "zod";
+import { DeadLetterSchema, ResultSchema } from "../../shared/contract/job.ts";
 import { REPLY_PREFIX } from "../../shared/contract/subjects.ts";
 import type { Logger } from "../../shared/log.ts";
 
-export type Outcome = Result | DeadLetter;
+/** A job's outcome as the router stores and relays it: a result or a dead letter (wire contract v1). */
+export const OutcomeSchema = z.discriminatedUnion("status", [ResultSchema, DeadLetterSchema]);
+export type Outcome = z.output<typeof OutcomeSchema>;
 
 export interface ReplyInbox {
   readonly subject: string;
@@ -28,12 +31,18 @@ export function createReplyInbox(nc: NatsConnection, logger: Logger): ReplyInbox
         logger.error({ err: err.message }, "reply subscription failed");
         return;
       }
-      let outcome: Outcome;
+      let value: unknown;
       try {
-        outcome = msg.json<Outcome>();
+        value = msg.json<unknown>();
       } catch {
+        value = undefined;
+      }
+      const parsed = OutcomeSchema.safeParse(value);
+      if (!parsed.success) {
+        logger.warn({ problem: parsed.error.issues[0]?.message }, "ignoring a reply that is not a job outcome");
         return;
       }
+      const outcome = parsed.data;
       // A redelivered job's repeated outcome, or one whose caller gave up: nobody waits for it.
       pending.get(outcome.id)?.(outcome);
     },

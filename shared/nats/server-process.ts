@@ -4,7 +4,7 @@
  * restart. Used by `switchyard up` (when NATS_URL is unset) and by the test harness.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
@@ -114,9 +114,17 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
     }
   };
   // Should this process end without stop() (an uncaught error, process.exit), the server must
-  // not outlive it: nothing would ever stop it.
+  // not outlive it: nothing would ever stop it. Nor may a temporary store (best effort: the
+  // server may still be dying).
   const killOnExit = () => {
     if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    for (const dir of ownStore ? [runDir, storeDir] : [runDir]) {
+      try {
+        rmSync(dir, { recursive: true, force: true, maxRetries: 3, retryDelay: 20 });
+      } catch {
+        // Left behind; nothing more can be done on the way out.
+      }
+    }
   };
   process.on("exit", killOnExit);
   try {
@@ -149,20 +157,7 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
         child.kill("SIGKILL");
         await exited;
       }
-      // Should this process end without stop() (an uncaught error, process.exit), the server must
-  // not outlive it: nothing would ever stop it.
-  const killOnExit = () => {
-    if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-  };
-  process.on("exit", killOnExit);
-  try {
-    await launch();
-  } catch (err) {
-    process.off("exit", killOnExit);
-    await rm(runDir, { recursive: true, force: true });
-    if (ownStore) await rm(storeDir, { recursive: true, force: true });
-    throw err;
-  }
+      await launch();
     },
     async stop({ clean = ownStore } = {}) {
       if (child && child.exitCode === null && child.signalCode === null) {

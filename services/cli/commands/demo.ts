@@ -26,7 +26,8 @@ different prices (one flaky) and router workers; publishes moderation and classi
 jobs (a third in users' own words, with no labels or format given) plus a few broken ones at --rate jobs/s (100), and while they run drops swift's price,
 then takes budget down and brings it back; waits until every job has ended as a result or a dead letter;
 prints where the jobs went, what they cost and lost = published − results − dead letters.
-Exits 0 when nothing was lost.`,
+Exits 0 when nothing was lost. Ctrl-C (or SIGTERM) stops it early: the stack stops and the
+temporary NATS store is removed (exit 130); a second Ctrl-C quits at once.`,
   async run(argv) {
     const { values } = parse("demo", argv, { "jobs-per-task": { type: "string" }, workers: { type: "string" }, timeout: { type: "string" }, rate: { type: "string" } });
     const perTask = intFlag("demo", "jobs-per-task", values["jobs-per-task"], 600);
