@@ -12,8 +12,8 @@ describe("model health", () => {
     for (let i = 1; i <= 100; i++) h.record("ok", i, 1_000 + i);
     const s = h.snapshot(2_000);
     expect(s).toMatchObject({ health: "healthy", errorRate: 0, samples: 100, cooldownUntil: 0 });
-    expect(s.latencyP50Ms).toBe(51);
-    expect(s.latencyP95Ms).toBe(96);
+    expect(s.latencyP50Ms).toBe(50);
+    expect(s.latencyP95Ms).toBe(95);
   });
 
   it("degrades above 20 % errors and recovers only below 10 % (hysteresis)", () => {

@@ -1,7 +1,7 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
-import { DeadLetterSchema, ResultSchema, type DeadLetter, type Result } from "../shared/contract/job.ts";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { DeadLetterSchema, ResultSchema, type DeadLetter, type Job, type Result } from "../shared/contract/job.ts";
 import { STREAMS } from "../shared/contract/subjects.ts";
-import { readStream } from "./harness/nats.ts";
+import { jobsSettled, readAll } from "./harness/nats.ts";
 import { moderationJob, startStack, type TestStack } from "./harness/stack.ts";
 
 let stack: TestStack;
@@ -9,23 +9,30 @@ let prefix = 0;
 let tag = "";
 
 beforeAll(async () => {
-  stack = await startStack({ routers: 1 });
+  stack = await startStack({ routers: 0 });
 });
 afterAll(async () => {
   await stack?.close();
 });
-beforeEach(() => {
+beforeEach(async () => {
   stack.sim.reset();
+  // A fresh worker per test: no local cooldown or counter carried over from the previous test.
+  await Promise.all(stack.routers.splice(0).map((r) => r.stop()));
+  await stack.addRouter();
   tag = `t${++prefix}`;
 });
 
-const results = async (count: number, timeoutMs = 20_000) =>
-  (await readStream<Result>(stack.nats.js, STREAMS.results, { count, timeoutMs })).filter((r) => r.id.startsWith(`${tag}-`));
-const deadLetters = async (count: number, timeoutMs = 20_000) =>
-  (await readStream<DeadLetter>(stack.nats.js, STREAMS.dlq, { count, timeoutMs })).filter((d) => d.id.startsWith(`${tag}-`));
-// Every test uses its own id prefix and reads the streams from the start, so earlier tests' messages are filtered out.
-const totalResults = async () => (await stack.nats.jsm.streams.info(STREAMS.results)).state.messages;
-const totalDlq = async () => (await stack.nats.jsm.streams.info(STREAMS.dlq)).state.messages;
+// Every test uses its own id prefix and reads whole streams, so earlier tests' messages are filtered out.
+const mine = <T extends { id: string }>(xs: T[]) => xs.filter((x) => x.id.startsWith(`${tag}-`));
+/**
+ * This test's results and dead letters, once every job published so far is acknowledged: all
+ * of each stream, so a second outcome for an id is seen wherever it landed.
+ */
+async function outcomes(): Promise<{ results: Result[]; deadLetters: DeadLetter[] }> {
+  await jobsSettled(stack.nats.jsm);
+  return { results: mine(await readAll<Result>(stack.nats.js, STREAMS.results)), deadLetters: mine(await readAll<DeadLetter>(stack.nats.js, STREAMS.dlq)) };
+}
+const calls = (key: string) => stack.sim.stats().models[key]?.requests ?? 0;
 const job = (i: number, extra: Record<string, unknown> = {}) => ({ ...moderationJob(i, extra), id: `${tag}-${i}` });
 
 describe("router on a real nats-server", () => {

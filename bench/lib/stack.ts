@@ -16,6 +16,7 @@ import { provision } from "../../shared/nats/provision.ts";
 import { startNatsServer, type NatsServerHandle } from "../../shared/nats/server-process.ts";
 import { jobPayload, TASK } from "./jobs.ts";
 import { spawnCli, spawnWorker, type Child } from "./procs.ts";
+import { boundedWindow } from "../../shared/concurrency.ts";
 
 /** The model every moderation job goes to first: the cheapest of its tier (swift/mini is next). */
 export const PRIMARY = { provider: "budget", upstream: "budget-lite-1" } as const;
@@ -167,15 +168,12 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
 /** Publishes jobs `0..n-1` as fast as PubAcks allow, a bounded window of them outstanding (as `switchyard publish` does). */
 export async function publishBacklog(js: JetStreamClient, runId: string, n: number): Promise<void> {
   const subject = jobSubject(TASK);
-  const pending = new Set<Promise<unknown>>();
+  const pending = boundedWindow(512);
   for (let i = 0; i < n; i++) {
     const id = `${runId}-${i}`;
-    const p = js.publish(subject, jobPayload(id, i), { msgID: id });
-    pending.add(p);
-    void p.finally(() => pending.delete(p));
-    if (pending.size >= 512) await Promise.race(pending);
+    await pending.add(js.publish(subject, jobPayload(id, i), { msgID: id }));
   }
-  await Promise.all(pending);
+  await pending.drain();
 }
 
 /**

@@ -43,16 +43,31 @@ export interface LocalStackOptions {
   readonly devKey?: string;
 }
 
+/** The whole stack stops within this (docker-compose and a user's patience both give ~15 s). */
+const STOP_BUDGET_MS = 14_000;
+/** Kept for the nats-server at the end: it flushes its store on SIGTERM. */
+const NATS_STOP_MS = 2_000;
+
 export async function startLocalStack(opts: LocalStackOptions): Promise<LocalStack> {
   const started: { stop(): Promise<void> }[] = [];
+  // In reverse order of start: gateway, routers, pricing, sim-provider, then NATS, which the
+  // others need until they are done. Each service gets what is left of the budget, so the
+  // whole stop ends within STOP_BUDGET_MS even if one of them hangs.
   const stopAll = async () => {
-    for (const s of started.reverse()) await s.stop().catch(() => {});
+    const deadline = Date.now() + STOP_BUDGET_MS - NATS_STOP_MS;
+    const order = started.splice(0).reverse();
+    for (const [i, s] of order.entries()) {
+      const left = i === order.length - 1 ? NATS_STOP_MS : Math.max(0, deadline - Date.now());
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([s.stop().catch(() => {}), new Promise<void>((r) => (timer = setTimeout(r, left)))]);
+      clearTimeout(timer);
+    }
   };
   try {
     let natsServer: NatsServerHandle | undefined;
     let natsUrl = process.env.NATS_URL;
     if (!natsUrl) {
-      const port = opts.natsPort !== undefined && (await portFree(opts.natsPort)) ? opts.natsPort : undefined;
+      const port = opts.natsPort !== undefined && opts.natsPort !== 0 && (await portFree(opts.natsPort)) ? opts.natsPort : undefined;
       // Its own process group: Ctrl-C reaches only this process, which stops the services
       // before the server they use (they would otherwise wait on a vanished broker).
       natsServer = await startNatsServer({ storeDir: opts.dataDir, port, ownProcessGroup: true });
@@ -71,15 +86,15 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
     const pricing = await startPricing({ natsUrl, config, logger: opts.logger.child({ service: "pricing" }), priceFile: opts.priceFile, configFile: file });
     started.push({ stop: () => pricing.stop() });
     const routers: RunningRouter[] = [];
+    // Together: each drains within router.shutdown_grace, so the stack's stop takes one grace period, not one per worker.
+    started.push({ stop: async () => void (await Promise.all(routers.map((r) => r.stop()))) });
     for (let i = 0; i < opts.workers; i++) {
-      const r = await startRouter({ natsUrl, config, logger: opts.logger.child({ worker: i + 1 }), name: `switchyard-router-${i + 1}`, configFile: file });
-      routers.push(r);
-      started.push({ stop: () => r.stop() });
+      routers.push(await startRouter({ natsUrl, config, logger: opts.logger.child({ worker: i + 1 }), name: `switchyard-router-${i + 1}`, configFile: file }));
     }
     const listen = opts.gatewayListen ?? config.gateway?.listen ?? "127.0.0.1:8080";
     const [host, port] = [listen.slice(0, listen.lastIndexOf(":")), Number(listen.slice(listen.lastIndexOf(":") + 1))];
     const free = port === 0 || (await portFree(port, host.replace(/^\[|\]$/g, "")));
-    const gateway = await startGateway({ natsUrl, config, logger: opts.logger.child({ service: "gateway" }), listen: free ? listen : `${host}:0`, devKey: opts.devKey });
+    const gateway = await startGateway({ natsUrl, config, logger: opts.logger.child({ service: "gateway" }), listen: free ? listen : `${host}:0`, devKey: opts.devKey, configFile: file });
     started.push({ stop: () => gateway.stop() });
     return { natsUrl, natsServer, sim, simUrl, config, routers, pricing, gateway, stop: stopAll };
   } catch (err) {

@@ -12,6 +12,7 @@ import type { Logger } from "../../shared/log.ts";
 import { failedLine, okLine } from "./batch-lines.ts";
 import { BATCH_ID_PATTERN } from "./batch-schema.ts";
 import { OutcomeSchema } from "./replies.ts";
+import { boundedWindow } from "../../shared/concurrency.ts";
 
 export const linesSubject = (batchId: string, kind: "ok" | "err" | "seqs") => `${BATCH_LINES_SUBJECT}.${batchId}.${kind}`;
 
@@ -37,14 +38,12 @@ export async function startOutcomeFiler(deps: OutcomeFilerDeps): Promise<Outcome
     streams.map(async (stream) => {
       const messages = await (await js.consumers.get(stream, GATEWAY_BATCH_DURABLE)).consume({ max_messages: 512 });
       const done = (async () => {
-        const inFlight = new Set<Promise<void>>();
+        const window = boundedWindow(deps.window);
         for await (const m of messages) {
-          const p = file(m);
-          inFlight.add(p);
-          void p.finally(() => inFlight.delete(p));
-          if (inFlight.size >= deps.window) await Promise.race(inFlight);
+          // One outcome that cannot be filed must not stop the filer: it stays unacked and comes again.
+          await window.add(file(m).catch((err: unknown) => logger.warn({ stream, err: (err as Error).message }, "filing a batch outcome failed; it will be redelivered")));
         }
-        await Promise.allSettled(inFlight);
+        await window.drain();
       })().catch((err: unknown) => logger.error({ stream, err: (err as Error).message }, "batch outcome filer stopped"));
       return { stop: () => void messages.stop(), done };
     }),

@@ -21,6 +21,7 @@ import { formatUsd } from "../../shared/usd.ts";
 import type { Caller } from "./auth.ts";
 import { GatewayError, paramOf } from "./openai-error.ts";
 import type { ReplyInbox } from "./replies.ts";
+import { isRecord } from "../../shared/json.ts";
 
 export const TASK_HEADER = "x-switchyard-task";
 export const TIMEOUT_HEADER = "x-switchyard-timeout-ms";
@@ -55,7 +56,7 @@ export function parseChatBody(body: unknown, catalog: Catalog): ParsedChat {
     const param = paramOf(issue.path);
     throw new GatewayError(400, `Invalid request: ${param ? `${param}: ` : ""}${issue.message}`, { param, code: "invalid_value" });
   }
-  const includeUsage = typeof streamOptions === "object" && streamOptions !== null && (streamOptions as { include_usage?: unknown }).include_usage === true;
+  const includeUsage = isRecord(streamOptions) && streamOptions.include_usage === true;
   return { request: parsed.data, stream: stream === true, includeUsage };
 }
 

@@ -21,6 +21,7 @@ import { parseArgs } from "node:util";
 import { Pool } from "undici";
 import { startNatsServer } from "../../shared/nats/server-process.ts";
 import { hashKey } from "./auth.ts";
+import { percentile } from "../../shared/stats.ts";
 
 const BIN = fileURLToPath(new URL("../../bin/switchyard.js", import.meta.url));
 const KEY = "sk-measure";
@@ -91,7 +92,7 @@ async function drive(origin: string, path: string, headers: Record<string, strin
   );
   await pool.close();
   latencies.sort((a, b) => a - b);
-  const at = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? NaN;
+  const at = (p: number) => percentile(latencies, p);
   return { rps: latencies.length / (ms / 1000), p50: at(50), p99: at(99), errors };
 }
 

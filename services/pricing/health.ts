@@ -6,6 +6,7 @@
 import type { AttemptOutcome } from "../../shared/contract/job.ts";
 import type { HealthState } from "../../shared/contract/live.ts";
 import { OUTCOMES } from "../../shared/routing/outcomes.ts";
+import { percentile } from "../../shared/stats.ts";
 
 export interface HealthPolicy {
   readonly windowMs: number;
@@ -158,13 +159,13 @@ export class ModelHealth {
       }
     }
     latencies.sort((a, b) => a - b);
-    const pct = (q: number) => (latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))]! : null);
+    const pct = (p: number) => (latencies.length ? percentile(latencies, p) : null);
     return {
       health: this.#state,
       errorRate,
       rateLimitRate,
-      latencyP50Ms: pct(0.5),
-      latencyP95Ms: pct(0.95),
+      latencyP50Ms: pct(50),
+      latencyP95Ms: pct(95),
       samples: counted,
       cooldownUntil: this.#state === "down" ? this.#cooldownUntil : 0,
     };

@@ -13,6 +13,7 @@ import { jobSubject, STREAMS } from "../../shared/contract/subjects.ts";
 import type { LedgerEntry, ReplayLedger } from "./ledger.ts";
 import { scan } from "../../shared/nats/read.ts";
 import type { Scanned } from "./sources.ts";
+import { boundedWindow } from "../../shared/concurrency.ts";
 
 export interface ReplayStats {
   /** Messages read from the source stream. */
@@ -105,7 +106,7 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayStats> {
     stats.skipped.set(why, (stats.skipped.get(why) ?? 0) + 1);
   };
   let total = 0;
-  const inFlight = new Set<Promise<void>>();
+  const inFlight = boundedWindow(window);
 
   // Candidates sharing a new id (a job and its retries) go one after another, so the second finds the first's ledger entry.
   const busy = new Map<string, Promise<void>>();
@@ -156,16 +157,13 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayStats> {
       stats.selected++;
       if (c.kind === "skip") skip(c.why);
       else {
-        const p = one(c);
-        inFlight.add(p);
-        void p.finally(() => inFlight.delete(p));
-        if (inFlight.size >= window) await Promise.race(inFlight);
+        await inFlight.add(one(c));
       }
     }
     opts.onProgress?.(stats, total);
     if (opts.limit !== undefined && stats.selected >= opts.limit) break;
   }
-  await Promise.all(inFlight);
+  await inFlight.drain();
   opts.onProgress?.(stats, total);
   return stats;
 }

@@ -2,6 +2,7 @@
  * Selecting dead letters and jobs: the filters `dlq list`, `dlq replay` and `replay` share.
  */
 import type { DeadLetter } from "../../shared/contract/job.ts";
+import { isRecord } from "../../shared/json.ts";
 
 export interface DeadLetterFilter {
   readonly task?: string;
@@ -27,7 +28,7 @@ export function matchesDeadLetter(d: DeadLetter, f: DeadLetterFilter): boolean {
 
 export function matchesMeta(metadata: unknown, meta: DeadLetterFilter["meta"]): boolean {
   if (!meta || meta.length === 0) return true;
-  const m = typeof metadata === "object" && metadata !== null ? (metadata as Record<string, unknown>) : {};
+  const m = isRecord(metadata) ? metadata : {};
   return meta.every(([k, v]) => k in m && String(m[k]) === v);
 }
 

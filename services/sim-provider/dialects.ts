@@ -9,6 +9,7 @@
 import type { IncomingHttpHeaders } from "node:http";
 import type { Reply, SimChatRequest, SimMessage, SimTool, SimToolChoice } from "./replies.ts";
 import { fromOpenApiSchema } from "./schema-value.ts";
+import { isRecord } from "../../shared/json.ts";
 
 /** A response to send as it is: status, JSON body, extra headers. */
 export interface WireReply {
@@ -56,9 +57,6 @@ export interface SimDialect {
 
 const MALFORMED = "<<simulated malformed body>>";
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
 
 function positiveInt(v: unknown): boolean {
   return typeof v === "number" && Number.isInteger(v) && v > 0;
@@ -143,19 +141,19 @@ type MutableRequest = { -readonly [K in keyof SimChatRequest]: SimChatRequest[K]
 
 /** `response_format`: `json_object`, or `json_schema` with `{name, schema, strict?}`; `text` asks for nothing. */
 function readOpenAiFormat(format: unknown, request: MutableRequest): WireReply | undefined {
-  const type = isObject(format) ? format.type : undefined;
+  const type = isRecord(format) ? format.type : undefined;
   if (type === "text") return undefined;
   if (type === "json_object") {
     request.json = true;
     return undefined;
   }
-  if (type === "json_schema" && isObject(format)) {
+  if (type === "json_schema" && isRecord(format)) {
     const spec = format.json_schema;
-    if (!isObject(spec) || typeof spec.name !== "string") {
+    if (!isRecord(spec) || typeof spec.name !== "string") {
       return openAiError(400, "Missing required parameter: 'response_format.json_schema.name'.", undefined, "response_format.json_schema.name", "missing_required_parameter");
     }
     request.json = true;
-    if (isObject(spec.schema)) request.schema = spec.schema;
+    if (isRecord(spec.schema)) request.schema = spec.schema;
     return undefined;
   }
   return openAiError(400, `Invalid value: ${JSON.stringify(type)}. Supported values are: 'json_object', 'json_schema', and 'text'.`, undefined, "response_format.type", "invalid_value");
@@ -167,10 +165,10 @@ function readOpenAiTools(rawTools: unknown, choice: unknown, request: MutableReq
   if (rawTools !== undefined && rawTools !== null) {
     if (!Array.isArray(rawTools)) return openAiError(400, "Invalid type for 'tools': expected an array.", undefined, "tools", "invalid_type");
     for (const [i, t] of rawTools.entries()) {
-      if (!isObject(t)) return openAiError(400, `Invalid type for 'tools[${i}]': expected an object.`, undefined, `tools[${i}]`, "invalid_type");
+      if (!isRecord(t)) return openAiError(400, `Invalid type for 'tools[${i}]': expected an object.`, undefined, `tools[${i}]`, "invalid_type");
       if (t.type !== "function") continue;
       const fn = t.function;
-      if (!isObject(fn) || typeof fn.name !== "string") {
+      if (!isRecord(fn) || typeof fn.name !== "string") {
         return openAiError(400, `Missing required parameter: 'tools[${i}].function.name'.`, undefined, `tools[${i}].function.name`, "missing_required_parameter");
       }
       tools.push({ name: fn.name, description: typeof fn.description === "string" ? fn.description : undefined, parameters: fn.parameters });
@@ -185,7 +183,7 @@ function readOpenAiTools(rawTools: unknown, choice: unknown, request: MutableReq
     request.toolChoice = { kind: "any" };
     return undefined;
   }
-  if (isObject(choice) && choice.type === "function" && isObject(choice.function) && typeof choice.function.name === "string") {
+  if (isRecord(choice) && choice.type === "function" && isRecord(choice.function) && typeof choice.function.name === "string") {
     const name = choice.function.name;
     if (!tools.some((t) => t.name === name)) {
       return openAiError(400, `Invalid value for 'tool_choice': function '${name}' is not one of the functions in 'tools'.`, undefined, "tool_choice");
@@ -193,7 +191,7 @@ function readOpenAiTools(rawTools: unknown, choice: unknown, request: MutableReq
     request.toolChoice = { kind: "tool", name };
     return undefined;
   }
-  if (isObject(choice) && choice.type === "allowed_tools") return undefined;
+  if (isRecord(choice) && choice.type === "allowed_tools") return undefined;
   return openAiError(400, `Invalid value for 'tool_choice': ${JSON.stringify(choice)}.`, undefined, "tool_choice", "invalid_value");
 }
 
@@ -233,7 +231,7 @@ export const anthropicDialect: SimDialect = {
     const messages = body.messages;
     if (!Array.isArray(messages) || messages.length === 0) return anthropicError(400, "messages: at least one message is required");
     for (const m of messages) {
-      if (!isObject(m)) return anthropicError(400, "messages: every message must be an object");
+      if (!isRecord(m)) return anthropicError(400, "messages: every message must be an object");
       if (m.role !== "user" && m.role !== "assistant") {
         return anthropicError(400, `messages: Unexpected role ${JSON.stringify(m.role)}. The Messages API accepts a top-level \`system\` parameter, not "system" as an input message role.`);
       }
@@ -284,11 +282,11 @@ export const anthropicDialect: SimDialect = {
  */
 function readAnthropicFormat(body: Record<string, unknown>, system: string, request: MutableRequest): WireReply | undefined {
   const config = body.output_config;
-  const format = isObject(config) && config.format !== undefined ? config.format : body.output_format;
-  const where = isObject(config) && config.format !== undefined ? "output_config.format" : "output_format";
+  const format = isRecord(config) && config.format !== undefined ? config.format : body.output_format;
+  const where = isRecord(config) && config.format !== undefined ? "output_config.format" : "output_format";
   if (format !== undefined && format !== null) {
-    if (!isObject(format) || format.type !== "json_schema") return anthropicError(400, `${where}.type: Input should be 'json_schema'`);
-    if (!isObject(format.schema)) return anthropicError(400, `${where}.schema: Field required`);
+    if (!isRecord(format) || format.type !== "json_schema") return anthropicError(400, `${where}.type: Input should be 'json_schema'`);
+    if (!isRecord(format.schema)) return anthropicError(400, `${where}.schema: Field required`);
     request.json = true;
     request.schema = format.schema;
     return undefined;
@@ -319,7 +317,7 @@ export function schemaInText(text: string): Record<string, unknown> | undefined 
     else if (c === "}" && --depth === 0) {
       try {
         const parsed: unknown = JSON.parse(text.slice(start, i + 1));
-        return isObject(parsed) ? parsed : undefined;
+        return isRecord(parsed) ? parsed : undefined;
       } catch {
         return undefined;
       }
@@ -336,14 +334,14 @@ function readAnthropicTools(rawTools: unknown, choice: unknown, request: Mutable
   if (rawTools !== undefined) {
     if (!Array.isArray(rawTools)) return anthropicError(400, "tools: Input should be a valid list");
     for (const [i, t] of rawTools.entries()) {
-      if (!isObject(t) || typeof t.name !== "string") return anthropicError(400, `tools.${i}.name: Field required`);
+      if (!isRecord(t) || typeof t.name !== "string") return anthropicError(400, `tools.${i}.name: Field required`);
       if (t.input_schema === undefined) continue;
       tools.push({ name: t.name, description: typeof t.description === "string" ? t.description : undefined, parameters: t.input_schema });
     }
   }
   request.tools = tools;
   if (choice === undefined) return undefined;
-  if (!isObject(choice)) return anthropicError(400, "tool_choice: Input should be an object");
+  if (!isRecord(choice)) return anthropicError(400, "tool_choice: Input should be an object");
   let toolChoice: SimToolChoice | undefined;
   if (choice.type === "any") toolChoice = { kind: "any" };
   else if (choice.type === "tool") {
@@ -363,7 +361,7 @@ function readAnthropicTools(rawTools: unknown, choice: unknown, request: Mutable
 function systemText(system: unknown): string {
   if (typeof system === "string") return system;
   if (!Array.isArray(system)) return "";
-  return system.map((b: unknown) => (isObject(b) && typeof b.text === "string" ? b.text : "")).join("\n");
+  return system.map((b: unknown) => (isRecord(b) && typeof b.text === "string" ? b.text : "")).join("\n");
 }
 
 function single(v: string | string[] | undefined): string | undefined {
@@ -392,20 +390,20 @@ export const geminiDialect: SimDialect = {
     if (!Array.isArray(contents) || contents.length === 0) return googleError(400, "* GenerateContentRequest.contents: contents is not specified");
     const messages: SimMessage[] = [];
     const system = body.systemInstruction;
-    if (isObject(system) && Array.isArray(system.parts)) messages.push({ role: "system", content: system.parts });
+    if (isRecord(system) && Array.isArray(system.parts)) messages.push({ role: "system", content: system.parts });
     for (const c of contents) {
-      if (!isObject(c) || !Array.isArray(c.parts) || c.parts.length === 0) {
+      if (!isRecord(c) || !Array.isArray(c.parts) || c.parts.length === 0) {
         return googleError(400, "* GenerateContentRequest.contents: contents.parts must not be empty.");
       }
       if (c.role !== "user" && c.role !== "model") return googleError(400, "Please use a valid role: user, model.");
       messages.push({ role: c.role === "model" ? "assistant" : "user", content: c.parts });
     }
-    const config = isObject(body.generationConfig) ? body.generationConfig : {};
+    const config = isRecord(body.generationConfig) ? body.generationConfig : {};
     const request: MutableRequest = { messages, max_tokens: config.maxOutputTokens };
     if (config.responseMimeType === "application/json") {
       request.json = true;
-      if (isObject(config.responseJsonSchema)) request.schema = config.responseJsonSchema;
-      else if (isObject(config.responseSchema)) request.schema = fromOpenApiSchema(config.responseSchema);
+      if (isRecord(config.responseJsonSchema)) request.schema = config.responseJsonSchema;
+      else if (isRecord(config.responseSchema)) request.schema = fromOpenApiSchema(config.responseSchema);
     } else if (config.responseSchema !== undefined || config.responseJsonSchema !== undefined) {
       return googleError(400, "* GenerationConfig.response_schema: response_mime_type must be application/json (or text/x.enum) when a response schema is set.");
     }
@@ -471,16 +469,16 @@ function readGeminiTools(rawTools: unknown, toolConfig: unknown, request: Mutabl
   if (!Array.isArray(rawTools)) return googleError(400, "Invalid value at 'tools' (type.googleapis.com/google.ai.generativelanguage.v1beta.Tool): expected a list.");
   const tools: SimTool[] = [];
   for (const t of rawTools) {
-    const declarations = isObject(t) ? t.functionDeclarations : undefined;
+    const declarations = isRecord(t) ? t.functionDeclarations : undefined;
     if (!Array.isArray(declarations)) continue;
     for (const d of declarations) {
-      if (!isObject(d) || typeof d.name !== "string") return googleError(400, "* GenerateContentRequest.tools[0].function_declarations[0].name: Name cannot be empty.");
-      const parameters = isObject(d.parametersJsonSchema) ? d.parametersJsonSchema : isObject(d.parameters) ? fromOpenApiSchema(d.parameters) : undefined;
+      if (!isRecord(d) || typeof d.name !== "string") return googleError(400, "* GenerateContentRequest.tools[0].function_declarations[0].name: Name cannot be empty.");
+      const parameters = isRecord(d.parametersJsonSchema) ? d.parametersJsonSchema : isRecord(d.parameters) ? fromOpenApiSchema(d.parameters) : undefined;
       tools.push({ name: d.name, description: typeof d.description === "string" ? d.description : undefined, parameters });
     }
   }
   request.tools = tools;
-  const config = isObject(toolConfig) && isObject(toolConfig.functionCallingConfig) ? toolConfig.functionCallingConfig : undefined;
+  const config = isRecord(toolConfig) && isRecord(toolConfig.functionCallingConfig) ? toolConfig.functionCallingConfig : undefined;
   if (config?.mode !== "ANY") return undefined;
   const names = Array.isArray(config.allowedFunctionNames) ? config.allowedFunctionNames.filter((x): x is string => typeof x === "string") : undefined;
   for (const name of names ?? []) {

@@ -10,7 +10,7 @@
 import { estimateTextTokens } from "../../shared/tokens.ts";
 import { findChoices, findLabels, offChoice, pickChoice, subjectWithoutInstruction, type Choices } from "./instructions.ts";
 import { isModerationPrompt, moderate } from "./moderation.ts";
-import { isRecord } from "./schema-check.ts";
+import { isRecord } from "../../shared/json.ts";
 import { breakValue, valueForSchema, type ValueContext } from "./schema-value.ts";
 import { clipCodePoints, fnv1a, lastUserText, type SimMessage } from "./text.ts";
 

@@ -8,6 +8,7 @@
 import { fullFormats } from "ajv-formats/dist/formats.js";
 import { patternRegExp } from "./pattern.ts";
 import { codePoints } from "./text.ts";
+import { isRecord } from "../../shared/json.ts";
 
 export type Schema = boolean | Record<string, unknown>;
 
@@ -34,9 +35,6 @@ export function resolveRef(root: unknown, ref: string): unknown {
   return node;
 }
 
-export function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
 
 /** Whether `value` satisfies `schema`; `$ref`s resolve against `root`. */
 export function checkValue(schema: unknown, value: unknown, root: unknown = schema): boolean {

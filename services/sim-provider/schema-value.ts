@@ -14,7 +14,8 @@
 import { classify, matchingOptions, offChoice, pickChoice, subjectWithoutInstruction } from "./instructions.ts";
 import { categoryFor, moderate, type ModerationVerdict } from "./moderation.ts";
 import { sampleForPattern, patternRegExp } from "./pattern.ts";
-import { checkValue, deepEqual, isMultipleOf, isRecord, resolveRef } from "./schema-check.ts";
+import { checkValue, deepEqual, isMultipleOf, resolveRef } from "./schema-check.ts";
+import { isRecord } from "../../shared/json.ts";
 import { clipCodePoints, codePoints, findWord, fnv1a } from "./text.ts";
 
 /** What the value is derived from. */

@@ -3,9 +3,11 @@
  * own test kit does. With NATS_URL set, tests that need no kill/restart use that server
  * instead and reset Switchyard's streams on it first — point it at a throwaway server.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { STREAMS } from "../../shared/contract/subjects.ts";
+import { scan } from "../../shared/nats/read.ts";
 import { startNatsServer, type NatsServerHandle } from "../../shared/nats/server-process.ts";
 
 export interface TestNats {
@@ -61,4 +63,41 @@ export async function readStream<T = Record<string, unknown>>(
   clearTimeout(timer);
   await messages.close().catch(() => {});
   return out;
+}
+
+/**
+ * Every message of a stream (optionally one subject), parsed: from the first up to the last
+ * sequence the stream held when called. Unlike `readStream`, nothing is cut off by a count or
+ * a time limit, so an absence (no second result for an id) is checked against all of it.
+ */
+export async function readAll<T = Record<string, unknown>>(js: JetStreamClient, stream: string, opts: { subject?: string } = {}): Promise<T[]> {
+  const jsm = await js.jetstreamManager(false);
+  const info = await jsm.streams.info(stream, opts.subject ? { subjects_filter: opts.subject } : {});
+  if (info.state.messages === 0 || (opts.subject && Object.keys(info.state.subjects ?? {}).length === 0)) return [];
+  const out: T[] = [];
+  for await (const m of scan(js, stream, { subject: opts.subject, lastSeq: info.state.last_seq })) out.push(JSON.parse(Buffer.from(m.data).toString("utf8")) as T);
+  return out;
+}
+
+/**
+ * Resolves once JOBS holds nothing unfinished: no durable consumer on it has a job left to
+ * deliver, or delivered and not acknowledged (a job nak'ed for a delayed redelivery counts as
+ * unacknowledged). A router acks a job only after storing its outcome, so from then on no
+ * outcome of the jobs published so far is on its way: the end of the window in which a
+ * duplicate could still appear. (A worker holding a job past ack_wait, as a paused process
+ * does, can still publish late: a test that pauses workers must end them itself.) Rejects,
+ * naming the backlog, after `timeoutMs`.
+ */
+export async function jobsSettled(jsm: JetStreamManager, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const left: string[] = [];
+    for await (const c of jsm.consumers.list(STREAMS.jobs)) {
+      if (!c.config.durable_name) continue;
+      if (c.num_pending + c.num_ack_pending > 0) left.push(`${c.config.durable_name}: ${c.num_pending} undelivered, ${c.num_ack_pending} unacknowledged`);
+    }
+    if (left.length === 0) return;
+    if (Date.now() > deadline) throw new Error(`JOBS not settled within ${timeoutMs} ms (${left.join("; ")})`);
+    await sleep(25);
+  }
 }

@@ -142,6 +142,3 @@ async function replay(argv: string[]): Promise<number> {
     deadLetterCandidates(js, jsm, filter, { model, deadline, now: () => new Date() }),
   );
 }
-
-/** @deprecated moved to ../table.ts; re-exported until prices.ts and verify.ts import it from there. */
-export { table };

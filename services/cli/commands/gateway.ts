@@ -37,7 +37,8 @@ SIGINT/SIGTERM: stop accepting, finish open requests, hand batches over, exit 0.
     const logger = createLogger("gateway");
     const devKey = process.env.SWITCHYARD_DEV_API_KEY || undefined;
     if (devKey) logger.warn("SWITCHYARD_DEV_API_KEY is set: the gateway accepts it for tenant dev");
-    const running = await startGateway({ natsUrl: natsUrl(), config: loadConfig(configPath()), logger, listen: values.listen, devKey });
+    const file = configPath();
+    const running = await startGateway({ natsUrl: natsUrl(), config: loadConfig(file), logger, listen: values.listen, devKey, configFile: file });
     process.stdout.write(`Switchyard gateway listening on ${running.url}\n`);
     await untilSignal();
     await running.stop();

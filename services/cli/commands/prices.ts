@@ -10,7 +10,7 @@ import { connectNats, natsUrl } from "../../../shared/nats/connect.ts";
 import { buildCatalog } from "../../../shared/routing/catalog.ts";
 import { STALE_AFTER_MS } from "../../../shared/routing/live-state.ts";
 import { parse, untilSignal } from "../args.ts";
-import { table } from "./dlq.ts";
+import { percent, table } from "../table.ts";
 import type { Command } from "./types.ts";
 
 export const pricesCommand: Command = {
@@ -134,8 +134,8 @@ function row(s: ModelState, now: number): string[] {
     s.health,
     s.latency_p50_ms === null ? "-" : `${s.latency_p50_ms}ms`,
     s.latency_p95_ms === null ? "-" : `${s.latency_p95_ms}ms`,
-    `${(s.error_rate * 100).toFixed(1)}%`,
-    `${(s.rate_limit_rate * 100).toFixed(1)}%`,
+    percent(s.error_rate),
+    percent(s.rate_limit_rate),
     String(s.samples),
     cooldown > 0 ? `${(cooldown / 1000).toFixed(1)}s` : "-",
     ago(now - Date.parse(s.updated_at)),
@@ -148,7 +148,7 @@ export function demotions(s: ModelState): string {
   const demoted = Object.entries(s.quality ?? {})
     .filter(([, q]) => q.status === "demoted")
     .sort(([a], [b]) => a.localeCompare(b))
-    .map(([task, q]) => `${task} ${(q.pass_rate * 100).toFixed(1)}% of ${q.samples}`);
+    .map(([task, q]) => `${task} ${percent(q.pass_rate)} of ${q.samples}`);
   return demoted.length > 0 ? demoted.join(", ") : "-";
 }
 

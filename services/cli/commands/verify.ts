@@ -21,7 +21,9 @@ import type { ModelInfo } from "../../../shared/routing/catalog.ts";
 import { costUsd } from "../../../shared/routing/cost.ts";
 import { isTransient } from "../../../shared/routing/outcomes.ts";
 import { intFlag, parse } from "../args.ts";
-import { table } from "./dlq.ts";
+import { percent, table } from "../table.ts";
+import { mapLimit } from "../../../shared/concurrency.ts";
+import { percentile } from "../../../shared/stats.ts";
 import type { Command } from "./types.ts";
 
 export type { Expected, Sample } from "../../../shared/acceptance/samples.ts";
@@ -161,7 +163,7 @@ export async function verify(config: Config, task: string, samples: readonly Sam
     for (const { model, tier } of candidates) {
       const provider = config.providers[model.provider]!;
       const call = callModel(lease, model, provider.timeout_ms, contract, opts.retries);
-      const outcomes = await pool(samples, opts.concurrency, call);
+      const outcomes = await mapLimit(samples, opts.concurrency, call);
       models.push(summarise(model, tier, provider.dialect, samples, outcomes, floor));
     }
     return { task, samplesFile, samples: samples.length, floor, models, passed: models.every((m) => !m.belowFloor) };
@@ -225,8 +227,8 @@ function summarise(model: ModelInfo, tier: number, dialect: Dialect, samples: re
   const passRate = passed / samples.length;
   const agreement = judgedResults.length === 0 ? undefined : agreed / judgedResults.length;
   const notes: string[] = [];
-  if (passRate < floor) notes.push(`pass rate ${pct(passRate)} < floor ${pct(floor)}`);
-  if (agreement !== undefined && agreement < floor) notes.push(`agreement ${pct(agreement)} < floor ${pct(floor)}`);
+  if (passRate < floor) notes.push(`pass rate ${percent(passRate)} < floor ${percent(floor)}`);
+  if (agreement !== undefined && agreement < floor) notes.push(`agreement ${percent(agreement)} < floor ${percent(floor)}`);
   const firstFailure = results.find((r) => !r.passed)?.note;
   const firstDisagreement = results.find((r) => r.agreed === false)?.note;
   if (firstFailure) notes.push(`first failure: ${firstFailure}`);
@@ -260,8 +262,8 @@ export function renderReport(r: VerifyReport): string {
       m.model,
       m.dialect,
       String(m.samples),
-      `${pct(m.passRate)} (${m.passed}/${m.samples})`,
-      m.agreement === undefined ? "–" : `${pct(m.agreement)} (${m.agreed}/${m.judged})`,
+      `${percent(m.passRate)} (${m.passed}/${m.samples})`,
+      m.agreement === undefined ? "–" : `${percent(m.agreement)} (${m.agreed}/${m.judged})`,
       m.latencyMs ? `${m.latencyMs.p50} ms` : "–",
       m.latencyMs ? `${m.latencyMs.p95} ms` : "–",
       `${m.costUsd.toFixed(6)}${star}`,
@@ -271,7 +273,7 @@ export function renderReport(r: VerifyReport): string {
     ];
   });
   const out = [
-    `verify ${r.task}: ${r.samples} samples from ${r.samplesFile}, ${r.models.length} models, floor ${pct(r.floor)}\n\n`,
+    `verify ${r.task}: ${r.samples} samples from ${r.samplesFile}, ${r.models.length} models, floor ${percent(r.floor)}\n\n`,
     table(["tier", "model", "dialect", "samples", "pass", "agreement", "p50", "p95", "cost (USD)", "per job", "failed calls", "verdict"], rows),
   ];
   const estimated = r.models.filter((m) => m.estimatedUsageCalls > 0);
@@ -283,30 +285,8 @@ export function renderReport(r: VerifyReport): string {
     if (m.notes.length > 0) out.push(`${m.belowFloor ? "FAIL" : "note"} ${m.model} (tier ${m.tier}): ${m.notes.join("; ")}\n`);
   }
   const failing = r.models.filter((m) => m.belowFloor).length;
-  out.push(failing === 0 ? `All ${r.models.length} models meet the floor of ${pct(r.floor)}.\n` : `${failing} of ${r.models.length} models fall below the floor of ${pct(r.floor)}.\n`);
+  out.push(failing === 0 ? `All ${r.models.length} models meet the floor of ${percent(r.floor)}.\n` : `${failing} of ${r.models.length} models fall below the floor of ${percent(r.floor)}.\n`);
   return out.join("");
-}
-
-/** Runs `fn` over `items` with at most `limit` at once, results in input order. */
-async function pool<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
-}
-
-function percentile(sorted: readonly number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
-
-function pct(x: number): string {
-  return `${(x * 100).toFixed(1)}%`;
 }
 
 function brief(v: unknown): string {
