@@ -8,7 +8,6 @@
  * nothing to the provider's latency. Measured per job, that holds through ramp-up and drain.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { GatewayConfigSchema } from "../../shared/config/schema.ts";
 import { STREAMS } from "../../shared/contract/subjects.ts";
 import { laneSlots } from "../../services/router/lanes.ts";
 import type { Profile } from "../lib/profile.ts";
@@ -16,6 +15,7 @@ import { cpuMs, rssKiB } from "../lib/procs.ts";
 import { consumerState, PRIMARY, publishBacklog, streamCount, type RouterSettings, type Stack } from "../lib/stack.ts";
 import { mean, spread, type Spread } from "../lib/stats.ts";
 import { readStream } from "../lib/timings.ts";
+import { DEFAULT_LANES } from "../../shared/config/lanes-schema.ts";
 
 export interface SlowFigures {
   readonly latencyMs: number;
@@ -44,7 +44,7 @@ const HOLD = 10_000;
  * by default a quarter of the slots stay reserved for interactive jobs (services/router/lanes.ts).
  */
 function maxInFlightFor(jobs: number): number {
-  const shares = GatewayConfigSchema.parse({}).lanes;
+  const shares = DEFAULT_LANES;
   let max = jobs;
   while (max - laneSlots(max, shares).interactiveReserved < jobs) max++;
   return max;

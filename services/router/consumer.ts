@@ -9,7 +9,7 @@ import type { RouterConfig } from "../../shared/config/schema.ts";
 import { INTERACTIVE_DURABLE, ROUTER_DURABLE, STREAMS } from "../../shared/contract/subjects.ts";
 import type { Logger } from "../../shared/log.ts";
 import { laneSlots, pullSize, type Lane, type LaneHeld } from "./lanes.ts";
-import type { LaneShares } from "../../shared/config/gateway-schema.ts";
+import type { LaneShares } from "../../shared/config/lanes-schema.ts";
 
 /** One delivered job as the worker holds it. */
 export interface Hold {

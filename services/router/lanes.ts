@@ -9,7 +9,7 @@
  *   batch lane pulls only up to its reserve and interactive jobs take every slot that frees.
  *   Otherwise the batch lane may use everything but the interactive reserve.
  */
-import type { LaneShares } from "../../shared/config/gateway-schema.ts";
+import type { LaneShares } from "../../shared/config/lanes-schema.ts";
 
 export type Lane = "interactive" | "batch";
 

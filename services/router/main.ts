@@ -38,6 +38,7 @@ export async function startRouter(opts: StartRouterOptions): Promise<RunningRout
   const owned = !opts.nc;
   const nc = opts.nc ?? (await connectNats(opts.natsUrl!, opts.name ?? "switchyard-router"));
   await provision(await jetstreamManager(nc), opts.config);
+  if (opts.config.gateway?.lanes !== undefined) opts.logger.warn("gateway.lanes is deprecated: the lane shares are the router's, set them under router.lanes");
   const router = createRouter({ nc, config: opts.config, logger: opts.logger, clock: opts.clock });
   const loop = router.run();
   const unwatch = opts.configFile ? watchConfig(opts.configFile, opts.logger, (config) => router.reload(config)) : undefined;

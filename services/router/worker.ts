@@ -10,7 +10,7 @@ import { bindContract } from "../../shared/acceptance/contract.ts";
 import { ProviderError } from "../../shared/adapters/errors.ts";
 import { CallAbortedError } from "../../shared/adapters/http.ts";
 import type { Completion } from "../../shared/adapters/types.ts";
-import { GatewayConfigSchema, type Config } from "../../shared/config/schema.ts";
+import { routerLanes, type Config } from "../../shared/config/schema.ts";
 import type { Attempt, AttemptOutcome, DeadLetter } from "../../shared/contract/job.ts";
 import type { AttemptEvent } from "../../shared/contract/live.ts";
 import { canonicalJobSubject, dlqSubject, resultSubject, TELEMETRY_SUBJECT } from "../../shared/contract/subjects.ts";
@@ -80,7 +80,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
   const consumer = createConsumer({
     js,
     router,
-    lanes: (config.gateway ?? GatewayConfigSchema.parse({})).lanes,
+    lanes: routerLanes(config),
     logger,
     clock,
     handle: (hold) => {

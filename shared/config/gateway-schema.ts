@@ -9,6 +9,7 @@
  */
 import { z } from "zod";
 import { TASK_PATTERN } from "../contract/subjects.ts";
+import { LanesSchema } from "./lanes-schema.ts";
 
 type Units = {
   readonly duration: z.ZodType<number, number | string>;
@@ -33,15 +34,6 @@ export function gatewayConfigSchema({ duration, size }: Units) {
     burst: z.int().positive().optional(),
   });
 
-  const LanesSchema = z
-    .strictObject({
-      /** Share of each worker's `router.max_in_flight` that batch-lane jobs may never take, so interactive jobs always find a free slot. @defaultValue 0.25 */
-      interactive_reserved: z.number().min(0).max(0.9).default(0.25),
-      /** Share that interactive jobs may never take, so batch work never starves. @defaultValue 0.1 */
-      batch_reserved: z.number().min(0).max(0.9).default(0.1),
-    })
-    .refine((l) => l.interactive_reserved + l.batch_reserved < 1, { message: "interactive_reserved + batch_reserved must be below 1" });
-
   return z.strictObject({
     /** `host:port` the HTTP server binds. @defaultValue 127.0.0.1:8080 */
     listen: z
@@ -65,12 +57,12 @@ export function gatewayConfigSchema({ duration, size }: Units) {
     default_task: z.string().regex(TASK_PATTERN, "default_task must match [a-z0-9_-]{1,64}").optional(),
     /** API keys by a name of your choice (the name appears in logs; the key never does). */
     keys: z.record(z.string().min(1).max(64), ApiKeySchema).default({}),
-    lanes: LanesSchema.default({ interactive_reserved: 0.25, batch_reserved: 0.1 }),
+    /** @deprecated the lane shares are the router's: set `router.lanes`. Read only when that is absent. */
+    lanes: LanesSchema.optional(),
   });
 }
 
 export type GatewayConfig = z.output<ReturnType<typeof gatewayConfigSchema>>;
-export type LaneShares = GatewayConfig["lanes"];
 
 /** A gateway setting that names a task `tasks:` does not configure, with where it sits. */
 export interface GatewayTaskIssue {

@@ -8,6 +8,7 @@ import { TASK_PATTERN } from "../contract/subjects.ts";
 import { gatewayConfigSchema } from "./gateway-schema.ts";
 import { OutputConfigSchema } from "./output-schema.ts";
 import { duplicateWindowProblem, retrySpan } from "./retry-span.ts";
+import { DEFAULT_LANES, LanesSchema, type LaneShares } from "./lanes-schema.ts";
 
 const NAME = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
 const name = (what: string) =>
@@ -135,6 +136,8 @@ export const RouterConfigSchema = z.strictObject({
   max_job_bytes: size.default(256 * 1024),
   /** On SIGTERM, time given to in-flight jobs before the worker exits. */
   shutdown_grace: duration.default(10_000),
+  /** How each worker's slots are shared between the interactive and batch lanes (see `lanes-schema.ts`). @defaultValue {interactive_reserved: 0.25, batch_reserved: 0.1} */
+  lanes: LanesSchema.optional(),
 });
 
 /** The OpenAI-compatible gateway and its priority lanes (see `gateway-schema.ts`). */
@@ -156,6 +159,9 @@ export const ConfigSchema = z
       const [p, m] = splitModelId(id);
       return p !== undefined && m !== undefined && cfg.providers[p]?.models[m] !== undefined;
     };
+    if (cfg.router.lanes !== undefined && cfg.gateway?.lanes !== undefined) {
+      ctx.addIssue({ code: "custom", path: ["gateway", "lanes"], message: "lanes are set under router.lanes; remove gateway.lanes (deprecated)" });
+    }
     for (const [alias, target] of Object.entries(cfg.aliases)) {
       if (!known(target)) ctx.addIssue({ code: "custom", path: ["aliases", alias], message: `alias points to unknown model "${target}"` });
     }
@@ -192,6 +198,14 @@ export type TaskConfig = z.infer<typeof TaskConfigSchema>;
 export type TierConfig = z.infer<typeof TierSchema>;
 export type StreamsConfig = z.infer<typeof StreamsConfigSchema>;
 export type RouterConfig = z.infer<typeof RouterConfigSchema>;
+
+/**
+ * The lane shares a router worker uses: `router.lanes`, else the deprecated `gateway.lanes`,
+ * else the defaults. Both at once is a config error (see ConfigSchema).
+ */
+export function routerLanes(cfg: Pick<Config, "router" | "gateway">): LaneShares {
+  return cfg.router.lanes ?? cfg.gateway?.lanes ?? DEFAULT_LANES;
+}
 
 /** `provider/model` → [provider, model]; the model part may itself contain slashes. */
 export function splitModelId(id: string): [string | undefined, string | undefined] {

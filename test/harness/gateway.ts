@@ -39,8 +39,8 @@ export function gatewayConfigYaml(simUrl: string, opts: GatewayStackOptions = {}
       globex: { sha256: hashKey(KEYS.globex), tenant: "globex", task: "moderation", tasks: ["moderation"] },
       slow: { sha256: hashKey(KEYS.slow), tenant: "slow", task: "moderation", requests_per_second: 1, burst: 2 },
     },
-    ...(opts.lanes ? { lanes: opts.lanes } : {}),
   };
+  if (opts.lanes) cfg.router = { ...cfg.router, lanes: opts.lanes };
   return stringify(cfg);
 }
 

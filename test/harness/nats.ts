@@ -71,12 +71,23 @@ export async function readStream<T = Record<string, unknown>>(
  * a time limit, so an absence (no second result for an id) is checked against all of it.
  */
 export async function readAll<T = Record<string, unknown>>(js: JetStreamClient, stream: string, opts: { subject?: string } = {}): Promise<T[]> {
-  const jsm = await js.jetstreamManager(false);
-  const info = await jsm.streams.info(stream, opts.subject ? { subjects_filter: opts.subject } : {});
-  if (info.state.messages === 0 || (opts.subject && Object.keys(info.state.subjects ?? {}).length === 0)) return [];
   const out: T[] = [];
-  for await (const m of scan(js, stream, { subject: opts.subject, lastSeq: info.state.last_seq })) out.push(JSON.parse(Buffer.from(m.data).toString("utf8")) as T);
+  for await (const m of scanAll(js, stream, opts.subject, false)) out.push(JSON.parse(Buffer.from(m.data).toString("utf8")) as T);
   return out;
+}
+
+/** The `Nats-Msg-Id` of every message of a stream, as `readAll` reads it (payloads need not be JSON). */
+export async function readMsgIds(js: JetStreamClient, stream: string, opts: { subject?: string } = {}): Promise<(string | undefined)[]> {
+  const out: (string | undefined)[] = [];
+  for await (const m of scanAll(js, stream, opts.subject, true)) out.push(m.msgId);
+  return out;
+}
+
+async function* scanAll(js: JetStreamClient, stream: string, subject: string | undefined, headersOnly: boolean) {
+  const jsm = await js.jetstreamManager(false);
+  const info = await jsm.streams.info(stream, subject ? { subjects_filter: subject } : {});
+  if (info.state.messages === 0 || (subject && Object.keys(info.state.subjects ?? {}).length === 0)) return;
+  yield* scan(js, stream, { subject, lastSeq: info.state.last_seq, headersOnly });
 }
 
 /**
