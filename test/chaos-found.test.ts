@@ -8,17 +8,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { createProviderClient } from "../shared/adapters/http.ts";
 import { ProviderTimeoutError } from "../shared/adapters/errors.ts";
 import { parseConfig } from "../shared/config/load.ts";
-import { STREAMS } from "../shared/contract/subjects.ts";
+import { AttemptEventSchema } from "../shared/contract/live.ts";
+import { STREAMS, TELEMETRY_SUBJECT } from "../shared/contract/subjects.ts";
 import { provision } from "../shared/nats/provision.ts";
 import { parseScenario } from "../services/sim-provider/scenario.ts";
 import { createSimProvider, type SimProvider } from "../services/sim-provider/server.ts";
-import { scan } from "../shared/nats/read.ts";
 import { startAckProxy } from "./chaos/ack-proxy.ts";
-import { startTestNats, type TestNats } from "./harness/nats.ts";
+import { jobsSettled, readAll, readMsgIds, startTestNats, type TestNats } from "./harness/nats.ts";
 import { spawnCli, type CliProcess } from "./harness/processes.ts";
 import { moderationJob, startStack, testConfigYaml, type TestStack } from "./harness/stack.ts";
 
@@ -27,6 +27,16 @@ const call = (model: string) => ({
   headers: { "content-type": "application/json" },
   body: JSON.stringify({ model, messages: [{ role: "user", content: "hi" }] }),
 });
+
+/** `p`, or a rejection saying what did not happen within `ms`. */
+async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(what)), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 describe("the per-attempt timeout (shared/adapters/http.ts)", () => {
   let sim: SimProvider;
@@ -77,11 +87,7 @@ describe("hostile job ids and nesting (services/router/worker.ts, intake.ts)", (
 
   const outcomesOf = async (id: string) => {
     const out: string[] = [];
-    for (const stream of [STREAMS.results, STREAMS.dlq]) {
-      const info = await stack.nats.jsm.streams.info(stream);
-      if (info.state.messages === 0) continue;
-      for await (const m of scan(stack.nats.js, stream, { lastSeq: info.state.last_seq, headersOnly: true })) if (m.msgId === id) out.push(stream);
-    }
+    for (const stream of [STREAMS.results, STREAMS.dlq]) for (const msgId of await readMsgIds(stack.nats.js, stream)) if (msgId === id) out.push(stream);
     return out;
   };
 
@@ -90,20 +96,20 @@ describe("hostile job ids and nesting (services/router/worker.ts, intake.ts)", (
     // handle() throws, the job is nak'ed until max_deliver and then never delivered again.
     const json = JSON.stringify(moderationJob(0)).replace(/}$/, `,"metadata":{"deep":${"[".repeat(10_000)}${"]".repeat(10_000)}}}`).replace('"id":"mod-0"', '"id":"deep-1"');
     await stack.nats.js.publish("jobs.moderation", json, { msgID: "deep-1" });
-    await vi.waitFor(async () => expect(await outcomesOf("deep-1")).toEqual([STREAMS.dlq]), { timeout: 10_000, interval: 250 });
+    // Acknowledged means its outcome is stored: then it must be exactly one dead letter (a job
+    // never acknowledged times this out, naming the backlog).
+    await jobsSettled(stack.nats.jsm, 10_000);
+    expect(await outcomesOf("deep-1")).toEqual([STREAMS.dlq]);
   });
 
   it("a job id with a line break ends as one dead letter, not lost", async () => {
     // The id is valid per the contract (1–128 characters), but it cannot be a Nats-Msg-Id
     // header: publishing the result or dead letter throws, and the job is dropped as above.
     await stack.nats.js.publish("jobs.moderation", JSON.stringify({ ...moderationJob(1), id: "line\nbreak" }), { msgID: "line-break" });
-    const ids = async () => {
-      const out: string[] = [];
-      const info = await stack.nats.jsm.streams.info(STREAMS.dlq);
-      if (info.state.messages > 0) for await (const m of scan(stack.nats.js, STREAMS.dlq, { lastSeq: info.state.last_seq })) out.push(JSON.parse(Buffer.from(m.data).toString()).id as string);
-      return out;
-    };
-    await vi.waitFor(async () => expect((await ids()).filter((id) => id.includes("break"))).toHaveLength(1), { timeout: 10_000, interval: 250 });
+    await jobsSettled(stack.nats.jsm, 10_000);
+    const ids = async (stream: string) => (await readAll<{ id: string }>(stack.nats.js, stream)).map((o) => o.id).filter((id) => id.includes("break"));
+    expect(await ids(STREAMS.dlq)).toHaveLength(1);
+    expect(await ids(STREAMS.results)).toEqual([]);
   });
 });
 
@@ -124,7 +130,9 @@ describe("RESULTS and DLQ unavailable for a few seconds (services/router/worker.
     await stack.nats.js.publish("jobs.moderation", JSON.stringify(moderationJob(0, { id: "outage-1" })), { msgID: "outage-1" });
     await sleep(2_000);
     await provision(stack.nats.jsm, stack.config);
-    await vi.waitFor(async () => expect((await stack.nats.jsm.streams.info(STREAMS.results)).state.messages).toBe(1), { timeout: 15_000, interval: 250 });
+    await jobsSettled(stack.nats.jsm, 15_000);
+    expect((await stack.nats.jsm.streams.info(STREAMS.results)).state.messages).toBe(1);
+    expect((await stack.nats.jsm.streams.info(STREAMS.dlq)).state.messages).toBe(0);
   });
 });
 
@@ -132,7 +140,8 @@ describe("a worker paused past ack_wait (SIGSTOP, as a long GC pause or a frozen
   let nats: TestNats;
   let sim: SimProvider;
   let env: Record<string, string>;
-  const procs: CliProcess[] = [];
+  /** The router processes of the running test: ended after it, so none serves (or wakes up in) the next. */
+  let procs: CliProcess[] = [];
 
   beforeAll(async () => {
     nats = await startTestNats({ ownServer: true });
@@ -153,9 +162,13 @@ describe("a worker paused past ack_wait (SIGSTOP, as a long GC pause or a frozen
     await provision(await jetstreamManager(nats.nc), parseConfig(yaml, "paused.yaml", {}));
     env = { NATS_URL: nats.url, SWITCHYARD_CONFIG: join(dir, "switchyard.yaml"), LOG_LEVEL: "info" };
   });
-  afterAll(async () => {
+  beforeEach(() => sim.reset());
+  afterEach(async () => {
     for (const p of procs) p.child.kill("SIGKILL");
     await Promise.all(procs.map((p) => p.exited));
+    procs = [];
+  });
+  afterAll(async () => {
     await sim?.close();
     await nats?.close();
   });
@@ -168,11 +181,16 @@ describe("a worker paused past ack_wait (SIGSTOP, as a long GC pause or a frozen
   }
   const budgetCalls = () => sim.stats().models["budget/budget-lite"]?.requests ?? 0;
   const count = async (stream: string) => (await nats.jsm.streams.info(stream)).state.messages;
+  /** SIGTERM: the worker finishes what it holds (within shutdown_grace) and exits; after that it can publish nothing. */
+  const stopped = async (p: CliProcess) => {
+    p.child.kill("SIGTERM");
+    return p.exited;
+  };
+  const dlqIds = async () => (await readAll<{ id: string }>(nats.js, STREAMS.dlq)).map((d) => d.id);
 
   it("a job published without any id is served once, not once per delivery", async () => {
     // The fallback id is a fresh nuid per delivery (worker.ts, `newId: () => nuid.next()`), so
     // the redelivered copy's result is not recognised as a duplicate.
-    sim.reset();
     const before = (await count(STREAMS.results)) + (await count(STREAMS.dlq));
     const a = await router();
     nats.nc.publish("jobs.moderation", JSON.stringify({ request: moderationJob(0).request }));
@@ -181,15 +199,16 @@ describe("a worker paused past ack_wait (SIGSTOP, as a long GC pause or a frozen
     const b = await router();
     await vi.waitFor(async () => expect(await count(STREAMS.results)).toBeGreaterThan(before), { timeout: 10_000, interval: 50 });
     a.child.kill("SIGCONT");
-    await sleep(3_000);
+    // The woken worker still holds its delivery, its answer waiting in the socket: once it has
+    // stopped (finishing what it holds first), whatever it was going to publish is published.
+    expect(await stopped(a)).toBe(0);
+    expect(await stopped(b)).toBe(0);
     expect((await count(STREAMS.results)) + (await count(STREAMS.dlq)) - before).toBe(1);
-    for (const p of [a, b]) p.child.kill("SIGKILL");
   });
 
   it("a job another worker served is not also dead-lettered by the paused one when it wakes after the deadline", async () => {
     // The woken worker's attempt times out, the deadline has passed, so it publishes a
     // dead letter: the id is then in RESULTS and in DLQ, two streams no duplicate window spans.
-    sim.reset();
     sim.control("budget", "budget-lite", { outage: "hang", hang_ms: 60_000 });
     const a = await router();
     const deadline = Date.now() + 5_000;
@@ -201,21 +220,25 @@ describe("a worker paused past ack_wait (SIGSTOP, as a long GC pause or a frozen
     const b = await router();
     await vi.waitFor(async () => expect(await count(STREAMS.results)).toBe(results + 1), { timeout: 10_000, interval: 50 });
     await sleep(deadline + 500 - Date.now());
+    // The woken call's end is reported as telemetry (b's call succeeded, so a failed budget
+    // attempt is a's); undici's timer counts its own ticks, not the clock, so it times out about 2 s after the wake.
+    const telemetry = nats.nc.subscribe(`${TELEMETRY_SUBJECT}.budget`);
+    const wokenCallEnded = (async () => {
+      for await (const m of telemetry) if (AttemptEventSchema.parse(m.json()).outcome !== "ok") return;
+    })();
+    await nats.nc.flush();
     a.child.kill("SIGCONT");
-    // undici's timer counts its own ticks, not the clock: the woken call times out about 2 s later.
-    await sleep(5_000);
-    const dls: string[] = [];
-    const info = await nats.jsm.streams.info(STREAMS.dlq);
-    if (info.state.messages > 0) for await (const m of scan(nats.js, STREAMS.dlq, { lastSeq: info.state.last_seq, headersOnly: true })) if (m.msgId) dls.push(m.msgId);
-    expect(dls).not.toContain("paused-1");
-    for (const p of [a, b]) p.child.kill("SIGKILL");
+    await within(wokenCallEnded, 15_000, "the woken worker's call never ended");
+    telemetry.unsubscribe();
+    // The call ended on its own, before the stop: the worker has decided, and its exit ends any publish.
+    expect(await stopped(a)).toBe(0);
+    expect(await dlqIds()).not.toContain("paused-1");
   });
   it("a result whose ack was lost is not also dead-lettered when the redelivery comes after the deadline", async () => {
     // The first delivery stores the result, but its ack never reaches the server (as when a
     // worker dies right after publishing, or the server dies before it stored the ack).
     // JetStream redelivers after ack_wait; by then the deadline has passed, and the redelivery
     // publishes deadline_exceeded into DLQ although RESULTS holds the job.
-    sim.reset();
     const proxy = await startAckProxy(Number(new URL(nats.url).port));
     try {
       const a = await router(proxy.url);
@@ -226,14 +249,12 @@ describe("a worker paused past ack_wait (SIGSTOP, as a long GC pause or a frozen
       await vi.waitFor(async () => expect(await count(STREAMS.results)).toBe(before + 1), { timeout: 10_000, interval: 50 });
       await sleep(deadline + 1_500 - Date.now());
       proxy.dropAcks(false);
-      await sleep(1_500);
       expect(proxy.dropped()).toBeGreaterThan(0);
-      const dls: string[] = [];
-      const info = await nats.jsm.streams.info(STREAMS.dlq);
-      if (info.state.messages > 0) for await (const m of scan(nats.js, STREAMS.dlq, { lastSeq: info.state.last_seq, headersOnly: true })) if (m.msgId) dls.push(m.msgId);
-      if (dls.includes("lostack-1")) console.log("DEBUG", a.output());
-      expect(dls).not.toContain("lostack-1");
-      a.child.kill("SIGKILL");
+      // Every ack so far was dropped: the job settles only by an ack sent now, from a delivery
+      // that came after the deadline. The worker's exit then ends any publish still under way.
+      await jobsSettled(nats.jsm, 10_000);
+      expect(await stopped(a)).toBe(0);
+      expect(await dlqIds()).not.toContain("lostack-1");
     } finally {
       await proxy.close();
     }

@@ -7,13 +7,13 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DeadLetter, Result } from "../shared/contract/job.ts";
 import { STREAMS } from "../shared/contract/subjects.ts";
 import { matchesDeadLetter, parseWhen } from "../services/replay/filters.ts";
 import { openLedger } from "../services/replay/ledger.ts";
 import { deadLetterReplay, replayId, replayJob } from "../services/replay/lineage.ts";
-import { scan } from "../shared/nats/read.ts";
+import { jobsSettled, readAll } from "./harness/nats.ts";
 import { spawnCli } from "./harness/processes.ts";
 import { moderationJob, startStack, type TestStack } from "./harness/stack.ts";
 
@@ -74,22 +74,25 @@ describe("switchyard dlq and replay, against a real stack", () => {
     const code = await p.exited;
     return { code, out: p.output() };
   };
-  const all = async <T>(stream: string): Promise<T[]> => {
-    const info = await stack.nats.jsm.streams.info(stream);
-    const out: T[] = [];
-    if (info.state.messages > 0) for await (const m of scan(stack.nats.js, stream, { lastSeq: info.state.last_seq })) out.push(JSON.parse(Buffer.from(m.data).toString()) as T);
-    return out;
-  };
-  const resultOf = async (id: string) => (await all<Result>(STREAMS.results)).find((r) => r.id === id);
-  const unroutable = (i: number, metadata: Record<string, unknown>) => {
-    const j = moderationJob(i, { id: `dead-${i}`, metadata });
+  // Every job published so far (replays included) has its outcome once JOBS has settled.
+  const settled = () => jobsSettled(stack.nats.jsm);
+  const resultOf = async (id: string) => (await readAll<Result>(stack.nats.js, STREAMS.results)).find((r) => r.id === id);
+  const deadLetterOf = async (id: string) => (await readAll<DeadLetter>(stack.nats.js, STREAMS.dlq)).find((d) => d.id === id);
+  /** A job naming an unknown model: dead-lettered no_route at once, and a replay naming a real model serves it. */
+  const unroutable = (id: string, metadata: Record<string, unknown> = {}) => {
+    const j = moderationJob(0, { id, metadata });
     return { ...j, request: { ...j.request, model: "nowhere/model" } };
+  };
+  /** Each test dead-letters its own jobs, so none depends on what an earlier one left. */
+  const deadLettered = async (...jobs: ReturnType<typeof unroutable>[]) => {
+    await stack.publishJobs("moderation", jobs);
+    await settled();
+    for (const j of jobs) expect(await deadLetterOf(j.id)).toMatchObject({ reason: "no_route" });
   };
 
   it("list filters by task, reason, time and metadata; show prints one in full and whether it was replayed", async () => {
     const since = new Date().toISOString();
-    await stack.publishJobs("moderation", [unroutable(0, { tenant: "acme" }), unroutable(1, { tenant: "globex" }), unroutable(2, { tenant: "acme" })]);
-    await vi.waitFor(async () => expect((await all<DeadLetter>(STREAMS.dlq)).length).toBeGreaterThanOrEqual(3), { timeout: 10_000 });
+    await deadLettered(unroutable("dead-0", { tenant: "acme" }), unroutable("dead-1", { tenant: "globex" }), unroutable("dead-2", { tenant: "acme" }));
     const listed = await cli("dlq", "list", "--task", "moderation", "--reason", "no_route", "--since", since, "--until", new Date(Date.now() + 60_000).toISOString(), "--meta", "tenant=acme");
     expect(listed.code).toBe(0);
     expect(listed.out).toContain("2 dead letter(s) matched");
@@ -106,44 +109,48 @@ describe("switchyard dlq and replay, against a real stack", () => {
   });
 
   it("dlq replay --dry-run counts; replay publishes each dead letter once with --model, --deadline and lineage", async () => {
-    const dry = await cli("dlq", "replay", "--id", "dead-0", "--id", "dead-1", "--dry-run");
+    await deadLettered(unroutable("rp-0", { tenant: "acme" }), unroutable("rp-1", { tenant: "globex" }));
+    const dry = await cli("dlq", "replay", "--id", "rp-0", "--id", "rp-1", "--dry-run");
     expect(dry.code).toBe(0);
     expect(dry.out).toContain("would publish 2 new job(s)");
-    const run = await cli("dlq", "replay", "--id", "dead-0", "--id", "dead-1", "--model", "swift/mini", "--deadline", "10m");
+    const run = await cli("dlq", "replay", "--id", "rp-0", "--id", "rp-1", "--model", "swift/mini", "--deadline", "10m");
     expect(run.code).toBe(0);
     expect(run.out).toContain("published 2 new job(s); 0 already replayed");
-    await vi.waitFor(async () => expect(await resultOf("dead-1~r1")).toBeDefined(), { timeout: 10_000 });
-    const r = (await resultOf("dead-1~r1"))!;
+    await settled();
+    const r = await resultOf("rp-1~r1");
     expect(r).toMatchObject({ provider: "swift", model: "mini" });
-    expect(r.metadata).toMatchObject({ tenant: "globex", replay_of: "dead-1", replay_root: "dead-1", replay_run: "r1", replay_generation: 1, replay_reason: "no_route", replay_source: "dlq" });
-    const jobs = await all<{ id: string; deadline?: string; request: { model: string } }>(STREAMS.jobs);
-    const replayed = jobs.find((j) => j.id === "dead-0~r1")!;
+    expect(r!.metadata).toMatchObject({ tenant: "globex", replay_of: "rp-1", replay_root: "rp-1", replay_run: "r1", replay_generation: 1, replay_reason: "no_route", replay_source: "dlq" });
+    const jobs = await readAll<{ id: string; deadline?: string; request: { model: string } }>(stack.nats.js, STREAMS.jobs);
+    const replayed = jobs.find((j) => j.id === "rp-0~r1")!;
     expect(replayed.request.model).toBe("swift/mini");
     expect(Date.parse(replayed.deadline!) - Date.now()).toBeGreaterThan(8 * 60_000);
-    const again = await cli("dlq", "replay", "--id", "dead-0", "--id", "dead-1", "--model", "swift/mini");
+    const again = await cli("dlq", "replay", "--id", "rp-0", "--id", "rp-1", "--model", "swift/mini");
     expect(again.out).toContain("published 0 new job(s); 2 already replayed");
-    expect((await cli("dlq", "show", "dead-1")).out).toMatch(/replayed as dead-1~r1 at .* \(JOBS sequence \d+\)/);
+    expect((await cli("dlq", "show", "rp-1")).out).toMatch(/replayed as rp-1~r1 at .* \(JOBS sequence \d+\)/);
   });
 
   it("a replay that fails again is replayed as the next generation of the same job", async () => {
+    await deadLettered(unroutable("gen-0"));
     // No model override: the replay inherits nowhere/model and is dead-lettered again.
-    expect((await cli("dlq", "replay", "--id", "dead-2")).code).toBe(0);
-    await vi.waitFor(async () => expect((await all<DeadLetter>(STREAMS.dlq)).some((d) => d.id === "dead-2~r1")).toBe(true), { timeout: 10_000 });
-    expect((await cli("dlq", "replay", "--id", "dead-2~r1", "--model", "budget/lite")).out).toContain("published 1 new job(s)");
-    await vi.waitFor(async () => expect(await resultOf("dead-2~r2")).toBeDefined(), { timeout: 10_000 });
-    expect((await resultOf("dead-2~r2"))!.metadata).toMatchObject({ replay_of: "dead-2~r1", replay_root: "dead-2", replay_generation: 2 });
+    expect((await cli("dlq", "replay", "--id", "gen-0")).code).toBe(0);
+    await settled();
+    expect(await deadLetterOf("gen-0~r1")).toMatchObject({ reason: "no_route" });
+    expect((await cli("dlq", "replay", "--id", "gen-0~r1", "--model", "budget/lite")).out).toContain("published 1 new job(s)");
+    await settled();
+    expect((await resultOf("gen-0~r2"))?.metadata).toMatchObject({ replay_of: "gen-0~r1", replay_root: "gen-0", replay_generation: 2 });
   });
 
   it("replay re-runs a time range of a task from JOBS on another model, once per run label", async () => {
     const since = new Date();
     await stack.publishJobs("moderation", Array.from({ length: 5 }, (_, i) => moderationJob(i, { id: `batch-${i}`, metadata: { batch: "nightly" } })));
     const until = new Date();
-    await vi.waitFor(async () => expect(await resultOf("batch-4")).toBeDefined(), { timeout: 10_000 });
+    await settled();
     const args = ["replay", "--task", "moderation", "--since", since.toISOString(), "--until", until.toISOString(), "--model", "premium/large", "--meta", "batch=nightly"];
     const run = await cli(...args);
     expect(run.code).toBe(0);
     expect(run.out).toContain("published 5 new job(s)");
-    await vi.waitFor(async () => expect(await resultOf("batch-4~premium/large")).toBeDefined(), { timeout: 10_000 });
+    await settled();
+    expect(await resultOf("batch-4~premium/large")).toBeDefined();
     expect(await resultOf("batch-0~premium/large")).toMatchObject({ provider: "premium", metadata: { batch: "nightly", replay_of: "batch-0", replay_run: "premium/large", replay_source: "jobs" } });
     expect((await cli(...args)).out).toContain("published 0 new job(s); 5 already replayed");
     // Another label is another run. The range now holds the premium replays too: each counts as its original.
@@ -155,7 +162,7 @@ describe("switchyard dlq and replay, against a real stack", () => {
     const ledger = await openLedger(stack.nats.nc, stack.config);
     const at = new Date().toISOString();
     await stack.publishJobs("moderation", [moderationJob(0, { id: "claim-a" }), moderationJob(1, { id: "claim-b" })]);
-    await vi.waitFor(async () => expect(await resultOf("claim-b")).toBeDefined(), { timeout: 10_000 });
+    await settled();
     // As a killed run leaves them: claim-a's replay was published, claim-b's was not.
     await ledger.claim({ id: "claim-a~rerun", of: "claim-a", task: "moderation", at });
     await ledger.claim({ id: "claim-b~rerun", of: "claim-b", task: "moderation", at });

@@ -5,6 +5,7 @@
  * settles.
  */
 import type { JetStreamClient, JsMsg } from "@nats-io/jetstream";
+import { CallCancel } from "../../shared/adapters/http.ts";
 import type { RouterConfig } from "../../shared/config/schema.ts";
 import { INTERACTIVE_DURABLE, ROUTER_DURABLE, STREAMS } from "../../shared/contract/subjects.ts";
 import type { Logger } from "../../shared/log.ts";
@@ -18,8 +19,8 @@ export interface Hold {
   readonly startedAt: number;
   /** When JetStream last heard this job is being worked on (delivery or `working()`). */
   renewedAt: number;
-  /** Fires when the worker stops past its grace period: the job's call is cut off and nothing is published for it. */
-  readonly abort: AbortController;
+  /** Fired when the worker stops past its grace period: the job's call is cut off and nothing is published for it. */
+  readonly cancel: CallCancel;
 }
 
 export interface ConsumerDeps {
@@ -86,7 +87,7 @@ export function createConsumer({ js, router, lanes, logger, clock, handle }: Con
 
   function dispatch(m: JsMsg, lane: Lane): void {
     const now = clock();
-    const hold: Hold = { m, startedAt: now, renewedAt: now, abort: new AbortController() };
+    const hold: Hold = { m, startedAt: now, renewedAt: now, cancel: new CallCancel() };
     holds.add(hold);
     void handle(hold).finally(() => {
       holds.delete(hold);

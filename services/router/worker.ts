@@ -99,7 +99,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
     },
   });
 
-  const moment = (hold: Hold): Moment => ({ now: clock(), renewedAt: hold.renewedAt, stopping: hold.abort.signal.aborted });
+  const moment = (hold: Hold): Moment => ({ now: clock(), renewedAt: hold.renewedAt, stopping: hold.cancel.cancelled });
 
   async function handle(hold: Hold): Promise<void> {
     const { m } = hold;
@@ -176,7 +176,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
     const t0 = clock();
     let completion: Completion;
     try {
-      completion = await lease.call(model, step.request, step.timeoutMs, hold.abort.signal);
+      completion = await lease.call(model, step.request, step.timeoutMs, hold.cancel);
     } catch (err) {
       if (err instanceof CallAbortedError) {
         delivery.aborted();
@@ -202,7 +202,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
       stats[outcome.kind === "result" ? "succeeded" : "deadLettered"]++;
       return true;
     }
-    if (hold.abort.signal.aborted) nak(hold);
+    if (hold.cancel.cancelled) nak(hold);
     return false;
   }
 
@@ -285,7 +285,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
     await consumer.idle(router.shutdown_grace);
     // Past the grace period: cut the calls off. Each job hands itself back (nak) with nothing
     // published, so the next worker serves it and this one cannot also publish a late result.
-    for (const h of consumer.holds) h.abort.abort();
+    for (const h of consumer.holds) h.cancel.cancel();
     await consumer.idle(ABORT_SETTLE_MS);
     for (const h of consumer.holds) nak(h);
     consumer.close();

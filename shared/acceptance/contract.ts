@@ -146,8 +146,6 @@ export function bindContract(task: TaskContract, request: ChatRequest): JobContr
     // The job's own format goes as it was given; it replaces the task's wrapper.
     format = undefined;
     wraps = false;
-  } else if (jobFormat?.type === "json_object" && format === undefined) {
-    format = { type: "json_object" };
   } else if (jobFormat?.type === "json_object" && task.wrapsLabel) {
     // The caller asked for JSON: the wrapped label object is that JSON.
     wraps = false;

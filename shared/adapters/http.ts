@@ -9,12 +9,35 @@ import type { HttpCall, HttpReply } from "./types.ts";
 
 export interface ProviderClient {
   /**
-   * Sends one call. `signal` cancels it from outside (a worker stopping): the call then
+   * Sends one call. `cancel` cuts it off from outside (a worker stopping): the call then
    * rejects with `CallAbortedError`, which is no attempt outcome — nobody learnt anything
    * about the provider.
    */
-  send(call: HttpCall, timeoutMs: number, signal?: AbortSignal): Promise<HttpReply>;
+  send(call: HttpCall, timeoutMs: number, cancel?: CallCancel): Promise<HttpReply>;
   close(): Promise<void>;
+}
+
+/**
+ * Cuts calls off from outside. A plain object rather than an AbortSignal: one is made per job,
+ * and an EventTarget with a listener per call costs measurably on the hot path.
+ */
+export class CallCancel {
+  #cancelled = false;
+  #abort: (() => void) | undefined;
+
+  get cancelled(): boolean {
+    return this.#cancelled;
+  }
+
+  cancel(): void {
+    this.#cancelled = true;
+    this.#abort?.();
+  }
+
+  /** The call in progress, so `cancel` reaches it; undefined once it ends. */
+  attach(abort: (() => void) | undefined): void {
+    this.#abort = abort;
+  }
 }
 
 /** The caller cancelled the call; not the provider's doing. */
@@ -48,15 +71,14 @@ export function createProviderClient(provider: Pick<ProviderConfig, "base_url" |
   );
   let turn = 0;
   return {
-    async send(call, timeoutMs, signal) {
-      if (signal?.aborted) throw new CallAbortedError();
+    async send(call, timeoutMs, cancel) {
+      if (cancel?.cancelled) throw new CallAbortedError();
       // One timer bounds the whole call. undici's own headersTimeout/bodyTimeout run on ~1 s
       // coarse timers and bodyTimeout only bounds the gap between chunks, so a dripping body
       // or a 900 ms answer to a 300 ms budget would outlive the attempt (and the job's deadline).
       const abort = new AbortController();
       const timer = setTimeout(() => abort.abort(), timeoutMs);
-      const cancel = () => abort.abort();
-      signal?.addEventListener("abort", cancel, { once: true });
+      cancel?.attach(() => abort.abort());
       try {
         const pool = pools[turn]!;
         turn = (turn + 1) % shards;
@@ -69,11 +91,11 @@ export function createProviderClient(provider: Pick<ProviderConfig, "base_url" |
         const body = await res.body.text();
         return { status: res.statusCode, headers: res.headers, body };
       } catch (err) {
-        if (signal?.aborted) throw new CallAbortedError();
+        if (cancel?.cancelled) throw new CallAbortedError();
         throw abort.signal.aborted ? new ProviderTimeoutError(`no complete response within ${timeoutMs} ms`, { cause: err }) : transportError(err);
       } finally {
         clearTimeout(timer);
-        signal?.removeEventListener("abort", cancel);
+        cancel?.attach(undefined);
       }
     },
     close: async () => {

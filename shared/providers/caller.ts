@@ -6,22 +6,22 @@
  */
 import { ADAPTERS } from "../adapters/index.ts";
 import { ProviderError } from "../adapters/errors.ts";
-import { createProviderClient, type ProviderClient } from "../adapters/http.ts";
+import { createProviderClient, type CallCancel, type ProviderClient } from "../adapters/http.ts";
 import type { Completion, ProviderTarget } from "../adapters/types.ts";
 import type { Config } from "../config/schema.ts";
 import type { ChatRequest } from "../contract/job.ts";
 import { buildCatalog, type Catalog, type ModelInfo } from "../routing/catalog.ts";
 
-/** One config's view of the providers, held until `release()`. */
+/** One config's view of the providers, held until `release()` (once per lease). */
 export interface ProviderLease {
   readonly config: Config;
   readonly catalog: Catalog;
   /**
    * Calls the model and normalises the answer. Rejects with a `ProviderError` whose message
    * carries no API key (provider error bodies sometimes echo the key they refused), or with
-   * `CallAbortedError` when `signal` fired.
+   * `CallAbortedError` when `cancel` fired.
    */
-  call(model: ModelInfo, request: ChatRequest, timeoutMs: number, signal?: AbortSignal): Promise<Completion>;
+  call(model: ModelInfo, request: ChatRequest, timeoutMs: number, cancel?: CallCancel): Promise<Completion>;
   release(): void;
 }
 
@@ -41,83 +41,83 @@ export interface CallerOptions {
   readonly maxConcurrency?: number;
 }
 
-interface Setup {
-  readonly config: Config;
-  readonly catalog: Catalog;
-  readonly clients: ReadonlyMap<string, ProviderClient>;
-  readonly targets: ReadonlyMap<string, ProviderTarget>;
-  leases: number;
-  retired: boolean;
-  closed: Promise<void> | undefined;
-}
-
 /** Error messages are cut to this length: a provider's whole HTML error page is no use in an attempt. */
 const MAX_ERROR_CHARS = 300;
 
-export function createModelCaller(config: Config, opts: CallerOptions = {}): ModelCaller {
-  let current = build(config, opts);
-  const retired = new Set<Setup>();
+/**
+ * A config's catalogue and pools, counted by its leases. The lease is the setup itself (no
+ * object per job): a lease is taken and released once per job on the hot path.
+ */
+class Setup implements ProviderLease {
+  readonly config: Config;
+  readonly catalog: Catalog;
+  readonly #clients = new Map<string, ProviderClient>();
+  readonly #targets = new Map<string, ProviderTarget>();
+  #leases = 0;
+  #retired = false;
+  #closed: Promise<void> | undefined;
 
-  function closeIfDone(s: Setup): Promise<void> {
-    if (!s.retired || s.leases > 0) return Promise.resolve();
-    s.closed ??= Promise.all([...s.clients.values()].map((c) => c.close().catch(() => {}))).then(() => void retired.delete(s));
-    return s.closed;
+  constructor(config: Config, opts: CallerOptions) {
+    this.config = config;
+    this.catalog = buildCatalog(config, opts.env ?? {});
+    for (const [name, p] of Object.entries(config.providers)) {
+      this.#clients.set(name, createProviderClient({ base_url: p.base_url, max_concurrency: opts.maxConcurrency ?? p.max_concurrency }));
+    }
+    for (const model of this.catalog.models.values()) {
+      this.#targets.set(model.id, { provider: model.provider, upstream: model.upstream, apiKey: config.providers[model.provider]?.api_key });
+    }
   }
 
-  return {
-    lease() {
-      const s = current;
-      s.leases++;
-      let released = false;
-      return {
-        config: s.config,
-        catalog: s.catalog,
-        async call(model, request, timeoutMs, signal) {
-          const dialect = s.config.providers[model.provider]!.dialect;
-          const adapter = ADAPTERS[dialect];
-          const target = s.targets.get(model.id)!;
-          try {
-            const reply = await s.clients.get(model.provider)!.send(adapter.toRequest(request, target), timeoutMs, signal);
-            return adapter.fromResponse(reply, request);
-          } catch (err) {
-            if (err instanceof ProviderError) redact(err, target.apiKey);
-            throw err;
-          }
-        },
-        release() {
-          if (released) return;
-          released = true;
-          s.leases--;
-          void closeIfDone(s);
-        },
-      };
-    },
-    reload(next) {
-      const previous = current;
-      current = build(next, opts);
-      previous.retired = true;
-      retired.add(previous);
-      void closeIfDone(previous);
-    },
-    async close() {
-      current.retired = true;
-      retired.add(current);
-      await Promise.all([...retired].map(closeIfDone));
-    },
-  };
+  lease(): this {
+    this.#leases++;
+    return this;
+  }
+
+  async call(model: ModelInfo, request: ChatRequest, timeoutMs: number, cancel?: CallCancel): Promise<Completion> {
+    const adapter = ADAPTERS[this.config.providers[model.provider]!.dialect];
+    const target = this.#targets.get(model.id)!;
+    try {
+      const reply = await this.#clients.get(model.provider)!.send(adapter.toRequest(request, target), timeoutMs, cancel);
+      return adapter.fromResponse(reply, request);
+    } catch (err) {
+      if (err instanceof ProviderError) redact(err, target.apiKey);
+      throw err;
+    }
+  }
+
+  release(): void {
+    this.#leases--;
+    void this.closeIfDone();
+  }
+
+  retire(): Promise<void> {
+    this.#retired = true;
+    return this.closeIfDone();
+  }
+
+  /** Closes the pools once retired and no lease is left; the same promise every time after. */
+  closeIfDone(): Promise<void> {
+    if (!this.#retired || this.#leases > 0) return Promise.resolve();
+    return (this.#closed ??= Promise.all([...this.#clients.values()].map((c) => c.close().catch(() => {}))).then(() => {}));
+  }
 }
 
-function build(config: Config, opts: CallerOptions): Setup {
-  const catalog = buildCatalog(config, opts.env ?? {});
-  const clients = new Map<string, ProviderClient>();
-  for (const [name, p] of Object.entries(config.providers)) {
-    clients.set(name, createProviderClient({ base_url: p.base_url, max_concurrency: opts.maxConcurrency ?? p.max_concurrency }));
-  }
-  const targets = new Map<string, ProviderTarget>();
-  for (const model of catalog.models.values()) {
-    targets.set(model.id, { provider: model.provider, upstream: model.upstream, apiKey: config.providers[model.provider]?.api_key });
-  }
-  return { config, catalog, clients, targets, leases: 0, retired: false, closed: undefined };
+export function createModelCaller(config: Config, opts: CallerOptions = {}): ModelCaller {
+  let current = new Setup(config, opts);
+  const retired = new Set<Setup>();
+  return {
+    lease: () => current.lease(),
+    reload(next) {
+      const previous = current;
+      current = new Setup(next, opts);
+      retired.add(previous);
+      void previous.retire();
+    },
+    async close() {
+      retired.add(current);
+      await Promise.all([...retired].map((s) => s.retire()));
+    },
+  };
 }
 
 /** Cuts the message and removes the key from it, in place: the error then goes anywhere safely. */
