@@ -83,7 +83,7 @@ beforeAll(async () => {
   writeFileSync(join(samplesDir, "classification.jsonl"), `${ten}\n`);
   writeFileSync(join(samplesDir, "hopeless.jsonl"), `${ten}\n`);
   const logger = pino({ level: "info" }, { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) });
-  service = createPricingService({ nc: nats.nc, config, logger, samplesDir, qualityPolicy: { ...DEFAULT_QUALITY_POLICY, requalifyAfterMs: 1_000, maxRequalifyAfterMs: 8_000 } });
+  service = createPricingService({ nc: nats.nc, config, logger, samplesDir, qualityPolicy: { ...DEFAULT_QUALITY_POLICY, minSamples: 10, requalifyAfterMs: 1_000, maxRequalifyAfterMs: 8_000 } });
   await service.start();
   await vi.waitFor(() => expect(service.isLeader()).toBe(true), { timeout: 5_000 });
   const { models } = await openBuckets(nats.nc, config);

@@ -20,7 +20,11 @@ export interface QualityPolicy {
   readonly windowMs: number;
   /** Oldest answers are dropped beyond this many per (task, model), bounding memory. @defaultValue 500 */
   readonly maxEvents: number;
-  /** Below this many answers in the window, the pass rate does not demote. @defaultValue 10 */
+  /**
+   * Below this many answers in the window, the pass rate does not demote. 20 because a floor
+   * like 0.95 means nothing on fewer: one unlucky answer in 10 would demote a model that passes
+   * 97 % of the time about a quarter of the time. @defaultValue 20
+   */
   readonly minSamples: number;
   /** The first wait before a demoted model is re-tested. @defaultValue 30_000 */
   readonly requalifyAfterMs: number;
@@ -33,7 +37,7 @@ export interface QualityPolicy {
 export const DEFAULT_QUALITY_POLICY: QualityPolicy = {
   windowMs: 600_000,
   maxEvents: 500,
-  minSamples: 10,
+  minSamples: 20,
   requalifyAfterMs: 30_000,
   maxRequalifyAfterMs: 600_000,
   probeSamples: 10,
