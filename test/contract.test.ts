@@ -83,6 +83,13 @@ describe("a task's output contract becomes what the model is asked for", () => {
     expect(job.judge("Lisbon")).toMatchObject({ ok: false, error: expect.stringContaining("not JSON") });
   });
 
+  it("a job's schema written to draft-07 (as the Vercel AI SDK sends it) is checked like any other", () => {
+    const schema = { $schema: "http://json-schema.org/draft-07/schema#", type: "object", properties: { team: { type: "string", enum: ["a", "b"] } }, required: ["team"], additionalProperties: false };
+    const job = bound(bindContract(compileTaskContract("chat", undefined), req({ response_format: { type: "json_schema", json_schema: { name: "x", schema } } })));
+    expect(job.judge('{"team":"a"}')).toMatchObject({ ok: true, output: { team: "a" } });
+    expect(job.judge('{"team":"c"}')).toMatchObject({ ok: false });
+  });
+
   it("a job's schema that is not a JSON Schema is refused with the reason", () => {
     const c = bindContract(compileTaskContract("chat", undefined), req({ response_format: { type: "json_schema", json_schema: { name: "x", schema: { type: "nonsense" } } } }));
     expect(c).toMatchObject({ kind: "invalid_schema", message: expect.stringContaining("not a valid JSON Schema") });

@@ -7,7 +7,10 @@
 import { Ajv2020 } from "ajv/dist/2020.js";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, DeliverPolicy } from "@nats-io/jetstream";
+import { createOpenAI } from "@ai-sdk/openai";
+import { generateObject, generateText } from "ai";
 import OpenAI from "openai";
+import { z } from "zod";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startNatsServer, type NatsServerHandle } from "../shared/nats/server-process.ts";
 import { spawnCli, type CliProcess } from "./harness/processes.ts";
@@ -154,5 +157,25 @@ describe("first minutes on the embedded default", () => {
     let text = "";
     for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
     expect(JSON.parse(text)).toMatchObject({ flagged: true, categories: ["harassment"] });
+  }, 40_000);
+
+  it("the Vercel AI SDK, defaults: generateObject with a zod schema gets an object matching it; generateText gets prose", async () => {
+    const provider = createOpenAI({ baseURL: gatewayUrl, apiKey: KEY });
+    const ticket = z.object({
+      team: z.enum(["billing", "support", "sales"]),
+      urgent: z.boolean(),
+      summary: z.string().max(120),
+    });
+    const { object } = await generateObject({
+      model: provider.chat("gpt-4o-mini"),
+      schema: ticket,
+      prompt: "Which team should handle this, and is it urgent? 'I was charged twice this month and need a refund today.'",
+    });
+    expect(ticket.safeParse(object).success).toBe(true);
+    expect(object.team).toBe("billing");
+
+    const { text } = await generateText({ model: provider.chat("gpt-4o-mini"), prompt: "Say hello to a new colleague in one sentence." });
+    expect(text).toMatch(/\w+/);
+    expect(text).not.toMatch(/^Simulated/);
   }, 40_000);
 });

@@ -1,14 +1,14 @@
 import { writeFileSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { pino } from "pino";
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { parseConfig } from "../shared/config/load.ts";
 import type { Result } from "../shared/contract/job.ts";
 import { HeartbeatSchema, ModelStateSchema } from "../shared/contract/live.ts";
-import { HEARTBEAT_KEY, STREAMS } from "../shared/contract/subjects.ts";
+import { HEARTBEAT_KEY, LEASE_KEY, STREAMS } from "../shared/contract/subjects.ts";
 import { createLogger } from "../shared/log.ts";
-import { openBuckets } from "../shared/nats/buckets.ts";
+import { LEASE_TTL_MS, openBuckets } from "../shared/nats/buckets.ts";
 import { buildCatalog } from "../shared/routing/catalog.ts";
 import { connectNats } from "../shared/nats/connect.ts";
 import { startPricing, type RunningPricing } from "../services/pricing/main.ts";
@@ -32,6 +32,7 @@ afterAll(async () => {
   await pricing?.stop();
   await stack?.close();
 });
+beforeEach(() => stack.sim.reset());
 
 /** Publishes n jobs and returns their results, in completion order. */
 async function serve(n: number, extra: Record<string, unknown> = {}): Promise<Result[]> {
@@ -44,6 +45,7 @@ async function serve(n: number, extra: Record<string, unknown> = {}): Promise<Re
 
 const providersOf = (rs: Result[]) => rs.map((r) => r.provider);
 const swift = () => buildCatalog(stack.config).models.get("swift/mini")!;
+const budget = () => buildCatalog(stack.config).models.get("budget/lite")!;
 
 describe("live routing through the pricing service", () => {
   it("a price change reaches every worker and changes the next routing decision", async () => {
@@ -51,15 +53,17 @@ describe("live routing through the pricing service", () => {
     const t0 = Date.now();
     const { prices } = await openBuckets(stack.nats.nc, stack.config);
     await prices.put("swift/mini", JSON.stringify({ input_per_mtok: 0.001, output_per_mtok: 0.001, set_at: new Date().toISOString() }));
-    await vi.waitFor(() => expect(stack.routers.map((r) => r.router.live.price(swift()).inputPerMtok)).toEqual([0.001, 0.001]), { timeout: 3_000, interval: 10 });
+    // Waits longer than the bound asserted next, so that a slow propagation fails there, with its time.
+    await vi.waitFor(() => expect(stack.routers.map((r) => r.router.live.price(swift()).inputPerMtok)).toEqual([0.001, 0.001]), { timeout: 10_000, interval: 10 });
     const converged = Date.now() - t0;
-    expect(converged).toBeLessThan(3_000);
+    // The pricing service writes a price change at once, and workers watch the bucket (README, "Workers").
+    expect(converged).toBeLessThan(1_000);
     const after = await serve(20);
     expect(new Set(providersOf(after))).toEqual(new Set(["swift"]));
     // The cost is the price in force when the job was routed.
     expect(after[0]!.cost_usd).toBeCloseTo((after[0]!.usage.prompt_tokens * 0.001 + after[0]!.usage.completion_tokens * 0.001) / 1e6, 12);
     await prices.delete("swift/mini");
-    await vi.waitFor(() => expect(stack.routers[0]!.router.live.price(swift()).inputPerMtok).toBe(0.15), { timeout: 3_000 });
+    await vi.waitFor(() => expect(stack.routers.map((r) => r.router.live.price(swift()).inputPerMtok)).toEqual([0.15, 0.15]), { timeout: 3_000 });
   });
 
   it("an outage moves traffic to the next candidate; recovery (probed) brings it back", async () => {
@@ -74,7 +78,8 @@ describe("live routing through the pricing service", () => {
     expect(stack.sim.stats().models["budget/budget-lite"]!.requests - calls).toBeLessThanOrEqual(1);
     stack.sim.control("budget", "budget-lite", { outage: null });
     await vi.waitFor(async () => expect(ModelStateSchema.parse((await models.get("budget/lite"))!.json()).health).not.toBe("down"), { timeout: 15_000, interval: 100 });
-    await sleep(300);
+    // Every worker has heard it (and has no cooldown of its own left) before the next batch is routed.
+    await vi.waitFor(() => expect(stack.routers.every((r) => r.router.live.cooldownUntil(budget()) <= Date.now())).toBe(true), { timeout: 5_000, interval: 10 });
     const back = await serve(20);
     expect(back.filter((r) => r.provider === "budget").length).toBeGreaterThanOrEqual(18);
   });
@@ -103,10 +108,24 @@ describe("live routing through the pricing service", () => {
   it("two pricing services at once: one writes, the other takes over when it goes", async () => {
     const nc = await connectNats(stack.nats.url, "second-pricing");
     const second = createPricingService({ nc, config: stack.config, logger });
+    const { lease } = await openBuckets(stack.nats.nc, stack.config);
+    const renewals = await lease.watch({ key: LEASE_KEY, include: "updates" });
+    // start() makes its first bid for the lease before it resolves.
     await second.start();
-    await sleep(1_500);
-    expect([pricing.service.isLeader(), second.isLeader()].filter(Boolean)).toHaveLength(1);
+    const t0 = Date.now();
+    expect(second.isLeader()).toBe(false);
+    // The lease lapses LEASE_TTL_MS after its last renewal, and the second bids every second: it
+    // would have taken over by now had the holder let the lease go. Every renewal seen is the holder's.
+    const holders: string[] = [];
+    for await (const e of renewals) {
+      holders.push(e.string());
+      expect(second.isLeader()).toBe(false);
+      if (Date.now() - t0 > LEASE_TTL_MS) break;
+    }
+    renewals.stop();
+    expect(new Set(holders)).toEqual(new Set([pricing.service.id]));
     expect(pricing.service.isLeader()).toBe(true);
+    expect(second.isLeader()).toBe(false);
     await pricing.stop();
     await vi.waitFor(() => expect(second.isLeader()).toBe(true), { timeout: 5_000 });
     await second.stop();
@@ -124,15 +143,20 @@ describe("config reload", () => {
     writeFileSync(file, yaml);
     for (const r of stack.routers) await r.stop();
     stack.routers.length = 0;
-    const running = await startRouter({ natsUrl: stack.nats.url, config: parseConfig(yaml, file, {}), logger, configFile: file });
+    // The worker's log says when it has read an edit, applied or rejected: the test waits for that, not for a time.
+    const logged: string[] = [];
+    const seen = (msg: string) => logged.filter((l) => (JSON.parse(l) as { msg: string }).msg === msg).length;
+    const watched = pino({ level: "info" }, { write: (line: string) => void logged.push(line) });
+    const running = await startRouter({ natsUrl: stack.nats.url, config: parseConfig(yaml, file, {}), logger: watched, configFile: file });
     stack.routers.push(running);
     expect(new Set(providersOf(await serve(5)))).toEqual(new Set(["budget"]));
 
     writeFileSync(file, yaml.replace("models: [budget/lite, swift/mini]", "models: [budget/lite, swift/mini]\n      - { strategy: cheapest, models: [nowhere/x] }"));
-    await sleep(1_200);
+    await vi.waitFor(() => expect(seen("config edit rejected; the config in force stays")).toBe(1), { timeout: 5_000, interval: 20 });
     expect(new Set(providersOf(await serve(5)))).toEqual(new Set(["budget"]));
 
     writeFileSync(file, yaml.replace("models: [budget/lite, swift/mini]", "models: [premium/large]"));
-    await vi.waitFor(async () => expect(new Set(providersOf(await serve(3)))).toEqual(new Set(["premium"])), { timeout: 5_000, interval: 200 });
+    await vi.waitFor(() => expect(seen("config reloaded")).toBe(1), { timeout: 5_000, interval: 20 });
+    expect(new Set(providersOf(await serve(3)))).toEqual(new Set(["premium"]));
   });
 });

@@ -231,9 +231,12 @@ function compileJobSchema(schema: Record<string, unknown>): ValidateFunction | C
   // schema leaves nothing behind.
   const ajv = new Ajv2020({ strict: false, allErrors: false, logger: false });
   addFormats.default(ajv);
+  // Clients name the draft they wrote to (the Vercel AI SDK sends draft-07's `$schema`); the
+  // keywords models are given are the same in 2020-12, so the check reads the schema as that.
+  const { $schema: _draft, ...body } = schema;
   let compiled: ValidateFunction | ContractError;
   try {
-    compiled = ajv.compile(schema);
+    compiled = ajv.compile(body);
   } catch (err) {
     compiled = { kind: "invalid_schema", message: `request.response_format.json_schema.schema is not a valid JSON Schema: ${(err as Error).message}` };
   }
