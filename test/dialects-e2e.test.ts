@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { DeadLetterSchema, ResultSchema, type DeadLetter, type Result } from "../shared/contract/job.ts";
 import { STREAMS } from "../shared/contract/subjects.ts";
-import { readStream } from "./harness/nats.ts";
+import { jobsSettled, readAll, readStream } from "./harness/nats.ts";
 import { startStack, type TestStack } from "./harness/stack.ts";
 
 const SCENARIO = `
@@ -85,13 +85,16 @@ let prefix = 0;
 let tag = "";
 
 beforeAll(async () => {
-  stack = await startStack({ routers: 1, scenario: SCENARIO, configYaml });
+  stack = await startStack({ routers: 0, scenario: SCENARIO, configYaml });
 });
 afterAll(async () => {
   await stack?.close();
 });
-beforeEach(() => {
+beforeEach(async () => {
   stack.sim.reset();
+  // A fresh worker per test: no local failure count or cooldown carried over from the previous test.
+  await Promise.all(stack.routers.splice(0).map((r) => r.stop()));
+  await stack.addRouter();
   tag = `d${++prefix}`;
 });
 
@@ -200,5 +203,12 @@ describe("one task across the openai, anthropic and gemini dialects", () => {
     expect(d).toMatchObject({ reason: "invalid_output" });
     expect(d!.attempts.map((a) => a.provider)).toEqual(["oai", "claude", "gem"]);
     for (const a of d!.attempts) expect(a).toMatchObject({ outcome: "invalid_output", http_status: 200, error: expect.any(String) });
+    // Once the job is acknowledged nothing more can come of it: one outcome in all, and no dialect called twice.
+    await jobsSettled(stack.nats.jsm);
+    const mine = (xs: { id: string }[]) => xs.filter((x) => x.id.startsWith(`${tag}-`));
+    expect(mine(await readAll<DeadLetter>(stack.nats.js, STREAMS.dlq))).toHaveLength(1);
+    expect(mine(await readAll<Result>(stack.nats.js, STREAMS.results))).toEqual([]);
+    const calls = stack.sim.stats().models;
+    expect([calls["oai/oai-mini"]?.requests, calls["claude/claude-haiku"]?.requests, calls["gem/gem-flash"]?.requests]).toEqual([1, 1, 1]);
   });
 });

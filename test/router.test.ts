@@ -71,7 +71,7 @@ describe("router on a real nats-server", () => {
     stack.sim.control("budget", "budget-lite", { outage: "429" });
     stack.sim.control("swift", "swift-mini", { outage: "429" });
     await stack.publishJobs("moderation", [job(0)]);
-    const { results: [r, ...more], deadLetters: DBG } = await outcomes(); console.log("DBG", JSON.stringify(DBG));
+    const { results: [r, ...more] } = await outcomes();
     expect(more).toEqual([]);
     expect(r).toMatchObject({ provider: "premium", model: "large" });
     // A fresh worker has no cooldown yet: both tier-0 models are called and answer 429.

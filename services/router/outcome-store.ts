@@ -44,9 +44,10 @@ export interface OutcomeStoreDeps {
   readonly ackWaitMs: number;
   /** True once the worker is stopping: no more waiting between retries. */
   readonly stopping: () => boolean;
+  /** Waits between attempts to store an outcome. @defaultValue about 10 s in all, longer than a stream leader election */
+  readonly retryDelaysMs?: readonly number[];
 }
 
-/** Waits between attempts to store an outcome: about 10 s in all, longer than a stream leader election. */
 const STORE_RETRIES_MS = [100, 250, 500, 1_000, 2_000, 3_000, 3_000];
 /** Outcomes kept at most; the oldest goes first (its job then does the work again). */
 const KEPT_LIMIT = 50_000;
@@ -70,7 +71,7 @@ export function nextTurn(): Promise<void> {
   });
 }
 
-export function createOutcomeStore({ nc, js, logger, clock, ackWaitMs, stopping }: OutcomeStoreDeps): OutcomeStore {
+export function createOutcomeStore({ nc, js, logger, clock, ackWaitMs, stopping, retryDelaysMs = STORE_RETRIES_MS }: OutcomeStoreDeps): OutcomeStore {
   const kept = new Map<number, KeptOutcome>();
 
   const mayPublish = (hold: Hold) => !hold.cancel.cancelled && !holdLapsed({ now: clock(), renewedAt: hold.renewedAt }, ackWaitMs);
@@ -101,8 +102,8 @@ export function createOutcomeStore({ nc, js, logger, clock, ackWaitMs, stopping 
           await js.publish(outcome.subject, outcome.payload, { msgID: outcome.id });
           break;
         } catch (err) {
-          if (retry < STORE_RETRIES_MS.length && !stopping() && mayPublish(hold)) {
-            await new Promise((r) => setTimeout(r, STORE_RETRIES_MS[retry]));
+          if (retry < retryDelaysMs.length && !stopping() && mayPublish(hold)) {
+            await new Promise((r) => setTimeout(r, retryDelaysMs[retry]));
             continue;
           }
           if (kept.size >= KEPT_LIMIT) kept.delete(kept.keys().next().value as number);

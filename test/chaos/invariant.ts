@@ -78,8 +78,10 @@ export async function checkInvariant(stack: ChaosStack, opts: CheckOptions = {})
     if (alive === 0) problems.push("no worker process is running");
     serving = alive > 0;
   }
-  // A duplicate published just after the backlog drained (a late redelivery) must still be caught.
-  await sleep(500);
+  // A duplicate published after the backlog drained (a worker that held a job past ack_wait and
+  // publishes late) must still be caught: once every worker has stopped, none can publish.
+  const hung = await stopWorkers(stack);
+  if (hung.length > 0) problems.push(`worker(s) ${hung.join(", ")} did not exit within ${STOP_WAIT_MS / 1000} s of SIGTERM`);
   const outcomes = await readOutcomes(stack);
   const results = new Map<string, number>();
   const dlq = new Map<string, number>();
@@ -121,6 +123,29 @@ export async function checkInvariant(stack: ChaosStack, opts: CheckOptions = {})
     outcomes,
     problems,
   };
+}
+
+/** Longer than the chaos config's shutdown_grace (2 s) plus the stop's own bounded waits. */
+const STOP_WAIT_MS = 10_000;
+
+/** SIGTERMs every running worker and waits for it to exit (SIGKILL past STOP_WAIT_MS); returns the ones that had to be killed. */
+async function stopWorkers(stack: ChaosStack): Promise<number[]> {
+  const hung: number[] = [];
+  await Promise.all(
+    stack.workers.map(async (w, i) => {
+      if (!w || w.child.exitCode !== null || w.child.signalCode !== null) return;
+      w.child.kill("SIGTERM");
+      let timer: NodeJS.Timeout | undefined;
+      const exited = await Promise.race([w.exited.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), STOP_WAIT_MS)))]);
+      clearTimeout(timer);
+      if (!exited) {
+        hung.push(i);
+        w.child.kill("SIGKILL");
+        await w.exited;
+      }
+    }),
+  );
+  return hung;
 }
 
 /**
