@@ -219,6 +219,7 @@ describe("a worker paused past ack_wait (SIGSTOP, as a long GC pause or a frozen
     sim.control("budget", "budget-lite", { outage: null });
     const b = await router();
     await vi.waitFor(async () => expect(await count(STREAMS.results)).toBe(results + 1), { timeout: 10_000, interval: 50 });
+    // The premise, not a wait for absence: the paused worker wakes after the job's deadline.
     await sleep(deadline + 500 - Date.now());
     // The woken call's end is reported as telemetry (b's call succeeded, so a failed budget
     // attempt is a's); undici's timer counts its own ticks, not the clock, so it times out about 2 s after the wake.
@@ -234,6 +235,7 @@ describe("a worker paused past ack_wait (SIGSTOP, as a long GC pause or a frozen
     expect(await stopped(a)).toBe(0);
     expect(await dlqIds()).not.toContain("paused-1");
   });
+
   it("a result whose ack was lost is not also dead-lettered when the redelivery comes after the deadline", async () => {
     // The first delivery stores the result, but its ack never reaches the server (as when a
     // worker dies right after publishing, or the server dies before it stored the ack).
@@ -247,6 +249,7 @@ describe("a worker paused past ack_wait (SIGSTOP, as a long GC pause or a frozen
       const before = await count(STREAMS.results);
       await nats.js.publish("jobs.moderation", JSON.stringify(moderationJob(0, { id: "lostack-1", deadline: new Date(deadline).toISOString() })), { msgID: "lostack-1" });
       await vi.waitFor(async () => expect(await count(STREAMS.results)).toBe(before + 1), { timeout: 10_000, interval: 50 });
+      // The premise: acks stay lost until well past the deadline.
       await sleep(deadline + 1_500 - Date.now());
       proxy.dropAcks(false);
       expect(proxy.dropped()).toBeGreaterThan(0);
