@@ -147,7 +147,7 @@ describe("a job's delivery, step by step", () => {
     callOf(d.next(ready, at(1_000)));
     d.answered(answer('{"label":"yes"}'), at(1_000 + ACK_WAIT + 1, 1_000));
     expect(d.next(ready, at(1_000 + ACK_WAIT + 1, 1_000))).toEqual({ kind: "let_go", why: "hold_lapsed" });
-    expect(holdLapsed({ now: 1_000 + ACK_WAIT, renewedAt: 1_000 }, ACK_WAIT)).toBe(false);
+    expect(holdLapsed(1_000 + ACK_WAIT, 1_000, ACK_WAIT)).toBe(false);
   });
 
   it("a stop that cut the call off lets the job go with no attempt recorded", () => {

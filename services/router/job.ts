@@ -59,10 +59,10 @@ export interface DeliveryInput {
 
 /** The moment-to-moment facts the worker owns: the clock, and when JetStream last heard of this job. */
 export interface Moment {
-  readonly now: number;
+  now: number;
   /** Delivery or the last `working()`. */
-  readonly renewedAt: number;
-  readonly stopping: boolean;
+  renewedAt: number;
+  stopping: boolean;
 }
 
 /**
@@ -88,8 +88,8 @@ export class Delivery {
   readonly #in: DeliveryInput;
   readonly #deadline: number | undefined;
   readonly #attempts: Attempt[];
-  /** A model that answered this job invalidly or refused it is not asked again (outcomes.ts). */
-  readonly #excluded = new Set<string>();
+  /** A model that answered this job invalidly or refused it is not asked again (outcomes.ts). Made on first need: most jobs never fail. */
+  #excluded: Set<string> | undefined;
   readonly #failures: AttemptOutcome[] = [];
   #cursor = 0;
   #calls = 0;
@@ -105,8 +105,8 @@ export class Delivery {
   constructor(input: DeliveryInput) {
     this.#in = input;
     this.#deadline = input.job.deadline === undefined ? undefined : Date.parse(input.job.deadline);
-    this.#attempts = [...input.earlier];
-    for (const a of input.earlier) if (!OUTCOMES[a.outcome].retrySameModel) this.#excluded.add(`${a.provider}/${a.model}`);
+    this.#attempts = input.earlier.length === 0 ? [] : [...input.earlier];
+    for (const a of input.earlier) if (!OUTCOMES[a.outcome].retrySameModel) (this.#excluded ??= new Set()).add(`${a.provider}/${a.model}`);
   }
 
   /** Every attempt of the job so far, earlier deliveries' first. */
@@ -125,7 +125,7 @@ export class Delivery {
       const attempts = plan.attempts;
       while (this.#cursor < attempts.length) {
         const p = attempts[this.#cursor++]!;
-        if (this.#excluded.has(p.model.id)) continue;
+        if (this.#excluded?.has(p.model.id)) continue;
         this.#eligible++;
         if (this.#calls >= policy.maxAttempts) {
           this.#untried++;
@@ -232,7 +232,7 @@ export class Delivery {
     this.#attempts.push(attempt(planned, outcome, status, latencyMs, error));
     this.#failures.push(outcome);
     this.#lastError = error;
-    if (!OUTCOMES[outcome].retrySameModel) this.#excluded.add(planned.model.id);
+    if (!OUTCOMES[outcome].retrySameModel) (this.#excluded ??= new Set()).add(planned.model.id);
   }
 
   #take(): { planned: PlannedAttempt; at: number } {
@@ -248,7 +248,7 @@ export class Delivery {
    * here, a deadline dead letter there — and no duplicate window spans RESULTS and DLQ).
    */
   #finish(outcome: Result | DeadLetter, at: Moment): Step {
-    if (holdLapsed(at, this.#in.ackWaitMs)) return (this.#final = { kind: "let_go", why: "hold_lapsed" });
+    if (holdLapsed(at.now, at.renewedAt, this.#in.ackWaitMs)) return (this.#final = { kind: "let_go", why: "hold_lapsed" });
     return (this.#final = outcome.status === "succeeded" ? { kind: "result", result: outcome } : { kind: "dead_letter", deadLetter: outcome });
   }
 }
@@ -258,8 +258,8 @@ export class Delivery {
  * stopped process, a long GC pause, a frozen VM), so the job has been redelivered. Renewing
  * now would not undo that.
  */
-export function holdLapsed(at: Pick<Moment, "now" | "renewedAt">, ackWaitMs: number): boolean {
-  return at.now - at.renewedAt > ackWaitMs;
+export function holdLapsed(now: number, renewedAt: number, ackWaitMs: number): boolean {
+  return now - renewedAt > ackWaitMs;
 }
 
 function attempt(p: PlannedAttempt, outcome: AttemptOutcome, status: number | null, latencyMs: number, error: string | null): Attempt {

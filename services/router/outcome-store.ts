@@ -74,7 +74,7 @@ export function nextTurn(): Promise<void> {
 export function createOutcomeStore({ nc, js, logger, clock, ackWaitMs, stopping, retryDelaysMs = STORE_RETRIES_MS }: OutcomeStoreDeps): OutcomeStore {
   const kept = new Map<number, KeptOutcome>();
 
-  const mayPublish = (hold: Hold) => !hold.cancel.cancelled && !holdLapsed({ now: clock(), renewedAt: hold.renewedAt }, ackWaitMs);
+  const mayPublish = (hold: Hold) => !hold.cancel.cancelled && !holdLapsed(clock(), hold.renewedAt, ackWaitMs);
 
   /** After the outcome is stored: a gateway waiting on this job hears it at once. Core NATS, so a lost reply costs that caller a timeout, never the outcome. */
   function replyTo(m: JsMsg, payload: string): void {

@@ -42,7 +42,7 @@ export interface RouterStats {
   succeeded: number;
   deadLettered: number;
   redelivered: number;
-  inFlight: number;
+  readonly inFlight: number;
 }
 
 export interface Router {
@@ -70,7 +70,15 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
   const live = new LiveState(new LocalHealth(), clock);
   const router = config.router;
   const caller = createModelCaller(config, { env });
-  const stats: RouterStats = { received: 0, succeeded: 0, deadLettered: 0, redelivered: 0, inFlight: 0 };
+  const stats: RouterStats = {
+    received: 0,
+    succeeded: 0,
+    deadLettered: 0,
+    redelivered: 0,
+    get inFlight() {
+      return consumer.holds.size;
+    },
+  };
   // Only this process's view: a redelivery that lands on another worker starts a fresh list.
   const history = new Map<number, Attempt[]>();
   let stopping = false;
@@ -85,21 +93,24 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
     clock,
     handle: (hold) => {
       stats.received++;
-      stats.inFlight++;
-      return handle(hold)
-        .catch((err: unknown) => {
-          // The outcome could not be stored (NATS down, a stream leader election): the job goes
-          // back with the backoff its delivery count calls for, and is never dropped, since the
-          // consumer sets no max_deliver (the delivery budget is enforced here, on intake).
-          logger.error({ err: (err as Error).message, subject: hold.m.subject }, "job handling failed; it will be redelivered");
-          const backoff = router.redelivery_backoff;
-          nak(hold, backoff[Math.min(hold.m.info.deliveryCount, backoff.length) - 1]);
-        })
-        .finally(() => stats.inFlight--);
+      return handle(hold).catch((err: unknown) => {
+        // The outcome could not be stored (NATS down, a stream leader election): the job goes
+        // back with the backoff its delivery count calls for, and is never dropped, since the
+        // consumer sets no max_deliver (the delivery budget is enforced here, on intake).
+        logger.error({ err: (err as Error).message, subject: hold.m.subject }, "job handling failed; it will be redelivered");
+        const backoff = router.redelivery_backoff;
+        nak(hold, backoff[Math.min(hold.m.info.deliveryCount, backoff.length) - 1]);
+      });
     },
   });
 
-  const moment = (hold: Hold): Moment => ({ now: clock(), renewedAt: hold.renewedAt, stopping: hold.cancel.cancelled });
+  /** The job's moment, brought up to date in place: one object per job, not one per step. */
+  const moment = (hold: Hold, at: Moment): Moment => {
+    at.now = clock();
+    at.renewedAt = hold.renewedAt;
+    at.stopping = hold.cancel.cancelled;
+    return at;
+  };
 
   async function handle(hold: Hold): Promise<void> {
     const { m } = hold;
@@ -144,11 +155,12 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
         ackWaitMs: router.ack_wait,
         random,
       });
+      const at: Moment = { now: 0, renewedAt: 0, stopping: false };
       for (;;) {
-        const step: Step = delivery.next(live, moment(hold));
+        const step: Step = delivery.next(live, moment(hold, at));
         switch (step.kind) {
           case "call":
-            await call(lease, delivery, step, hold, job.task);
+            await call(lease, delivery, step, hold, job.task, at);
             continue;
           case "result":
             await finish(hold, { kind: "result", subject: resultSubject(job.task), payload: JSON.stringify(step.result), id: job.id });
@@ -171,7 +183,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
   }
 
   /** Carries out a `call` step and reports what happened to the delivery, local health and the pricing service. */
-  async function call(lease: ProviderLease, delivery: Delivery, step: Extract<Step, { kind: "call" }>, hold: Hold, task: string): Promise<void> {
+  async function call(lease: ProviderLease, delivery: Delivery, step: Extract<Step, { kind: "call" }>, hold: Hold, task: string, at: Moment): Promise<void> {
     const model = step.planned.model;
     const t0 = clock();
     let completion: Completion;
@@ -186,10 +198,10 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
       const now = clock();
       live.local.failed(model.id, model.provider, err.kind, now, err.retryAfterMs);
       report(model, task, err.kind, err.status, now - t0, undefined, t0);
-      delivery.failed(err, err.message, moment(hold));
+      delivery.failed(err, err.message, moment(hold, at));
       return;
     }
-    const outcome = delivery.answered(completion, moment(hold));
+    const outcome = delivery.answered(completion, moment(hold, at));
     const latency = clock() - t0;
     if (outcome === "ok") live.local.succeeded(model.id, latency);
     // An answer after the deadline says nothing new about the model.

@@ -151,33 +151,51 @@ export function bindContract(task: TaskContract, request: ChatRequest): JobContr
     wraps = false;
   }
 
-  const structured = format === undefined ? request : { ...request, response_format: format };
-  let unstructured: ChatRequest | undefined;
+  return new BoundContract(task, request, format, wraps, jobValidate);
+}
 
-  return {
-    requestFor(structuredOutput) {
-      if (structuredOutput) return structured;
-      return (unstructured ??= instructed(request, format ?? jobFormatOf(request), task.labels, task.wrapsLabel && wraps));
-    },
-    judge(raw) {
-      let content = raw;
-      if (wraps && raw !== null) content = unwrapLabel(raw);
-      const checked = task.check(content, request);
-      if (!checked.ok) return checked;
-      let output = checked.output;
-      if (jobValidate !== undefined) {
-        let parsed: unknown;
-        try {
-          parsed = JSON.parse(stripCodeFence(content ?? ""));
-        } catch {
-          return { ok: false, error: "response_format json_schema was requested but the answer is not JSON" };
-        }
-        if (!jobValidate(parsed)) return { ok: false, error: `the answer does not match the request's json_schema: ${describeSchemaError(jobValidate.errors)}` };
-        if (output === undefined) output = parsed;
+/** A class rather than closures: one is made per job on the hot path. */
+class BoundContract implements JobContract {
+  readonly #task: TaskContract;
+  readonly #request: ChatRequest;
+  readonly #format: ResponseFormat | undefined;
+  readonly #wraps: boolean;
+  readonly #jobValidate: ValidateFunction | undefined;
+  #structured: ChatRequest | undefined;
+  #unstructured: ChatRequest | undefined;
+
+  constructor(task: TaskContract, request: ChatRequest, format: ResponseFormat | undefined, wraps: boolean, jobValidate: ValidateFunction | undefined) {
+    this.#task = task;
+    this.#request = request;
+    this.#format = format;
+    this.#wraps = wraps;
+    this.#jobValidate = jobValidate;
+  }
+
+  requestFor(structuredOutput: boolean): ChatRequest {
+    const format = this.#format;
+    if (structuredOutput) return format === undefined ? this.#request : (this.#structured ??= { ...this.#request, response_format: format });
+    return (this.#unstructured ??= instructed(this.#request, format ?? jobFormatOf(this.#request), this.#task.labels, this.#task.wrapsLabel && this.#wraps));
+  }
+
+  judge(raw: string | null): Judged {
+    const content = this.#wraps && raw !== null ? unwrapLabel(raw) : raw;
+    const checked = this.#task.check(content, this.#request);
+    if (!checked.ok) return checked;
+    let output = checked.output;
+    const validate = this.#jobValidate;
+    if (validate !== undefined) {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(stripCodeFence(content ?? ""));
+      } catch {
+        return { ok: false, error: "response_format json_schema was requested but the answer is not JSON" };
       }
-      return { ok: true, output, ...(checked.label === undefined ? {} : { label: checked.label }), content };
-    },
-  };
+      if (!validate(parsed)) return { ok: false, error: `the answer does not match the request's json_schema: ${describeSchemaError(validate.errors)}` };
+      if (output === undefined) output = parsed;
+    }
+    return checked.label === undefined ? { ok: true, output, content } : { ok: true, output, label: checked.label, content };
+  }
 }
 
 function jobFormatOf(request: ChatRequest): ResponseFormat | undefined {
