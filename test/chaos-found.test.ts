@@ -217,7 +217,7 @@ describe("a worker paused past ack_wait (SIGSTOP, as a long GC pause or a frozen
     const results = await count(STREAMS.results);
     a.child.kill("SIGSTOP");
     sim.control("budget", "budget-lite", { outage: null });
-    const b = await router();
+    await router();
     await vi.waitFor(async () => expect(await count(STREAMS.results)).toBe(results + 1), { timeout: 10_000, interval: 50 });
     // The premise, not a wait for absence: the paused worker wakes after the job's deadline.
     await sleep(deadline + 500 - Date.now());

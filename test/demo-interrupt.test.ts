@@ -4,12 +4,13 @@
  * it is after a normal run. The demo runs with its own TMPDIR, so whatever it leaves is seen.
  */
 import { spawn } from "node:child_process";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { readdirSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
+import { natsServersUnder } from "./harness/processes.ts";
 
 const BIN = fileURLToPath(new URL("../bin/switchyard.js", import.meta.url));
 const dirs: string[] = [];
@@ -43,21 +44,6 @@ async function startDemo() {
   return { child, exited, output: () => output, store, tmp };
 }
 
-/** nats-server processes whose command line names a path under `dir` (Linux /proc). */
-function natsServersUnder(dir: string): number[] {
-  if (!existsSync("/proc")) return [];
-  return readdirSync("/proc")
-    .filter((p) => /^\d+$/.test(p))
-    .filter((p) => {
-      try {
-        const cmd = readFileSync(`/proc/${p}/cmdline`, "utf8");
-        return cmd.includes("nats-server") && cmd.includes(dir);
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
-}
 
 async function endsWithin<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;

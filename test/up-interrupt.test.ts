@@ -5,35 +5,20 @@
  * nats-server behind.
  */
 import { spawn } from "node:child_process";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
+import { natsServersUnder } from "./harness/processes.ts";
 
 const BIN = fileURLToPath(new URL("../bin/switchyard.js", import.meta.url));
 let dir = "";
 
 afterAll(async () => {
-  for (const pid of natsServersUnder(dir)) process.kill(pid, "SIGKILL");
+  if (dir) for (const pid of natsServersUnder(dir)) process.kill(pid, "SIGKILL");
   await rm(dir, { recursive: true, force: true });
 });
-
-function natsServersUnder(d: string): number[] {
-  if (!d || !existsSync("/proc")) return [];
-  return readdirSync("/proc")
-    .filter((p) => /^\d+$/.test(p))
-    .filter((p) => {
-      try {
-        const cmd = readFileSync(`/proc/${p}/cmdline`, "utf8");
-        return cmd.includes("nats-server") && cmd.includes(d);
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
-}
 
 describe("Ctrl-C on switchyard up", () => {
   it("stops every service, then its nats-server, and exits 0 within 15 s", async () => {

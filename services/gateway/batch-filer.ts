@@ -13,6 +13,7 @@ import { failedLine, okLine } from "./batch-lines.ts";
 import { BATCH_ID_PATTERN } from "./batch-schema.ts";
 import { OutcomeSchema } from "./replies.ts";
 import { boundedWindow } from "../../shared/concurrency.ts";
+import { parseJsonOrUndefined } from "../../shared/json.ts";
 
 export const linesSubject = (batchId: string, kind: "ok" | "err" | "seqs") => `${BATCH_LINES_SUBJECT}.${batchId}.${kind}`;
 
@@ -55,13 +56,7 @@ export async function startOutcomeFiler(deps: OutcomeFilerDeps): Promise<Outcome
       m.ack();
       return;
     }
-    let value: unknown;
-    try {
-      value = m.json<unknown>();
-    } catch {
-      value = undefined;
-    }
-    const outcome = OutcomeSchema.safeParse(value);
+    const outcome = OutcomeSchema.safeParse(parseJsonOrUndefined(m.string()));
     const meta = outcome.success ? BatchJobMetadataSchema.safeParse(outcome.data.metadata) : undefined;
     if (!outcome.success || !meta?.success) {
       // Redelivering it would not make it parse. Skipped, as a foreign job's would be; were it

@@ -8,6 +8,7 @@ import { z } from "zod";
 import { DeadLetterSchema, ResultSchema } from "../../shared/contract/job.ts";
 import { REPLY_PREFIX } from "../../shared/contract/subjects.ts";
 import type { Logger } from "../../shared/log.ts";
+import { parseJsonOrUndefined } from "../../shared/json.ts";
 
 /** A job's outcome as the router stores and relays it: a result or a dead letter (wire contract v1). */
 export const OutcomeSchema = z.discriminatedUnion("status", [ResultSchema, DeadLetterSchema]);
@@ -31,13 +32,7 @@ export function createReplyInbox(nc: NatsConnection, logger: Logger): ReplyInbox
         logger.error({ err: err.message }, "reply subscription failed");
         return;
       }
-      let value: unknown;
-      try {
-        value = msg.json<unknown>();
-      } catch {
-        value = undefined;
-      }
-      const parsed = OutcomeSchema.safeParse(value);
+      const parsed = OutcomeSchema.safeParse(parseJsonOrUndefined(msg.string()));
       if (!parsed.success) {
         logger.warn({ problem: parsed.error.issues[0]?.message }, "ignoring a reply that is not a job outcome");
         return;

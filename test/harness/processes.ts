@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
 const BIN = fileURLToPath(new URL("../../bin/switchyard.js", import.meta.url));
@@ -18,4 +19,20 @@ export function spawnCli(args: string[], env: Record<string, string>): CliProces
   child.stderr?.on("data", (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | string>((resolve) => child.once("exit", (code, signal) => resolve(code ?? signal ?? -1)));
   return { child, exited, output: () => out };
+}
+
+/** nats-server processes whose command line names a path under `dir` (Linux /proc). */
+export function natsServersUnder(dir: string): number[] {
+  if (!existsSync("/proc")) return [];
+  return readdirSync("/proc")
+    .filter((p) => /^\d+$/.test(p))
+    .filter((p) => {
+      try {
+        const cmd = readFileSync(`/proc/${p}/cmdline`, "utf8");
+        return cmd.includes("nats-server") && cmd.includes(dir);
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
 }
