@@ -37,7 +37,7 @@ async function held(id: string): Promise<Hold> {
   const consumer = await nats.js.consumers.get(STREAMS.jobs, ROUTER_DURABLE);
   const m: JsMsg | null = await consumer.next({ expires: 2_000 });
   if (!m) throw new Error("no job delivered");
-  return { m, startedAt: now, renewedAt: now, cancel: new CallCancel() };
+  return { m, startedAt: now, renewedAt: now, cancel: new CallCancel(), lane: "batch" };
 }
 
 const results = async () => (await nats.jsm.streams.info(STREAMS.results)).state.messages;

@@ -102,7 +102,7 @@ export interface Stack {
    * A router worker process: `switchyard router` as users run it, or with `timed` the same
    * worker with a sub-millisecond clock (bench/workers/router.ts). `ready` resolves once it consumes.
    */
-  spawnRouter(configFile: string, label: string, opts?: { timed?: boolean }): Spawned;
+  spawnRouter(configFile: string, label: string, opts?: { timed?: boolean; env?: Record<string, string> }): Spawned;
   /** POST /control/<provider>/<model> on the sim-provider. */
   simControl(target: { provider: string; upstream: string }, override: Record<string, unknown>): Promise<void>;
   /** Clears every sim-provider override. */
@@ -148,8 +148,8 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       await writeFile(file, yaml);
       return file;
     },
-    spawnRouter(configFile, label, { timed = false } = {}) {
-      const env = { NATS_URL: nats.url, SWITCHYARD_CONFIG: configFile, LOG_LEVEL: "info" };
+    spawnRouter(configFile, label, { timed = false, env: extra = {} } = {}) {
+      const env = { NATS_URL: nats.url, SWITCHYARD_CONFIG: configFile, LOG_LEVEL: "info", ...extra };
       const nodeArgs = opts.cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${opts.cpuProfDir}`] : [];
       const child = timed ? spawnWorker(label, "router.ts", env, nodeArgs) : spawnCli(label, ["router"], env, nodeArgs);
       return { child, ready: child.waitFor(timed ? /^ready$/ : /router worker started/) };

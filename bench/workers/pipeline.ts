@@ -6,12 +6,12 @@
  * Env: NATS_URL, MAX_IN_FLIGHT, RESULT_BYTES. SIGTERM ends it.
  */
 import { jetstream } from "@nats-io/jetstream";
-import { natsUrl, connectNats } from "../../shared/nats/connect.ts";
+import { natsFromEnvironment, connectNats } from "../../shared/nats/connect.ts";
 import { ROUTER_DURABLE, STREAMS, SUBJECTS } from "../../shared/contract/subjects.ts";
 
 const maxInFlight = Number(process.env.MAX_IN_FLIGHT);
 const result = new Uint8Array(Number(process.env.RESULT_BYTES)).fill(0x78);
-const nc = await connectNats(natsUrl(), "switchyard-bench-pipeline");
+const nc = await connectNats(natsFromEnvironment(), "switchyard-bench-pipeline");
 const js = jetstream(nc);
 const consumer = await js.consumers.get(STREAMS.jobs, ROUTER_DURABLE);
 let inFlight = 0;

@@ -7,11 +7,11 @@
  */
 import { loadConfig } from "../../shared/config/load.ts";
 import { createLogger } from "../../shared/log.ts";
-import { natsUrl } from "../../shared/nats/connect.ts";
+import { natsFromEnvironment } from "../../shared/nats/connect.ts";
 import { startRouter } from "../../services/router/main.ts";
 import { calibratedWallClock } from "../lib/clock.ts";
 
-const running = await startRouter({ natsUrl: natsUrl(), config: loadConfig(), logger: createLogger("bench-router", "warn"), clock: calibratedWallClock(), name: "switchyard-bench-router" });
+const running = await startRouter({ natsUrl: natsFromEnvironment(), config: loadConfig(), logger: createLogger("bench-router", "warn"), clock: calibratedWallClock(), name: "switchyard-bench-router" });
 process.stdout.write("ready\n");
 await new Promise((resolve) => process.once("SIGTERM", resolve));
 await running.stop();

@@ -4,19 +4,23 @@
  * its stack.
  */
 import { SwitchyardError } from "../../shared/errors.ts";
-import { COMMANDS } from "./commands/index.ts";
+import { packageVersion } from "../../shared/package-root.ts";
+import { CATALOG } from "./commands/catalog.ts";
 
 function help(): string {
-  const width = Math.max(...COMMANDS.map((c) => c.name.length));
+  const width = Math.max(...CATALOG.map((c) => c.name.length));
   return `switchyard — route LLM completion jobs over NATS JetStream to the cheapest healthy model
 
 Usage: switchyard <command> [options]     (switchyard <command> --help for details)
+       switchyard --version
 
 Commands:
-${COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join("\n")}
+${CATALOG.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join("\n")}
 
 Environment: NATS_URL (default nats://127.0.0.1:4222), SWITCHYARD_CONFIG (default: the
-embedded config/switchyard.yaml), LOG_LEVEL (info).
+embedded config/switchyard.yaml), LOG_LEVEL (info). A secured NATS: NATS_CREDS, NATS_NKEY,
+NATS_USER and NATS_PASSWORD, or NATS_TOKEN; TLS: a tls:// URL, NATS_CA, NATS_CERT, NATS_KEY
+(or the config's nats: section).
 `;
 }
 
@@ -26,11 +30,16 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(help());
     return 0;
   }
-  const command = COMMANDS.find((c) => c.name === name);
-  if (!command) {
+  if (name === "--version" || name === "-v" || name === "version") {
+    process.stdout.write(`${packageVersion()}\n`);
+    return 0;
+  }
+  const entry = CATALOG.find((c) => c.name === name);
+  if (!entry) {
     process.stderr.write(`switchyard: unknown command "${name}"\n\n${help()}`);
     return 2;
   }
+  const command = await entry.load();
   if (rest.includes("--help") || rest.includes("-h")) {
     process.stdout.write(`${command.usage}\n`);
     return 0;

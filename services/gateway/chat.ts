@@ -79,10 +79,12 @@ export function timeoutFor(h: IncomingHttpHeaders, configuredMs: number): number
   return ms;
 }
 
-export async function chatCompletion(deps: ChatDeps, caller: Caller, h: IncomingHttpHeaders, body: unknown, res: ServerResponse): Promise<void> {
+/** `note` learns the request's task and the model that served it, for the access log and metrics. */
+export async function chatCompletion(deps: ChatDeps, caller: Caller, h: IncomingHttpHeaders, body: unknown, res: ServerResponse, note?: { task: string | undefined; model: string | undefined }): Promise<void> {
   const catalog = deps.catalog();
   const { request, stream, includeUsage } = parseChatBody(body, catalog);
   const task = taskFor(caller, h[TASK_HEADER], catalog);
+  if (note) note.task = task;
   const timeoutMs = timeoutFor(h, deps.requestTimeoutMs);
   const id = `chatcmpl-${nuid.next()}`;
   const job: JobInput = {
@@ -109,6 +111,7 @@ export async function chatCompletion(deps: ChatDeps, caller: Caller, h: Incoming
     throw new GatewayError(504, `No model answered within ${timeoutMs} ms; the request was not served.`, { code: "deadline_exceeded", headers: { "x-request-id": id } });
   }
   if (o.status === "failed") throw errorFromDeadLetter(o);
+  if (note) note.model = `${o.provider}/${o.model}`;
   const completion = completionOf(o);
   const extra = resultHeaders(o);
   if (stream) return writeStream(res, completion, includeUsage, extra);

@@ -8,8 +8,13 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { Config } from "../../shared/config/schema.ts";
 import type { Logger } from "../../shared/log.ts";
 import { openBuckets } from "../../shared/nats/buckets.ts";
-import { connectNats } from "../../shared/nats/connect.ts";
+import { connectNats, displayUrl, type NatsTarget } from "../../shared/nats/connect.ts";
 import { provision } from "../../shared/nats/provision.ts";
+import { STREAMS } from "../../shared/contract/subjects.ts";
+import { gatewayMetrics } from "../../shared/ops/gateway-metrics.ts";
+import { watchNatsHealth } from "../../shared/ops/nats-health.ts";
+import { Probes } from "../../shared/ops/probes.ts";
+import type { Ops } from "../../shared/ops/server.ts";
 import { RateLimiter } from "./auth.ts";
 import { createBatchService, type BatchTuning } from "./batches.ts";
 import { FileStore } from "./files.ts";
@@ -23,7 +28,8 @@ import { gatewaySettings, watchGatewaySettings, type GatewaySettings } from "./s
 const STOP_GRACE_MS = 10_000;
 
 export interface StartGatewayOptions {
-  readonly natsUrl: string;
+  /** A URL (its own user and password are used), or a target with credentials and TLS from `natsFromEnvironment()`. */
+  readonly natsUrl: string | NatsTarget;
   readonly config: Config;
   readonly logger: Logger;
   /** Overrides `gateway.listen` (`host:port`; port 0 picks a free one). */
@@ -37,6 +43,8 @@ export interface StartGatewayOptions {
   readonly configFile?: string;
   /** Batch machinery timings (tests shorten them). */
   readonly batchTuning?: BatchTuning;
+  /** The process's metrics and probes (see shared/ops); without it the API port still answers /livez and /readyz. */
+  readonly ops?: Ops;
 }
 
 export interface RunningGateway {
@@ -52,8 +60,11 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
   // Streams and buckets are provisioned from the config at start; a reload does not re-provision.
   const config = opts.config;
 
+  const probes = opts.ops?.probes ?? new Probes();
+  probes.ready("gateway:starting", "connecting and provisioning");
   const nc = await connectNats(opts.natsUrl, "switchyard-gateway");
-  const stops: (() => Promise<void> | void)[] = [() => nc.drain().catch(() => {})];
+  const health = watchNatsHealth(nc, { logger, probes, name: "gateway", required: { streams: Object.values(STREAMS) } });
+  const stops: (() => Promise<void> | void)[] = [() => nc.drain().catch(() => {}), () => health.stop()];
   const stop = async () => {
     for (const s of stops.splice(0).reverse()) await s();
   };
@@ -96,7 +107,12 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
       files,
       batches,
       logger,
+      probes,
+      metrics: opts.ops ? gatewayMetrics(opts.ops) : undefined,
+      accessLog: () => settings.config.ops?.access_log ?? true,
     });
+    await health.check();
+    probes.ready("gateway:starting", undefined);
     const url = await listenOn(server, opts.listen ?? settings.gateway.listen);
     stops.push(async () => {
       // Batches first: a stopping instance hands them over at once, while open requests still get their answers.
@@ -117,9 +133,17 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     }
     const keys = settings.keys;
     if (keys.size === 0) logger.warn("no API keys configured (gateway.keys) and no development key: every request will get 401");
-    logger.info({ url, nats: opts.natsUrl, keys: keys.size }, "gateway listening");
+    logger.info({ url, nats: displayUrl(opts.natsUrl), keys: keys.size }, "gateway listening");
     let stopped: Promise<void> | undefined;
-    return { url, stop: () => (stopped ??= stop()) };
+    return {
+      url,
+      stop: () =>
+        (stopped ??= (async () => {
+          // Out of rotation before the server stops taking requests.
+          probes.ready("gateway:shutdown", "shutting down");
+          await stop();
+        })()),
+    };
   } catch (err) {
     await stop();
     throw err;

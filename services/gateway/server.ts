@@ -7,6 +7,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Logger } from "../../shared/log.ts";
+import { logRequest, newRequestNote, type GatewayMetrics, type RequestNote } from "../../shared/ops/gateway-metrics.ts";
+import type { Probes } from "../../shared/ops/probes.ts";
+import { writeProbe } from "../../shared/ops/server.ts";
 import type { RateLimiter, Caller } from "./auth.ts";
 import { ListBatchesQuerySchema } from "./batch-schema.ts";
 import type { BatchService } from "./batches.ts";
@@ -25,6 +28,11 @@ export interface GatewayHttpDeps {
   readonly files: FileStore;
   readonly batches: BatchService;
   readonly logger: Logger;
+  /** Served at /livez and /readyz on the API port too (they reveal nothing; /metrics stays on the ops port). */
+  readonly probes?: Probes;
+  readonly metrics?: GatewayMetrics;
+  /** One info line per request (`ops.access_log`). @defaultValue true */
+  readonly accessLog?: () => boolean;
 }
 
 /** Room for the multipart framing around an uploaded file. */
@@ -32,7 +40,16 @@ const MULTIPART_OVERHEAD = 64 * 1024;
 
 export function createGatewayServer(deps: GatewayHttpDeps): Server {
   const server = createServer((req, res) => {
-    handle(deps, req, res).catch((err: unknown) => {
+    const started = performance.now();
+    const note = newRequestNote(req.method ?? "GET");
+    res.once("close", () => {
+      // Closed before the last byte: the client went away (nginx's 499).
+      const status = res.writableFinished ? res.statusCode : 499;
+      const ms = performance.now() - started;
+      deps.metrics?.observe(note.route, status, ms);
+      if (deps.accessLog?.() ?? true) logRequest(deps.logger, note, status, ms);
+    });
+    handle(deps, req, res, note).catch((err: unknown) => {
       if (!(err instanceof GatewayError)) deps.logger.error({ err: (err as Error).message, method: req.method, path: req.url?.split("?")[0] }, "request failed");
       const e = err instanceof GatewayError ? err : new GatewayError(500, "The gateway failed to handle the request.", { code: "internal_error" });
       if (res.headersSent) {
@@ -64,18 +81,26 @@ export function listenOn(server: Server, listen: string): Promise<string> {
   });
 }
 
-async function handle(deps: GatewayHttpDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function handle(deps: GatewayHttpDeps, req: IncomingMessage, res: ServerResponse, note: RequestNote): Promise<void> {
   const url = new URL(req.url ?? "/", "http://gateway");
   const path = url.pathname.replace(/\/+$/, "");
   const method = req.method ?? "GET";
   if (path === "/healthz" || path === "/v1/healthz") {
+    note.route = "healthz";
     res.writeHead(200, { "content-type": "text/plain" });
     res.end("ok\n");
     return;
   }
+  if (deps.probes && (path === "/livez" || path === "/readyz")) {
+    note.route = path.slice(1);
+    writeProbe(res, path === "/livez" ? deps.probes.liveness() : deps.probes.readiness());
+    return;
+  }
   const route = matchRoute(method, path);
+  note.route = route.name;
   const { keys, gateway: limits } = deps.settings();
   const caller = keys.authenticate(req.headers.authorization);
+  note.key = caller.keyName;
   deps.limiter.take(caller);
   const json = (status: number, value: unknown) => {
     res.writeHead(status, { "content-type": "application/json" });
@@ -83,7 +108,7 @@ async function handle(deps: GatewayHttpDeps, req: IncomingMessage, res: ServerRe
   };
   switch (route.name) {
     case "chat":
-      return chatCompletion(deps.chat, caller, req.headers, await readJson(req, limits.max_body_bytes), res);
+      return chatCompletion(deps.chat, caller, req.headers, await readJson(req, limits.max_body_bytes), res, note);
     case "models":
       return json(200, { object: "list", data: deps.models.list() });
     case "model":

@@ -51,6 +51,19 @@ export interface PricingService {
   reload(config: Config): void;
   isLeader(): boolean;
   readonly id: string;
+  /**
+   * What this instance last wrote per model (price, health, quality per task), for metrics:
+   * the leader's view; empty on a follower, which writes nothing.
+   */
+  written(): ReadonlyMap<string, WrittenState>;
+}
+
+export interface WrittenState {
+  readonly provider: string;
+  readonly model: string;
+  readonly price: Price;
+  readonly health: HealthSnapshot;
+  readonly quality: ReadonlyMap<string, QualitySnapshot>;
 }
 
 const TICK_MS = 250;
@@ -80,6 +93,7 @@ export function createPricingService({
   let file: { prices: PriceFile; setAt: number } | undefined;
   let prices: Map<string, Price> = effectivePrices(catalog.models, configSetAt, file, overrides);
   const written = new Map<string, { key: string; at: number }>();
+  const lastState = new Map<string, WrittenState>();
   const probing = new Set<string>();
   /** `task\0model` pairs being re-tested with the task's samples. */
   const retesting = new Set<string>();
@@ -155,6 +169,8 @@ export function createPricingService({
         if (snap.health !== "down" && quality.get(task, modelId)?.requalifyDue(now)) void requalify(task, modelId);
       }
       const price = prices.get(modelId)!;
+      const m = catalog.models.get(modelId);
+      if (m) lastState.set(modelId, { provider: m.provider, model: m.name, price, health: snap, quality: q });
       // What routing depends on; latency and rates alone refresh at REFRESH_MS.
       const key = `${snap.health}|${snap.cooldownUntil}|${price.inputPerMtok}|${price.outputPerMtok}|${demotions}`;
       const last = written.get(modelId);
@@ -282,6 +298,7 @@ export function createPricingService({
     } catch {
       if (leader) logger.warn({ id }, "lost the pricing lease; another instance writes now");
       leader = false;
+      lastState.clear();
     }
   }
 
@@ -308,7 +325,11 @@ export function createPricingService({
     catalog = buildCatalog(next);
     configSetAt = clock();
     for (const modelId of catalog.models.keys()) if (!health.has(modelId)) health.set(modelId, new ModelHealth(healthPolicy));
-    for (const modelId of [...health.keys()]) if (!catalog.models.has(modelId)) health.delete(modelId);
+    for (const modelId of [...health.keys()]) {
+      if (catalog.models.has(modelId)) continue;
+      health.delete(modelId);
+      lastState.delete(modelId);
+    }
     quality.configure(qualityFloors(next.tasks), catalog.models.keys());
     caller.reload(next);
     recomputePrices("config reloaded");
@@ -318,6 +339,7 @@ export function createPricingService({
     id,
     reload,
     isLeader: () => leader,
+    written: () => lastState,
     async start() {
       buckets = await openBuckets(nc, config);
       if (priceFile) {

@@ -4,11 +4,12 @@
  * job is: each delivery is handed to `handle` with its hold, and the slot frees when that
  * settles.
  */
-import type { JetStreamClient, JsMsg } from "@nats-io/jetstream";
+import type { JetStreamClient, JetStreamManager, JsMsg } from "@nats-io/jetstream";
 import { CallCancel } from "../../shared/adapters/http.ts";
 import type { RouterConfig } from "../../shared/config/schema.ts";
 import { INTERACTIVE_DURABLE, ROUTER_DURABLE, STREAMS } from "../../shared/contract/subjects.ts";
 import type { Logger } from "../../shared/log.ts";
+import { isNotFound } from "../../shared/ops/nats-health.ts";
 import { laneSlots, pullSize, type Lane, type LaneHeld } from "./lanes.ts";
 import type { LaneShares } from "../../shared/config/lanes-schema.ts";
 
@@ -21,6 +22,13 @@ export interface Hold {
   renewedAt: number;
   /** Fired when the worker stops past its grace period: the job's call is cut off and nothing is published for it. */
   readonly cancel: CallCancel;
+  /** The lane the job came on. */
+  readonly lane: Lane;
+}
+
+/** A lane's durable consumer (or the JOBS stream) stayed missing: the pull loop has failed for good. */
+export class PullLoopFailedError extends Error {
+  override readonly name = "PullLoopFailedError";
 }
 
 export interface ConsumerDeps {
@@ -31,6 +39,17 @@ export interface ConsumerDeps {
   readonly clock: () => number;
   /** Works the job; the slot frees when the promise settles (it must not reject). */
   readonly handle: (hold: Hold) => Promise<void>;
+  /**
+   * Told when a lane's durable consumer is found missing (`why` set) or present again (`why`
+   * undefined), for the readiness probe.
+   */
+  readonly onMissing?: (lane: Lane, why: string | undefined) => void;
+  /**
+   * How long a lane's consumer may stay missing before its pull loop fails for good (and
+   * `run()` rejects with a PullLoopFailedError): long enough for another worker's or an
+   * operator's provisioning to bring it back. @defaultValue 5000
+   */
+  readonly missingGraceMs?: number;
 }
 
 export interface Consumer {
@@ -50,8 +69,13 @@ export interface Consumer {
 const FETCH_MAX = 256;
 /** A pull's lifetime: also the longest a stop waits for the last pull to end. */
 const FETCH_EXPIRES_MS = 1_000;
+/**
+ * An empty or failed pull does not say whether the consumer still exists (a pull to a
+ * deleted consumer just expires): after one, it is looked up, at most this often per lane.
+ */
+const VERIFY_EVERY_MS = 2_000;
 
-export function createConsumer({ js, router, lanes, logger, clock, handle }: ConsumerDeps): Consumer {
+export function createConsumer({ js, router, lanes, logger, clock, handle, onMissing, missingGraceMs = 5_000 }: ConsumerDeps): Consumer {
   const holds = new Set<Hold>();
   // Each lane's jobs in flight plus its open pull; a lane with nothing to pull waits in `waiting`.
   const held: LaneHeld = { interactive: 0, batch: 0 };
@@ -87,7 +111,7 @@ export function createConsumer({ js, router, lanes, logger, clock, handle }: Con
 
   function dispatch(m: JsMsg, lane: Lane): void {
     const now = clock();
-    const hold: Hold = { m, startedAt: now, renewedAt: now, cancel: new CallCancel() };
+    const hold: Hold = { m, startedAt: now, renewedAt: now, cancel: new CallCancel(), lane };
     holds.add(hold);
     void handle(hold).finally(() => {
       holds.delete(hold);
@@ -107,6 +131,37 @@ export function createConsumer({ js, router, lanes, logger, clock, handle }: Con
   async function pullLane(lane: Lane, durable: string): Promise<void> {
     const consumer = await js.consumers.get(STREAMS.jobs, durable);
     let failures = 0;
+    let verifiedAt = clock();
+    let missingSince: number | undefined;
+    let jsm: JetStreamManager | undefined;
+    /** Whether the server says the consumer is gone; a lookup that fails otherwise (NATS down) proves nothing. */
+    const verify = async (): Promise<void> => {
+      const now = clock();
+      if (now - verifiedAt < VERIFY_EVERY_MS) return;
+      verifiedAt = now;
+      let missing = false;
+      try {
+        jsm ??= await js.jetstreamManager(false);
+        await jsm.consumers.info(STREAMS.jobs, durable);
+      } catch (err) {
+        if (!isNotFound(err)) return;
+        missing = true;
+      }
+      if (!missing) {
+        if (missingSince !== undefined) logger.info({ lane, consumer: durable }, "the lane's consumer is back; pulling again");
+        missingSince = undefined;
+        onMissing?.(lane, undefined);
+        return;
+      }
+      const why = `consumer ${STREAMS.jobs}/${durable} is missing`;
+      if (missingSince === undefined) {
+        missingSince = now;
+        logger.error({ lane, consumer: durable, grace_ms: missingGraceMs }, `${why}; waiting for it to be provisioned again`);
+      }
+      onMissing?.(lane, why);
+      // Re-creating it here would redeliver every job the stream still holds (deliver policy all): a restart re-provisions, on purpose.
+      if (now - missingSince >= missingGraceMs) throw new PullLoopFailedError(`${why} (for ${now - missingSince} ms); the worker cannot pull jobs`);
+    };
     while (!stopping) {
       const size = Math.min(FETCH_MAX, pullSize(lane, slots, held, interactiveBusy));
       if (size <= 0) {
@@ -136,6 +191,8 @@ export function createConsumer({ js, router, lanes, logger, clock, handle }: Con
         if (lane === "interactive") interactiveBusy = got === size;
         wake();
       }
+      if (got > 0) verifiedAt = clock();
+      else if (!stopping) await verify();
       if (backoffMs > 0) await new Promise((r) => setTimeout(r, backoffMs));
     }
   }

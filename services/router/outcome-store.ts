@@ -7,6 +7,7 @@
 import type { JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { isReplySubject, REPLY_HEADER, resultSubject, STREAMS } from "../../shared/contract/subjects.ts";
+import type { DlqReason } from "../../shared/contract/job.ts";
 import type { Logger } from "../../shared/log.ts";
 import { scan } from "../../shared/nats/read.ts";
 import type { Hold } from "./consumer.ts";
@@ -20,6 +21,9 @@ export interface KeptOutcome {
   readonly subject: string;
   readonly payload: string;
   readonly id: string;
+  /** For metrics: the job's task as labelled (`other` for a subject no task has), and a dead letter's reason. */
+  readonly task?: string;
+  readonly reason?: DlqReason;
 }
 
 export interface OutcomeStore {

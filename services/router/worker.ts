@@ -16,11 +16,13 @@ import type { AttemptEvent } from "../../shared/contract/live.ts";
 import { canonicalJobSubject, dlqSubject, resultSubject, TELEMETRY_SUBJECT } from "../../shared/contract/subjects.ts";
 import type { Logger } from "../../shared/log.ts";
 import { openBuckets } from "../../shared/nats/buckets.ts";
+import type { RouterMetrics, TaskChildren } from "../../shared/ops/router-metrics.ts";
 import { watchModelStates, type ModelWatch } from "../../shared/nats/model-watch.ts";
 import { createModelCaller, type ProviderLease } from "../../shared/providers/caller.ts";
 import type { ModelInfo } from "../../shared/routing/catalog.ts";
 import { LocalHealth } from "../../shared/routing/health.ts";
 import { LiveState } from "../../shared/routing/live-state.ts";
+import { costUsd } from "../../shared/routing/cost.ts";
 import { plan } from "../../shared/routing/planner.ts";
 import { createConsumer, type Hold } from "./consumer.ts";
 import { intake } from "./intake.ts";
@@ -35,6 +37,10 @@ export interface RouterDeps {
   readonly random?: () => number;
   /** Where task pins (SWITCHYARD_PIN_<TASK>) are read. */
   readonly env?: NodeJS.ProcessEnv;
+  /** Where to count jobs, attempts, costs and timings; none recorded without it. */
+  readonly metrics?: RouterMetrics;
+  /** Told when a lane's durable consumer goes missing or comes back (readiness). */
+  readonly onConsumerMissing?: (lane: "interactive" | "batch", why: string | undefined) => void;
 }
 
 export interface RouterStats {
@@ -65,7 +71,7 @@ const HISTORY_LIMIT = 50_000;
 /** After the grace period, how long cut-off jobs get to hand themselves back. */
 const ABORT_SETTLE_MS = 500;
 
-export function createRouter({ nc, config, logger, clock = Date.now, random = Math.random, env = process.env }: RouterDeps): Router {
+export function createRouter({ nc, config, logger, clock = Date.now, random = Math.random, env = process.env, metrics, onConsumerMissing }: RouterDeps): Router {
   const js = jetstream(nc);
   const live = new LiveState(new LocalHealth(), clock);
   const router = config.router;
@@ -91,6 +97,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
     lanes: routerLanes(config),
     logger,
     clock,
+    onMissing: onConsumerMissing,
     handle: (hold) => {
       stats.received++;
       return handle(hold).catch((err: unknown) => {
@@ -112,10 +119,20 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
     return at;
   };
 
+  /** This delivery's queue wait and, for a repeated delivery, the redelivery: counted once the task is known. */
+  function delivered(hold: Hold, task: string, known: boolean): TaskChildren | undefined {
+    if (!metrics) return undefined;
+    const t = metrics.task(task, known);
+    t.queueWait[hold.lane].observe(Math.max(0, hold.startedAt - hold.m.info.timestampNanos / 1e6) / 1000);
+    if (hold.m.info.deliveryCount > 1) t.redeliveries.inc();
+    return t;
+  }
+
   async function handle(hold: Hold): Promise<void> {
     const { m } = hold;
     const kept = store.takeKept(m.seq);
     if (kept) {
+      if (kept.task !== undefined) delivered(hold, kept.task, true);
       await finish(hold, kept);
       return;
     }
@@ -129,17 +146,23 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
       });
       if (got.kind === "reject") {
         const { id, task, reason, error, job, metadata } = got;
-        return deadLetter(hold, got.dlqSubject, { id, task, status: "failed", reason, error, attempts: [], job, metadata, failed_at: new Date(clock()).toISOString() });
+        const known = lease.catalog.tasks.has(task);
+        delivered(hold, task, known);
+        return deadLetter(hold, got.dlqSubject, { id, task, status: "failed", reason, error, attempts: [], job, metadata, failed_at: new Date(clock()).toISOString() }, 0, known ? task : "other");
       }
       const job = got.job;
+      const t = delivered(hold, job.task, true);
       const policy = lease.catalog.tasks.get(job.task)!;
       const earlier = history.get(m.seq) ?? [];
       history.delete(m.seq);
       const deadline = job.deadline === undefined ? undefined : Date.parse(job.deadline);
       const early = beforePlanning(job, policy, earlier, m.info.deliveryCount, deadline, hold.startedAt);
-      if (early) return deadLetter(hold, dlqSubject(job.task), early);
+      if (early) return deadLetter(hold, dlqSubject(job.task), early, 0, job.task);
       const contract = bindContract(policy.contract, job.request);
-      if ("kind" in contract) return deadLetter(hold, dlqSubject(job.task), buildDeadLetter(job, "invalid_job", contract.message, earlier, clock()));
+      if ("kind" in contract) return deadLetter(hold, dlqSubject(job.task), buildDeadLetter(job, "invalid_job", contract.message, earlier, clock()), 0, job.task);
+      // Time in provider calls, taken out of the job's router overhead.
+      let providerMs = 0;
+      const tenant = t === undefined ? "" : metrics!.tenantOf(job.metadata);
 
       const delivery = new Delivery({
         job,
@@ -160,13 +183,13 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
         const step: Step = delivery.next(live, moment(hold, at));
         switch (step.kind) {
           case "call":
-            await call(lease, delivery, step, hold, job.task, at);
+            providerMs += await call(lease, delivery, step, hold, job.task, at, t, tenant);
             continue;
           case "result":
-            await finish(hold, { kind: "result", subject: resultSubject(job.task), payload: JSON.stringify(step.result), id: job.id });
+            await finish(hold, { kind: "result", subject: resultSubject(job.task), payload: JSON.stringify(step.result), id: job.id, task: job.task }, providerMs);
             return;
           case "dead_letter":
-            return deadLetter(hold, dlqSubject(job.task), step.deadLetter);
+            return deadLetter(hold, dlqSubject(job.task), step.deadLetter, providerMs, job.task);
           case "redeliver":
             if (history.size >= HISTORY_LIMIT) history.delete(history.keys().next().value as number);
             history.set(m.seq, [...delivery.attempts]);
@@ -182,8 +205,11 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
     }
   }
 
-  /** Carries out a `call` step and reports what happened to the delivery, local health and the pricing service. */
-  async function call(lease: ProviderLease, delivery: Delivery, step: Extract<Step, { kind: "call" }>, hold: Hold, task: string, at: Moment): Promise<void> {
+  /**
+   * Carries out a `call` step and reports what happened to the delivery, local health, the
+   * pricing service and the metrics. Returns the call's duration in ms.
+   */
+  async function call(lease: ProviderLease, delivery: Delivery, step: Extract<Step, { kind: "call" }>, hold: Hold, task: string, at: Moment, t: TaskChildren | undefined, tenant: string): Promise<number> {
     const model = step.planned.model;
     const t0 = clock();
     let completion: Completion;
@@ -192,40 +218,55 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
     } catch (err) {
       if (err instanceof CallAbortedError) {
         delivery.aborted();
-        return;
+        return clock() - t0;
       }
       if (!(err instanceof ProviderError)) throw err;
       const now = clock();
       live.local.failed(model.id, model.provider, err.kind, now, err.retryAfterMs);
       report(model, task, err.kind, err.status, now - t0, undefined, t0);
+      metrics?.attempt(model, err.kind, now - t0);
       delivery.failed(err, err.message, moment(hold, at));
-      return;
+      return now - t0;
     }
     const outcome = delivery.answered(completion, moment(hold, at));
     const latency = clock() - t0;
     if (outcome === "ok") live.local.succeeded(model.id, latency);
     // An answer after the deadline says nothing new about the model.
     if (outcome !== "timeout") report(model, task, outcome, 200, latency, completion.usage, t0);
+    if (t !== undefined) {
+      metrics!.attempt(model, outcome, latency);
+      // Every answer is billed, a rejected one too (the outcome table).
+      const u = completion.usage;
+      metrics!.billed(t, model, tenant, costUsd(u, step.planned), u.prompt_tokens, u.completion_tokens);
+    }
+    return latency;
   }
 
   /** Stores the outcome; false when nothing was published (the hold lapsed, or a stop cut the job off and handed it back). */
-  async function finish(hold: Hold, outcome: KeptOutcome): Promise<boolean> {
+  async function finish(hold: Hold, outcome: KeptOutcome, providerMs = 0): Promise<boolean> {
     if (await store.finish(hold, outcome)) {
       stats[outcome.kind === "result" ? "succeeded" : "deadLettered"]++;
+      if (metrics && outcome.task !== undefined) {
+        const t = metrics.task(outcome.task, true);
+        if (outcome.kind === "result") t.result.inc();
+        else metrics.deadLettered(t, outcome.reason ?? "exhausted");
+        t.overhead.observe(Math.max(0, clock() - hold.startedAt - providerMs) / 1000);
+      }
       return true;
     }
     if (hold.cancel.cancelled) nak(hold);
     return false;
   }
 
-  async function deadLetter(hold: Hold, subject: string, dl: DeadLetter): Promise<void> {
+  /** `task` is the job's task as labelled in metrics (`other` for a subject no task has). */
+  async function deadLetter(hold: Hold, subject: string, dl: DeadLetter, providerMs: number, task: string): Promise<void> {
     // A redelivered job may have been served already, its ack lost on the way: a dead letter
     // now would give it two outcomes in two streams, which no duplicate window catches.
     if (hold.m.info.deliveryCount > 1 && dl.reason !== "invalid_job" && (await store.resultStored(dl.task, dl.id, hold.m.info.timestampNanos / 1e6))) {
       hold.m.ack();
       return;
     }
-    if (await finish(hold, { kind: "dead_letter", subject, payload: JSON.stringify(dl), id: dl.id })) {
+    if (await finish(hold, { kind: "dead_letter", subject, payload: JSON.stringify(dl), id: dl.id, task, reason: dl.reason }, providerMs)) {
       logger.warn({ id: dl.id, task: dl.task, reason: dl.reason, attempts: dl.attempts.length }, dl.error);
     }
   }
@@ -286,6 +327,12 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
     }
   }
 
+  const removeInFlight = metrics?.addInFlight(() => {
+    let interactive = 0;
+    for (const h of consumer.holds) if (h.lane === "interactive") interactive++;
+    return { interactive, batch: consumer.holds.size - interactive };
+  });
+
   async function run(): Promise<void> {
     void watchLiveState().catch((err: unknown) => logger.error({ err: (err as Error).message }, "live state watch failed; routing on configured prices and local health"));
     await consumer.run();
@@ -301,6 +348,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
     await consumer.idle(ABORT_SETTLE_MS);
     for (const h of consumer.holds) nak(h);
     consumer.close();
+    removeInFlight?.();
     watch?.stop();
     await caller.close();
   }

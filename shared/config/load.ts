@@ -1,12 +1,12 @@
 import { readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { isMap, isScalar, LineCounter, parseDocument, visit, type Document } from "yaml";
 import { ConfigError } from "../errors.ts";
+import { packagePath } from "../package-root.ts";
 import type { z } from "zod";
 import { ConfigSchema, type Config } from "./schema.ts";
 
 /** The embedded default: simulated providers, no API keys. */
-export const DEFAULT_CONFIG_PATH = fileURLToPath(new URL("../../config/switchyard.yaml", import.meta.url));
+export const DEFAULT_CONFIG_PATH = packagePath("config", "switchyard.yaml");
 
 export function configPath(env: NodeJS.ProcessEnv = process.env): string {
   return env.SWITCHYARD_CONFIG || DEFAULT_CONFIG_PATH;

@@ -9,6 +9,8 @@ import { gatewayConfigSchema } from "./gateway-schema.ts";
 import { OutputConfigSchema } from "./output-schema.ts";
 import { duplicateWindowProblem, retrySpan } from "./retry-span.ts";
 import { DEFAULT_LANES, LanesSchema, type LaneShares } from "./lanes-schema.ts";
+import { NatsConfigSchema } from "./nats-schema.ts";
+import { OpsConfigSchema } from "../ops/config-schema.ts";
 
 const NAME = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
 const name = (what: string) =>
@@ -152,6 +154,10 @@ export const ConfigSchema = z
     aliases: z.record(z.string().min(1), z.string().min(1)).default({}),
     tasks: z.record(z.string().regex(TASK_PATTERN, "task name must match [a-z0-9_-]{1,64}"), TaskConfigSchema),
     gateway: GatewayConfigSchema.optional(),
+    /** The NATS server and its credentials and TLS (see `nats-schema.ts`); NATS_* variables override it. */
+    nats: NatsConfigSchema.optional(),
+    /** Metrics, probes and the access log (see `shared/ops/config-schema.ts`). */
+    ops: OpsConfigSchema.optional(),
   })
   .superRefine((cfg, ctx) => {
     const known = (ref: string) => {

@@ -15,10 +15,11 @@ import { startLocalStack } from "../local-stack.ts";
 import { progress } from "../progress.ts";
 import { percent, table } from "../table.ts";
 import type { Command } from "./types.ts";
+import { summaryOf } from "./catalog.ts";
 
 export const demoCommand: Command = {
   name: "demo",
-  summary: "the embedded demo (npm start): the whole stack, 1,200+ jobs, a summary",
+  summary: summaryOf("demo"),
   usage: `switchyard demo [--jobs-per-task 600] [--workers 2] [--rate 100] [--timeout 120]
 
 Starts a local nats-server (or uses NATS_URL), the sim-provider with three providers at
@@ -46,7 +47,7 @@ temporary NATS store is removed (exit 130); a second Ctrl-C quits at once.`,
       const stack = await startLocalStack({ simPort: 0, workers, logger });
       try {
         if (signal.aborted) return stopped();
-        const nc = await connectNats(stack.natsUrl, "switchyard-demo");
+        const nc = await connectNats(stack.nats, "switchyard-demo");
         const stops: (() => void)[] = [];
         try {
           const js = jetstream(nc);

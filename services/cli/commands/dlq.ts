@@ -3,7 +3,7 @@ import { loadConfig } from "../../../shared/config/load.ts";
 import { DLQ_REASONS, type DeadLetter } from "../../../shared/contract/job.ts";
 import { STREAMS, SUBJECTS, TASK_PATTERN } from "../../../shared/contract/subjects.ts";
 import { UsageError } from "../../../shared/errors.ts";
-import { connectNats, natsUrl } from "../../../shared/nats/connect.ts";
+import { connectNats, natsFromEnvironment } from "../../../shared/nats/connect.ts";
 import { matchesDeadLetter, type DeadLetterFilter } from "../../replay/filters.ts";
 import { openLedger, REPLAY_BUCKET } from "../../replay/ledger.ts";
 import { isRecord, parseJsonOrUndefined } from "../../../shared/json.ts";
@@ -14,6 +14,7 @@ import { intFlag, parse } from "../args.ts";
 import { table } from "../table.ts";
 import { deadlineFlag, executeReplay, limitFlag, metaFlag, modelFlag, when } from "./replay.ts";
 import type { Command } from "./types.ts";
+import { summaryOf } from "./catalog.ts";
 
 const FILTER_FLAGS = {
   task: { type: "string" },
@@ -26,7 +27,7 @@ const FILTER_FLAGS = {
 
 export const dlqCommand: Command = {
   name: "dlq",
-  summary: "list, show and replay dead letters (filter by task, reason, time, metadata)",
+  summary: summaryOf("dlq"),
   usage: `switchyard dlq list   [filters] [--limit 100] [--json]
 switchyard dlq show   <id> [--task <task>]
 switchyard dlq replay [filters] [--model <model>] [--deadline <duration>] [--limit <n>] [--dry-run]
@@ -82,7 +83,7 @@ async function list(argv: string[]): Promise<number> {
   const { values } = parse("dlq list", argv, { ...FILTER_FLAGS, limit: { type: "string" }, json: { type: "boolean" } });
   const filter = filterFrom("dlq list", values);
   const limit = intFlag("dlq list", "limit", values.limit, 100);
-  const nc = await connectNats(natsUrl(), "switchyard-dlq");
+  const nc = await connectNats(natsFromEnvironment(), "switchyard-dlq");
   let shown = 0;
   let matched = 0;
   try {
@@ -110,7 +111,7 @@ async function show(argv: string[]): Promise<number> {
   const id = positionals[0];
   if (id === undefined) throw new UsageError("dlq show: name the dead letter's id");
   const filter = filterFrom("dlq show", { task: values.task, id: [id] });
-  const nc = await connectNats(natsUrl(), "switchyard-dlq");
+  const nc = await connectNats(natsFromEnvironment(), "switchyard-dlq");
   try {
     const ledger = await openLedger(nc, loadConfig());
     let found = 0;

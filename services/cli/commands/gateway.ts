@@ -2,16 +2,18 @@ import { text } from "node:stream/consumers";
 import { configPath, loadConfig } from "../../../shared/config/load.ts";
 import { UsageError } from "../../../shared/errors.ts";
 import { createLogger } from "../../../shared/log.ts";
-import { natsUrl } from "../../../shared/nats/connect.ts";
+import { natsFromEnvironment } from "../../../shared/nats/connect.ts";
 import { hashKey } from "../../gateway/auth.ts";
+import { opsListen, startProcessOps } from "../../../shared/ops/process.ts";
 import { startGateway } from "../../gateway/main.ts";
 import { parse, untilSignal } from "../args.ts";
 import type { Command } from "./types.ts";
+import { summaryOf } from "./catalog.ts";
 
 export const gatewayCommand: Command = {
   name: "gateway",
-  summary: "run the OpenAI-compatible HTTP gateway (chat completions, models, files, batches)",
-  usage: `switchyard gateway [--listen 127.0.0.1:8080]
+  summary: summaryOf("gateway"),
+  usage: `switchyard gateway [--listen 127.0.0.1:8080] [--ops-listen 0.0.0.0:9464]
 switchyard gateway hash-key [key]
 
 Serves the OpenAI API at http://<listen>/v1: POST /chat/completions (stream too), GET /models,
@@ -24,9 +26,11 @@ hash-key prints the SHA-256 to put under gateway.keys.<name>.sha256 (the key is 
 stdin when not given, which keeps it out of the shell history).
 Environment: NATS_URL, SWITCHYARD_CONFIG, LOG_LEVEL; SWITCHYARD_DEV_API_KEY, when set, is
 accepted for tenant dev with the first configured task (for trials, not production).
+/livez and /readyz answer on the API port; --ops-listen (or SWITCHYARD_OPS_LISTEN, or
+ops.listen) serves them with /metrics on a port of their own. One access log line per request.
 SIGINT/SIGTERM: stop accepting, finish open requests, hand batches over, exit 0.`,
   async run(argv) {
-    const { values, positionals } = parse("gateway", argv, { listen: { type: "string" } });
+    const { values, positionals } = parse("gateway", argv, { listen: { type: "string" }, "ops-listen": { type: "string" } });
     if (positionals[0] === "hash-key") {
       const key = (positionals[1] ?? (await text(process.stdin))).trim();
       if (!key) throw new UsageError("gateway hash-key: give the key as an argument or on stdin");
@@ -38,10 +42,16 @@ SIGINT/SIGTERM: stop accepting, finish open requests, hand batches over, exit 0.
     const devKey = process.env.SWITCHYARD_DEV_API_KEY || undefined;
     if (devKey) logger.warn("SWITCHYARD_DEV_API_KEY is set: the gateway accepts it for tenant dev");
     const file = configPath();
-    const running = await startGateway({ natsUrl: natsUrl(), config: loadConfig(file), logger, listen: values.listen, devKey, configFile: file });
-    process.stdout.write(`Switchyard gateway listening on ${running.url}\n`);
-    await untilSignal();
-    await running.stop();
+    const config = loadConfig(file);
+    const ops = await startProcessOps(opsListen("gateway", values["ops-listen"], config), logger);
+    try {
+      const running = await startGateway({ natsUrl: natsFromEnvironment(), config, logger, listen: values.listen, devKey, configFile: file, ops: ops?.ops });
+      process.stdout.write(`Switchyard gateway listening on ${running.url}\n`);
+      await untilSignal();
+      await running.stop();
+    } finally {
+      await ops?.server.close();
+    }
     logger.flush();
     return 0;
   },

@@ -6,16 +6,17 @@ import { HeartbeatSchema, ModelStateSchema, type ModelState, type PriceOverride 
 import { HEARTBEAT_KEY } from "../../../shared/contract/subjects.ts";
 import { UsageError } from "../../../shared/errors.ts";
 import { openBuckets, type LiveBuckets } from "../../../shared/nats/buckets.ts";
-import { connectNats, natsUrl } from "../../../shared/nats/connect.ts";
+import { connectNats, natsFromEnvironment } from "../../../shared/nats/connect.ts";
 import { buildCatalog } from "../../../shared/routing/catalog.ts";
 import { STALE_AFTER_MS } from "../../../shared/routing/live-state.ts";
 import { parse, untilSignal } from "../args.ts";
 import { percent, table } from "../table.ts";
 import type { Command } from "./types.ts";
+import { summaryOf } from "./catalog.ts";
 
 export const pricesCommand: Command = {
   name: "prices",
-  summary: "show the live price and health table (--watch), or set/unset a price",
+  summary: summaryOf("prices"),
   usage: `switchyard prices [--watch] [--json]
 switchyard prices set <provider/model|alias> --input <USD per M tokens> --output <USD per M tokens>
 switchyard prices unset <provider/model|alias>
@@ -32,7 +33,7 @@ outlives restarts; \`unset\` returns the model to its file or config price.`,
     if (sub === "set" || sub === "unset") return setPrice(sub, rest);
     const { values } = parse("prices", argv, { watch: { type: "boolean" }, json: { type: "boolean" } });
     if (values.watch && values.json) throw new UsageError("prices: --watch and --json do not go together");
-    const nc = await connectNats(natsUrl(), "switchyard-prices");
+    const nc = await connectNats(natsFromEnvironment(), "switchyard-prices");
     try {
       const buckets = await openBuckets(nc, loadConfig());
       if (values.json) {
@@ -64,7 +65,7 @@ async function setPrice(sub: "set" | "unset", argv: string[]): Promise<number> {
   if (!ref) throw new UsageError(`prices ${sub}: name the model (provider/model or alias)`);
   const id = buildCatalog(loadConfig()).resolve(ref);
   if (!id) throw new UsageError(`prices ${sub}: "${ref}" is not a configured model or alias`);
-  const nc = await connectNats(natsUrl(), "switchyard-prices");
+  const nc = await connectNats(natsFromEnvironment(), "switchyard-prices");
   try {
     const buckets = await openBuckets(nc, loadConfig());
     if (sub === "unset") {

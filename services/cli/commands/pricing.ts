@@ -1,15 +1,17 @@
 import { resolve } from "node:path";
 import { configPath, loadConfig } from "../../../shared/config/load.ts";
 import { createLogger } from "../../../shared/log.ts";
-import { natsUrl } from "../../../shared/nats/connect.ts";
+import { natsFromEnvironment } from "../../../shared/nats/connect.ts";
+import { opsListen, startProcessOps } from "../../../shared/ops/process.ts";
 import { startPricing } from "../../pricing/main.ts";
 import { parse, untilSignal } from "../args.ts";
 import type { Command } from "./types.ts";
+import { summaryOf } from "./catalog.ts";
 
 export const pricingCommand: Command = {
   name: "pricing",
-  summary: "run the pricing service (price table + health → KV, watched by every worker)",
-  usage: `switchyard pricing [--prices-file <prices.yaml|json>]
+  summary: summaryOf("pricing"),
+  usage: `switchyard pricing [--prices-file <prices.yaml|json>] [--ops-listen 0.0.0.0:9464]
 
 Owns the price table (the config's prices, a watched price file, and \`switchyard prices set\`
 overrides; per model the most recent wins) and aggregates every worker's per-attempt
@@ -17,15 +19,22 @@ telemetry into health (healthy / degraded / down, with cooldown and recovery pro
 Writes one entry per model to the KV bucket switchyard-models. Several may run: one holds
 the leader lease and writes; the others stand by warm. Price file format:
   budget/lite: { input_per_mtok: 0.04, output_per_mtok: 0.16 }
-Environment: NATS_URL, SWITCHYARD_CONFIG, SWITCHYARD_PRICES_FILE, LOG_LEVEL.`,
+--ops-listen (or SWITCHYARD_OPS_LISTEN, or ops.listen) serves /metrics, /livez and /readyz.
+Environment: NATS_URL, SWITCHYARD_CONFIG, SWITCHYARD_PRICES_FILE, SWITCHYARD_OPS_LISTEN, LOG_LEVEL.`,
   async run(argv) {
-    const { values } = parse("pricing", argv, { "prices-file": { type: "string" } });
+    const { values } = parse("pricing", argv, { "prices-file": { type: "string" }, "ops-listen": { type: "string" } });
     const logger = createLogger("pricing");
     const priceFile = values["prices-file"] ?? process.env.SWITCHYARD_PRICES_FILE;
     const file = configPath();
-    const running = await startPricing({ natsUrl: natsUrl(), config: loadConfig(file), logger, priceFile: priceFile ? resolve(priceFile) : undefined, configFile: file });
-    await untilSignal();
-    await running.stop();
+    const config = loadConfig(file);
+    const ops = await startProcessOps(opsListen("pricing", values["ops-listen"], config), logger);
+    try {
+      const running = await startPricing({ natsUrl: natsFromEnvironment(), config, logger, priceFile: priceFile ? resolve(priceFile) : undefined, configFile: file, ops: ops?.ops });
+      await untilSignal();
+      await running.stop();
+    } finally {
+      await ops?.server.close();
+    }
     logger.flush();
     return 0;
   },

@@ -7,17 +7,18 @@ import { boundedWindow } from "../../../shared/concurrency.ts";
 import { jobSubject, TASK_PATTERN } from "../../../shared/contract/subjects.ts";
 import { UsageError } from "../../../shared/errors.ts";
 import { isRecord, parseJsonOrUndefined } from "../../../shared/json.ts";
-import { connectNats, natsUrl } from "../../../shared/nats/connect.ts";
+import { connectNats, natsFromEnvironment } from "../../../shared/nats/connect.ts";
 import { intFlag, parse } from "../args.ts";
 import { progress } from "../progress.ts";
 import type { Command } from "./types.ts";
+import { summaryOf } from "./catalog.ts";
 
 /** Publishes awaiting their PubAck at once: enough to fill the pipe, bounded so memory is too. */
 const WINDOW = 512;
 
 export const publishCommand: Command = {
   name: "publish",
-  summary: "publish jobs from a JSONL file or stdin, with a progress bar and rate",
+  summary: summaryOf("publish"),
   usage: `switchyard publish [file.jsonl] [--task <task>] [--rate <jobs/s>] [--total <n>]
 
 One job per line, in wire contract v1. The subject is jobs.<task>, from the line's "task" or
@@ -30,7 +31,7 @@ nothing is dropped on the producer side either. --total sizes the progress bar.`
     if (values.task !== undefined && !TASK_PATTERN.test(values.task)) throw new UsageError(`publish: --task "${values.task}" must match [a-z0-9_-]{1,64}`);
     const rate = intFlag("publish", "rate", values.rate, 0);
     const input = positionals[0] && positionals[0] !== "-" ? createReadStream(positionals[0]) : process.stdin;
-    const nc = await connectNats(natsUrl(), "switchyard-publish");
+    const nc = await connectNats(natsFromEnvironment(), "switchyard-publish");
     const js = jetstream(nc);
     const bar = progress("publish", intFlag("publish", "total", values.total, 0));
     let sent = 0;

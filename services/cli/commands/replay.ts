@@ -3,7 +3,7 @@ import { configPath, loadConfig } from "../../../shared/config/load.ts";
 import type { Config } from "../../../shared/config/schema.ts";
 import { TASK_PATTERN } from "../../../shared/contract/subjects.ts";
 import { UsageError } from "../../../shared/errors.ts";
-import { connectNats, natsUrl } from "../../../shared/nats/connect.ts";
+import { connectNats, natsFromEnvironment } from "../../../shared/nats/connect.ts";
 import { buildCatalog } from "../../../shared/routing/catalog.ts";
 import { resolveClaims, runReplay, type ReplayStats } from "../../replay/engine.ts";
 import { parseDuration, parseMeta, parseWhen } from "../../replay/filters.ts";
@@ -13,10 +13,11 @@ import { jobCandidates, type Scanned } from "../../replay/sources.ts";
 import { intFlag, parse } from "../args.ts";
 import { progress, type Progress } from "../progress.ts";
 import type { Command } from "./types.ts";
+import { summaryOf } from "./catalog.ts";
 
 export const replayCommand: Command = {
   name: "replay",
-  summary: "re-run earlier jobs from the JOBS stream (e.g. last night's batch on a newer model)",
+  summary: summaryOf("replay"),
   usage: `switchyard replay --task <task> --since <time> [--until <time>] [--model <model>] [--run <label>]
                   [--meta key=value ...] [--deadline <duration>] [--limit <n>] [--dry-run]
 
@@ -77,7 +78,7 @@ export interface ReplayRunOptions {
  * and recorded first. Exit code 0, 1 when some were not confirmed, 130 when interrupted.
  */
 export async function executeReplay(name: string, config: Config, opts: ReplayRunOptions, source: (js: JetStreamClient, jsm: JetStreamManager) => AsyncIterable<Scanned>): Promise<number> {
-  const nc = await connectNats(natsUrl(), `switchyard-${name.replace(/ /g, "-")}`);
+  const nc = await connectNats(natsFromEnvironment(), `switchyard-${name.replace(/ /g, "-")}`);
   const ac = new AbortController();
   const stop = () => ac.abort();
   process.once("SIGINT", stop);

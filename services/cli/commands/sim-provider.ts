@@ -1,10 +1,11 @@
-import { fileURLToPath } from "node:url";
 import { createLogger } from "../../../shared/log.ts";
+import { packagePath } from "../../../shared/package-root.ts";
 import { runSimProvider } from "../../sim-provider/main.ts";
 import { intFlag, parse, untilSignal } from "../args.ts";
 import type { Command } from "./types.ts";
+import { summaryOf } from "./catalog.ts";
 
-export const DEFAULT_SCENARIO = fileURLToPath(new URL("../../../config/sim-scenario.yaml", import.meta.url));
+export const DEFAULT_SCENARIO = packagePath("config", "sim-scenario.yaml");
 export const DEFAULT_SIM_PORT = 8790;
 
 /** The port in SIM_PROVIDER_URL, which the embedded config also reads, so both agree. */
@@ -14,7 +15,7 @@ export function simPort(env: NodeJS.ProcessEnv = process.env): number {
 
 export const simProviderCommand: Command = {
   name: "sim-provider",
-  summary: "run the simulated LLM providers (HTTP, scripted latency and faults)",
+  summary: summaryOf("sim-provider"),
   usage: `switchyard sim-provider [--port 8790] [--host 127.0.0.1] [--scenario config/sim-scenario.yaml]
 
 Serves every provider of the scenario at http://<host>:<port>/<provider>/v1 (OpenAI dialect).

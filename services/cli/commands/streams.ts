@@ -1,9 +1,10 @@
 import { jetstreamManager, type ConsumerInfo, type JetStreamManager, type StreamInfo } from "@nats-io/jetstream";
 import { BATCH_LINES_STREAM, GATEWAY_BATCH_DURABLE, INTERACTIVE_DURABLE, ROUTER_DURABLE, STREAMS } from "../../../shared/contract/subjects.ts";
-import { connectNats, natsUrl } from "../../../shared/nats/connect.ts";
+import { connectNats, natsFromEnvironment } from "../../../shared/nats/connect.ts";
 import { parse } from "../args.ts";
 import { table } from "../table.ts";
 import type { Command } from "./types.ts";
+import { summaryOf } from "./catalog.ts";
 
 /** Every stream Switchyard keeps, and who creates it when it is missing. */
 const STREAM_LIST: readonly { readonly name: string; readonly createdBy: string }[] = [
@@ -50,7 +51,7 @@ export interface StreamsReport {
 
 export const streamsCommand: Command = {
   name: "streams",
-  summary: "show stream and consumer state (--json)",
+  summary: summaryOf("streams"),
   usage: `switchyard streams [--json]
 
 For JOBS, RESULTS, DLQ and the gateway's BATCH_LINES: subjects, messages, size, first and
@@ -65,7 +66,7 @@ field names (messages, bytes, first_ts, last_ts; num_pending, num_ack_pending,
 num_redelivered, num_waiting) and "present": false for what is missing.`,
   async run(argv) {
     const { values } = parse("streams", argv, { json: { type: "boolean" } });
-    const nc = await connectNats(natsUrl(), "switchyard-streams");
+    const nc = await connectNats(natsFromEnvironment(), "switchyard-streams");
     try {
       const report = await readStreams(await jetstreamManager(nc));
       process.stdout.write(values.json ? `${JSON.stringify(report)}\n` : renderStreams(report));

@@ -1,13 +1,14 @@
 import { DeliverPolicy, jetstream } from "@nats-io/jetstream";
 import { STREAMS, SUBJECTS, TASK_PATTERN } from "../../../shared/contract/subjects.ts";
 import { UsageError } from "../../../shared/errors.ts";
-import { connectNats, natsUrl } from "../../../shared/nats/connect.ts";
+import { connectNats, natsFromEnvironment } from "../../../shared/nats/connect.ts";
 import { parse, untilSignal } from "../args.ts";
 import type { Command } from "./types.ts";
+import { summaryOf } from "./catalog.ts";
 
 export const tailCommand: Command = {
   name: "tail",
-  summary: "follow results and/or dead letters (filter by task, metadata)",
+  summary: summaryOf("tail"),
   usage: `switchyard tail [--results] [--dlq] [--task <task>] [--meta key=value ...] [--all] [--brief]
 
 Prints each result or dead letter as one JSON line as it is published (both kinds unless one
@@ -33,7 +34,7 @@ line instead of the JSON. Runs until Ctrl-C.`,
       ...(values.results || both ? [[STREAMS.results, SUBJECTS.results] as const] : []),
       ...(values.dlq || both ? [[STREAMS.dlq, SUBJECTS.dlq] as const] : []),
     ];
-    const nc = await connectNats(natsUrl(), "switchyard-tail");
+    const nc = await connectNats(natsFromEnvironment(), "switchyard-tail");
     const js = jetstream(nc);
     const loops = which.map(async ([stream, prefix]) => {
       const consumer = await js.consumers.get(stream, {

@@ -25,6 +25,7 @@ import { percent, table } from "../table.ts";
 import { mapLimit } from "../../../shared/concurrency.ts";
 import { percentile } from "../../../shared/stats.ts";
 import type { Command } from "./types.ts";
+import { summaryOf } from "./catalog.ts";
 
 export type { Expected, Sample } from "../../../shared/acceptance/samples.ts";
 
@@ -75,7 +76,7 @@ const RETRY_BASE_MS = 250;
 
 export const verifyCommand: Command = {
   name: "verify",
-  summary: "run a task's sample jobs against every candidate model; pass rates, agreement, latency, cost",
+  summary: summaryOf("verify"),
   usage: `switchyard verify <task> --samples <file.jsonl> [--concurrency 8] [--retries 2] [--json]
 
 The acceptance suite to run before promoting a model into a tier. Every sample job goes to
