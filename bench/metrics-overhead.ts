@@ -12,6 +12,10 @@
  * - `--control`: side by side with metrics on in both (an A/A run): how far apart two
  *   identical routers measure, i.e. the resolution of the side-by-side figure.
  *
+ * First, in this process and deterministic: what recording costs per job (the calls the
+ * worker makes for a job served at its first attempt, on warm children) and what one scrape
+ * of a busy label set costs to render. The end-to-end runs can only bound what those add.
+ *
  *   npx tsx bench/metrics-overhead.ts [--jobs 40000] [--reps 5] [--alternate]
  */
 import { setTimeout as sleep } from "node:timers/promises";
@@ -21,6 +25,9 @@ import { measureDrain } from "./lib/drain.ts";
 import { cpuMs } from "./lib/procs.ts";
 import { DEFAULT_ROUTER, publishBacklog, startStack, streamCount, type Stack } from "./lib/stack.ts";
 import { spread, type Spread } from "./lib/stats.ts";
+import type { ModelInfo } from "../shared/routing/catalog.ts";
+import { routerMetrics } from "../shared/ops/router-metrics.ts";
+import { createOps } from "../shared/ops/server.ts";
 
 const { values } = parseArgs({
   options: { jobs: { type: "string", default: "40000" }, reps: { type: "string", default: "5" }, alternate: { type: "boolean", default: false }, control: { type: "boolean", default: false } },
@@ -99,6 +106,39 @@ async function alternate(stack: Stack, rep: number, mode: "off" | "on"): Promise
   if ((await streamCount(stack.jsm, STREAMS.dlq)) > 0) throw new Error("jobs were dead-lettered");
   return { cpu: drain.cpuMsPerJob[0]!, scrapes };
 }
+
+/** ns of CPU per simulated job, and ms per render of the resulting scrape (3 tasks × 6 models × 20 tenants). */
+async function recordingCost(): Promise<{ nsPerJob: number; renderMs: number; lines: number }> {
+  const ops = createOps();
+  const m = routerMetrics(ops);
+  const models = Array.from({ length: 6 }, (_, i) => ({ id: `p${i}/m${i}`, ordinal: 1000 + i, provider: `p${i}`, name: `m${i}` }) as unknown as ModelInfo);
+  const tasks = ["moderation", "classification", "extraction"];
+  const metadata = Array.from({ length: 20 }, (_, i) => ({ tenant: `tenant-${i}` }));
+  const outcomes = ["ok", "ok", "ok", "ok", "ok", "ok", "ok", "unavailable", "rate_limited", "invalid_output"] as const;
+  const job = (i: number) => {
+    const t = m.task(tasks[i % 3]!, true);
+    t.queueWait.batch.observe(0.0012);
+    if (i % 50 === 0) t.redeliveries.inc();
+    const tenant = m.tenantOf(metadata[i % 20]);
+    const model = models[i % 6]!;
+    m.attempt(model, outcomes[i % 10]!, 3);
+    m.billed(t, model, tenant, 0.0000035, 26, 11);
+    t.result.inc();
+    t.overhead.observe(0.0004);
+  };
+  for (let i = 0; i < 1e6; i++) job(i);
+  const n = 5e6;
+  const c0 = process.cpuUsage();
+  for (let i = 0; i < n; i++) job(i);
+  const c = process.cpuUsage(c0);
+  const r0 = performance.now();
+  let text = "";
+  for (let i = 0; i < 20; i++) text = await ops.render();
+  return { nsPerJob: ((c.user + c.system) * 1000) / n, renderMs: (performance.now() - r0) / 20, lines: text.split("\n").length };
+}
+
+const cost = await recordingCost();
+process.stdout.write(`recording: ${cost.nsPerJob.toFixed(0)} ns CPU per job; a scrape of ${cost.lines} lines renders in ${cost.renderMs.toFixed(2)} ms\n`);
 
 const stack = await startStack();
 const cpu: Record<"off" | "on", number[]> = { off: [], on: [] };

@@ -102,7 +102,7 @@ describe("a router's /metrics after serving jobs through a budget outage", () =>
     expect(sample(s, "switchyard_router_overhead_seconds_count", { task: "moderation" })).toBe(JOBS);
     expect(sample(s, "switchyard_redeliveries_total", { task: "moderation" })).toBe(0);
     expect(sample(s, "switchyard_jobs_in_flight", { lane: "batch" })).toBe(0);
-    // prom-client's process metrics ride along.
+    // The process metrics ride along.
     expect(sample(s, "process_cpu_seconds_total")).toBeGreaterThan(0);
   });
 

@@ -7,12 +7,14 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { ROUTER_DURABLE, STREAMS } from "../shared/contract/subjects.ts";
 import { createLogger } from "../shared/log.ts";
 import { createOps, startOpsServer, type OpsServer } from "../shared/ops/server.ts";
 import { startRouter, type RunningRouter } from "../services/router/main.ts";
-import { spawnCli } from "./harness/processes.ts";
+import { natsServersUnder, spawnCli } from "./harness/processes.ts";
+import { parseScrape, sample } from "./harness/scrape.ts";
 import { moderationJob, startStack, testConfigYaml, type TestStack } from "./harness/stack.ts";
 
 const logger = createLogger("test-probes", process.env.LOG_LEVEL ?? "silent");
@@ -46,11 +48,16 @@ describe("a router's probes", () => {
     stack = server = router = undefined;
   });
 
+  /** The router's log lines, parsed. */
+  const logged: { level: number; msg: string }[] = [];
+
   async function start() {
     stack = await startStack({ routers: 0, ownServer: true });
     const ops = createOps({ processMetrics: false });
     server = await startOpsServer(ops, "127.0.0.1:0", logger);
-    router = await startRouter({ natsUrl: stack.nats.url, config: stack.config, logger, ops });
+    logged.length = 0;
+    const routerLogger = pino({ level: "info" }, { write: (line: string) => void logged.push(JSON.parse(line) as { level: number; msg: string }) });
+    router = await startRouter({ natsUrl: stack.nats.url, config: stack.config, logger: routerLogger, ops });
     return { stack, server, router };
   }
 
@@ -63,6 +70,9 @@ describe("a router's probes", () => {
     await stack.nats.server!.restart();
     await until(`${server.url}/readyz`, 200, 30_000);
     expect((await probe(`${server.url}/livez`)).status).toBe(200);
+    // Logged: the disconnect as a warning, the reconnect as info.
+    expect(logged.filter((l) => l.msg === "NATS disconnected; reconnecting").map((l) => l.level)).toEqual([40]);
+    expect(logged.filter((l) => l.msg === "NATS reconnected").map((l) => l.level)).toEqual([30]);
   });
 
   it("/readyz is 503 while the router shuts down, jobs still in flight", async () => {
@@ -104,11 +114,44 @@ describe("a router process whose pull loop fails for good", () => {
       while (!proc.output().includes("router worker started") && Date.now() < deadline) await sleep(50);
       expect(proc.output()).toContain("router worker started");
       await stack.nats.jsm.consumers.delete(STREAMS.jobs, ROUTER_DURABLE);
-      const code = await Promise.race([proc.exited, sleep(30_000).then(() => "still running")]);
+      // Missing for 15 s (the grace), then the worker stops.
+      const code = await Promise.race([proc.exited, sleep(40_000).then(() => "still running")]);
       expect(code).toBe(1);
       expect(proc.output()).toContain(`consumer ${STREAMS.jobs}/${ROUTER_DURABLE} is missing`);
     } finally {
       proc.child.kill("SIGKILL");
+    }
+  });
+});
+
+describe("switchyard up", () => {
+  let dir: string | undefined;
+
+  afterEach(async () => {
+    if (dir) {
+      for (const pid of natsServersUnder(dir)) process.kill(pid, "SIGKILL");
+      await rm(dir, { recursive: true, force: true });
+    }
+    dir = undefined;
+  });
+
+  it("prints one ops endpoint for the whole stack, ready, with router and pricing metrics", async () => {
+    dir = await mkdtemp(join(tmpdir(), "switchyard-up-ops-"));
+    const env: Record<string, string> = { TMPDIR: dir, NATS_URL: "", SWITCHYARD_OPS_LISTEN: "" };
+    const proc = spawnCli(["up", "--data", join(dir, "data"), "--nats-port", "0", "--sim-port", "0", "--gateway-listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"], env);
+    try {
+      const deadline = Date.now() + 30_000;
+      let url: string | undefined;
+      while (!(url = /metrics: (http:\/\/\S+)\/metrics/.exec(proc.output())?.[1]) && Date.now() < deadline) await sleep(100);
+      expect(url, proc.output()).toBeDefined();
+      expect(await until(`${url}/readyz`, 200)).toBe("ok\n");
+      const s = parseScrape(await (await fetch(`${url}/metrics`)).text());
+      expect(sample(s, "switchyard_jobs_in_flight", { lane: "batch" })).toBe(0);
+      expect(sample(s, "switchyard_pricing_leader")).toBe(1);
+      expect(sample(s, "process_resident_memory_bytes")).toBeGreaterThan(0);
+    } finally {
+      proc.child.kill("SIGTERM");
+      await Promise.race([proc.exited, sleep(20_000)]);
     }
   });
 });

@@ -4,12 +4,12 @@
  * share nothing but NATS. With `configFile`, edits to keys, tasks and limits apply while it
  * runs (`settings.ts`).
  */
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { jetstream } from "@nats-io/jetstream";
 import type { Config } from "../../shared/config/schema.ts";
 import type { Logger } from "../../shared/log.ts";
 import { openBuckets } from "../../shared/nats/buckets.ts";
 import { connectNats, displayUrl, type NatsTarget } from "../../shared/nats/connect.ts";
-import { provision } from "../../shared/nats/provision.ts";
+import { prepareNats } from "../../shared/nats/provision.ts";
 import { STREAMS } from "../../shared/contract/subjects.ts";
 import { gatewayMetrics } from "../../shared/ops/gateway-metrics.ts";
 import { watchNatsHealth } from "../../shared/ops/nats-health.ts";
@@ -69,8 +69,8 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     for (const s of stops.splice(0).reverse()) await s();
   };
   try {
-    const jsm = await jetstreamManager(nc);
-    await provision(jsm, config);
+    // `provision: check`: only checks, and stops naming what is missing or different.
+    const jsm = await prepareNats("gateway", nc, config);
     const stores = await provisionGateway(nc, jsm, config);
     const js = jetstream(nc);
     const { models: modelsKv } = await openBuckets(nc, config);

@@ -5,6 +5,7 @@ import { watchConfig } from "../../shared/config/watch.ts";
 import type { Logger } from "../../shared/log.ts";
 import { connectNats, type NatsTarget } from "../../shared/nats/connect.ts";
 import { BUCKETS } from "../../shared/contract/subjects.ts";
+import { prepareNats } from "../../shared/nats/provision.ts";
 import { watchNatsHealth } from "../../shared/ops/nats-health.ts";
 import { registerPricingMetrics } from "../../shared/ops/pricing-metrics.ts";
 import type { Ops } from "../../shared/ops/server.ts";
@@ -33,6 +34,12 @@ export async function startPricing(opts: {
   const nc = await connectNats(opts.natsUrl, "switchyard-pricing");
   // The KV buckets are streams: the live state, the price overrides and the leader lease.
   const health = watchNatsHealth(nc, { logger: opts.logger, probes, name: NAME, required: { streams: Object.values(BUCKETS).map((b) => `KV_${b}`) } });
+  // `provision: check`: the buckets are only checked (and then bound), and a difference stops start-up.
+  await prepareNats("pricing", nc, opts.config).catch(async (err: unknown) => {
+    health.stop();
+    await nc.close().catch(() => {});
+    throw err;
+  });
   // Samples sit beside the config, as `switchyard verify` documents: <config dir>/samples/<task>.jsonl.
   const samplesDir = opts.samplesDir ?? join(dirname(opts.configFile ?? configPath()), "samples");
   const service = createPricingService({ nc, config: opts.config, logger: opts.logger, priceFile: opts.priceFile, samplesDir });

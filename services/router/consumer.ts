@@ -47,7 +47,8 @@ export interface ConsumerDeps {
   /**
    * How long a lane's consumer may stay missing before its pull loop fails for good (and
    * `run()` rejects with a PullLoopFailedError): long enough for another worker's or an
-   * operator's provisioning to bring it back. @defaultValue 5000
+   * operator's provisioning to bring it back, and well past a cluster's leader elections
+   * (about 6 s measured, NATS-NOTES). @defaultValue 15000
    */
   readonly missingGraceMs?: number;
 }
@@ -75,7 +76,7 @@ const FETCH_EXPIRES_MS = 1_000;
  */
 const VERIFY_EVERY_MS = 2_000;
 
-export function createConsumer({ js, router, lanes, logger, clock, handle, onMissing, missingGraceMs = 5_000 }: ConsumerDeps): Consumer {
+export function createConsumer({ js, router, lanes, logger, clock, handle, onMissing, missingGraceMs = 15_000 }: ConsumerDeps): Consumer {
   const holds = new Set<Hold>();
   // Each lane's jobs in flight plus its open pull; a lane with nothing to pull waits in `waiting`.
   const held: LaneHeld = { interactive: 0, batch: 0 };
@@ -159,7 +160,7 @@ export function createConsumer({ js, router, lanes, logger, clock, handle, onMis
         logger.error({ lane, consumer: durable, grace_ms: missingGraceMs }, `${why}; waiting for it to be provisioned again`);
       }
       onMissing?.(lane, why);
-      // Re-creating it here would redeliver every job the stream still holds (deliver policy all): a restart re-provisions, on purpose.
+      // Re-creating it here would redeliver every job the stream still holds (deliver policy all): start-up provisioning decides, after a restart.
       if (now - missingSince >= missingGraceMs) throw new PullLoopFailedError(`${why} (for ${now - missingSince} ms); the worker cannot pull jobs`);
     };
     while (!stopping) {

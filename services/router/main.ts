@@ -2,12 +2,11 @@
  * One router worker wired: connection, streams and consumers, the worker, the config watch,
  * and a stop that ends within `router.shutdown_grace` plus a second whatever NATS is doing.
  */
-import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Config } from "../../shared/config/schema.ts";
 import { watchConfig } from "../../shared/config/watch.ts";
 import { connectNats, type NatsTarget } from "../../shared/nats/connect.ts";
-import { provision } from "../../shared/nats/provision.ts";
+import { prepareNats } from "../../shared/nats/provision.ts";
 import type { Logger } from "../../shared/log.ts";
 import { INTERACTIVE_DURABLE, ROUTER_DURABLE, STREAMS } from "../../shared/contract/subjects.ts";
 import { watchNatsHealth } from "../../shared/ops/nats-health.ts";
@@ -61,7 +60,12 @@ export async function startRouter(opts: StartRouterOptions): Promise<RunningRout
     name,
     required: { streams: Object.values(STREAMS), consumers: [[STREAMS.jobs, ROUTER_DURABLE], [STREAMS.jobs, INTERACTIVE_DURABLE]] },
   });
-  await provision(await jetstreamManager(nc), opts.config);
+  // `provision: check`: only checks, and stops naming what is missing or different.
+  await prepareNats("router", nc, opts.config).catch(async (err: unknown) => {
+    health.stop();
+    if (owned) await nc.close().catch(() => {});
+    throw err;
+  });
   await health.check();
   if (opts.config.gateway?.lanes !== undefined) opts.logger.warn("gateway.lanes is deprecated: the lane shares are the router's, set them under router.lanes");
   const router = createRouter({

@@ -158,6 +158,14 @@ export const ConfigSchema = z
     nats: NatsConfigSchema.optional(),
     /** Metrics, probes and the access log (see `shared/ops/config-schema.ts`). */
     ops: OpsConfigSchema.optional(),
+    /**
+     * What each service does at start with the streams, consumers and buckets it uses:
+     * `auto` creates and updates them (needs JetStream admin rights); `check` only reads their
+     * info and stops, naming what is missing or different, so services can run with least
+     * privilege while an admin runs `switchyard provision` (see shared/nats/provision.ts).
+     * @defaultValue "auto"
+     */
+    provision: z.enum(["auto", "check"]).default("auto"),
   })
   .superRefine((cfg, ctx) => {
     const known = (ref: string) => {

@@ -1,14 +1,19 @@
 /**
- * The live-state KV buckets, opened (and created when missing) the same way by the pricing
- * service, every worker and the CLI, so whoever starts first creates them.
+ * The live-state KV buckets, opened the same way by the pricing service, every worker and the
+ * CLI. Under `provision: auto` (the default) they are created when missing, so whoever starts
+ * first creates them; under `provision: check` they are only bound, with no request at all
+ * (the service's start-up check, shared/nats/provision.ts, has read their info), so a service
+ * needs no right to create them, nor to read the account info.
  */
+import { jetstream } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Config } from "../config/schema.ts";
 import { BUCKETS } from "../contract/subjects.ts";
+import { LEASE_TTL_MS } from "./provision.ts";
 
 /** The leader lease lapses this long after its holder stops renewing it. */
-export const LEASE_TTL_MS = 3_000;
+export { LEASE_TTL_MS };
 
 export interface LiveBuckets {
   readonly models: KV;
@@ -17,6 +22,12 @@ export interface LiveBuckets {
 }
 
 export async function openBuckets(nc: NatsConnection, cfg: Config): Promise<LiveBuckets> {
+  if (cfg.provision === "check") {
+    // Bound as provisioned: direct get on (`switchyard provision` creates every bucket with allow_direct).
+    const kvm = new Kvm(jetstream(nc, { checkAPI: false }));
+    const [models, prices, lease] = await Promise.all([BUCKETS.models, BUCKETS.prices, BUCKETS.lease].map((b) => kvm.open(b, { allow_direct: true })));
+    return { models: models!, prices: prices!, lease: lease! };
+  }
   const kvm = new Kvm(nc);
   const replicas = cfg.streams.replicas;
   const [models, prices, lease] = await Promise.all([

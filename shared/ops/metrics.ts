@@ -1,9 +1,10 @@
 /**
- * Switchyard's own metric families, rendered in the Prometheus text format (0.0.4) next to
- * prom-client's process metrics (`registry.ts`).
+ * Metric families in the Prometheus text format (0.0.4): counters, histograms, and gauges read
+ * at scrape time.
  *
- * Why not prom-client's Counter and Histogram for these: their labelled children hash the
- * label set on every `inc()`/`observe()` (a string built per call, plus validation). The
+ * Why not prom-client: its labelled children hash the label set on every `inc()`/`observe()`
+ * (a string built per call, plus validation), and its default process metrics hook the GC and
+ * the event loop (see `process-metrics.ts`). The
  * router records about ten figures per job, so a child here is a plain object whose
  * `inc`/`observe` only adds numbers; callers cache the children they use (per task, per
  * model) and nothing is allocated per job. Label sets are created once and live as long as

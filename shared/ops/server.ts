@@ -6,12 +6,12 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { collectDefaultMetrics, Registry } from "prom-client";
 import type { Logger } from "../log.ts";
-import { MetricSet } from "./metrics.ts";
+import { Gauge, MetricSet } from "./metrics.ts";
+import { eventLoopLagSeconds, registerProcessMetrics } from "./process-metrics.ts";
 import { Probes, type ProbeReport } from "./probes.ts";
 
-/** What one process exposes: its metric families, prom-client's process metrics and its probes. */
+/** What one process exposes: its metric families (process metrics among them) and its probes. */
 export interface Ops {
   readonly metrics: MetricSet;
   readonly probes: Probes;
@@ -20,21 +20,24 @@ export interface Ops {
 }
 
 export interface OpsOptions {
-  /** prom-client's Node process metrics (CPU, memory, event loop lag, GC). @defaultValue true */
+  /** The Node process metrics (CPU, memory, heap, event loop lag; `process-metrics.ts`). @defaultValue true */
   readonly processMetrics?: boolean;
 }
 
-export function createOps({ processMetrics = process.env.XX_NO_PM !== "1" }: OpsOptions = {}): Ops {
+export function createOps({ processMetrics = true }: OpsOptions = {}): Ops {
   const metrics = new MetricSet();
   const probes = new Probes();
-  const registry = new Registry();
-  // Unprefixed (process_cpu_seconds_total, nodejs_eventloop_lag_seconds, …): the names dashboards for Node expect.
-  if (processMetrics) collectDefaultMetrics({ register: registry });
+  let lag = 0;
+  if (processMetrics) {
+    registerProcessMetrics(metrics);
+    metrics.add(new Gauge("nodejs_eventloop_lag_seconds", "Lag of the event loop at the scrape, in seconds.", [], (s) => s(lag)));
+  }
   return {
     metrics,
     probes,
     async render() {
-      return (await registry.metrics()) + metrics.render();
+      if (processMetrics) lag = await eventLoopLagSeconds();
+      return metrics.render();
     },
   };
 }

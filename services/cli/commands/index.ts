@@ -7,6 +7,7 @@ import { dlqCommand } from "./dlq.ts";
 import { gatewayCommand } from "./gateway.ts";
 import { pricesCommand } from "./prices.ts";
 import { pricingCommand } from "./pricing.ts";
+import { provisionCommand } from "./provision.ts";
 import { publishCommand } from "./publish.ts";
 import { replayCommand } from "./replay.ts";
 import { routerCommand } from "./router.ts";
@@ -17,4 +18,4 @@ import type { Command } from "./types.ts";
 import { upCommand } from "./up.ts";
 import { verifyCommand } from "./verify.ts";
 
-export const COMMANDS: readonly Command[] = [upCommand, routerCommand, gatewayCommand, pricingCommand, pricesCommand, simProviderCommand, publishCommand, tailCommand, dlqCommand, replayCommand, streamsCommand, verifyCommand, demoCommand];
+export const COMMANDS: readonly Command[] = [upCommand, routerCommand, gatewayCommand, pricingCommand, pricesCommand, simProviderCommand, publishCommand, tailCommand, dlqCommand, replayCommand, provisionCommand, streamsCommand, verifyCommand, demoCommand];

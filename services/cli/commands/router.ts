@@ -20,8 +20,8 @@ pins a task to a model (provider/model or alias) or a tier (tier:<n>).
 Environment: NATS_URL (default nats://127.0.0.1:4222), SWITCHYARD_CONFIG, LOG_LEVEL.
 --ops-listen (or SWITCHYARD_OPS_LISTEN, or ops.listen) serves /metrics, /livez and /readyz.
 SIGINT/SIGTERM: stop pulling, finish in-flight jobs within router.shutdown_grace, exit 0.
-Exits 1 when the pull loop fails for good (its durable consumer stays missing): a restart
-provisions it again.`,
+Exits 1 when the pull loop fails for good (its durable consumer stays missing for 15 s): a
+restart provisions it again (provision: auto) or names it missing (provision: check).`,
   async run(argv) {
     const { values } = parse("router", argv, { "ops-listen": { type: "string" } });
     const logger = createLogger("router");
