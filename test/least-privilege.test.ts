@@ -167,7 +167,8 @@ describe("a stack whose services each have only their own permissions", () => {
   it("a router user may not provision: `switchyard provision` as the router is refused by the server", async () => {
     const r = await cli(["provision"], envOf("router", passwords.router));
     expect(r.code).not.toBe(0);
-    expect(r.out).toContain('Permissions Violation for Publish to "$JS.API.STREAM.INFO.BATCH_LINES"');
+    expect(r.code).toBe(1);
+    expect(r.out).toContain('switchyard: stream BATCH_LINES: NATS refused reading its info: Permissions Violation for Publish to "$JS.API.STREAM.INFO.BATCH_LINES"');
     // The server logs each violation: what the stack test below counts on to find none.
     await vi.waitFor(() => expect(violations().some((l) => l.includes("$JS.API.STREAM.INFO.BATCH_LINES"))).toBe(true), { timeout: 5_000 });
   });
@@ -181,6 +182,8 @@ describe("a stack whose services each have only their own permissions", () => {
     const producer = await connectNats(as("producer"), "test-producer");
     try {
       await jetstream(producer).publish("jobs.moderation", JSON.stringify(moderationJob(0, { id: "lp-1" })), { msgID: "lp-1" });
+      // A broken job: dead-lettered (dlq.>), and seen by the gateways' collector on DLQ.
+      await jetstream(producer).publish("jobs.moderation", "not json", { msgID: "lp-bad" });
     } finally {
       await producer.close();
     }
@@ -188,6 +191,7 @@ describe("a stack whose services each have only their own permissions", () => {
       async () => {
         const result = (await readAll<Result>(jetstream(admin), STREAMS.results)).find((r) => r.id === "lp-1");
         expect(result?.status).toBe("succeeded");
+        expect((await readAll<{ id: string; reason: string }>(jetstream(admin), STREAMS.dlq)).find((d) => d.id === "lp-bad")?.reason).toBe("invalid_job");
       },
       { timeout: 20_000, interval: 100 },
     );
@@ -216,9 +220,21 @@ describe("a stack whose services each have only their own permissions", () => {
     expect(output.trim().split("\n")).toHaveLength(3);
     await client.files.delete(file.id);
 
+    // Every provider down: the job is redelivered, then dead-lettered, after the router has read RESULTS for an earlier result.
+    const models = [["budget", "budget-lite"], ["swift", "swift-mini"], ["premium", "premium-large"]] as const;
+    for (const [p, m] of models) sim.control(p, m, { outage: "503" });
+    try {
+      const producer2 = await connectNats(as("producer"), "test-producer");
+      await jetstream(producer2).publish("jobs.moderation", JSON.stringify(moderationJob(1, { id: "lp-down" })), { msgID: "lp-down" });
+      await producer2.close();
+      await vi.waitFor(async () => expect((await readAll<{ id: string }>(jetstream(admin), STREAMS.dlq)).some((d) => d.id === "lp-down")).toBe(true), { timeout: 30_000, interval: 200 });
+    } finally {
+      for (const [p, m] of models) sim.control(p, m, { outage: null });
+    }
+
     // The pricing service leads: its heartbeat is in the models bucket. A few lease renewals (compare-and-set) later, still no violation.
-    const models = await new Kvm(admin).open(BUCKETS.models);
-    await vi.waitFor(async () => expect(await models.get(HEARTBEAT_KEY)).not.toBeNull(), { timeout: 10_000 });
+    const live = await new Kvm(admin).open(BUCKETS.models);
+    await vi.waitFor(async () => expect(await live.get(HEARTBEAT_KEY)).not.toBeNull(), { timeout: 10_000 });
     await new Promise((r) => setTimeout(r, 2_500));
     expect(violations().slice(before), "the server logged permission violations").toEqual([]);
   });

@@ -251,6 +251,8 @@ async function readInfo(jsm: JetStreamManager, r: Resource): Promise<StreamInfo 
     return r.kind === "consumer" ? await jsm.consumers.info(r.stream, r.config.durable_name!) : await jsm.streams.info(streamOf(r));
   } catch (err) {
     if (err instanceof JetStreamApiError && (err.code === JetStreamApiCodes.StreamNotFound || err.code === JetStreamApiCodes.ConsumerNotFound)) return undefined;
+    const violation = permissionViolation(err);
+    if (violation) throw new SwitchyardError("config", `${describeResource(r)}: NATS refused reading its info: ${violation.message}`, { cause: err });
     throw err;
   }
 }
@@ -348,6 +350,18 @@ export async function applyResource(jsm: JetStreamManager, r: Resource): Promise
   const diffs = info ? differences(r, info) : [];
   if (info && diffs.length === 0) return { resource: r, action: "unchanged", changes: [] };
   const changes = diffs.map(describeDifference);
+  try {
+    await write(jsm, r, info);
+  } catch (err) {
+    // Some changes a server refuses (a stream's storage or retention, replicas beyond the cluster): say which resource and what was asked.
+    if (!(err instanceof JetStreamApiError) && !permissionViolation(err)) throw err;
+    const what = info ? `updating it (${changes.join("; ")})` : "creating it";
+    throw new SwitchyardError("config", `${describeResource(r)}: NATS refused ${what}: ${(permissionViolation(err) ?? (err as Error)).message}`, { cause: err });
+  }
+  return { resource: r, action: info ? "updated" : "created", changes };
+}
+
+async function write(jsm: JetStreamManager, r: Resource, info: StreamInfo | ConsumerInfo | undefined): Promise<void> {
   switch (r.kind) {
     case "stream":
       if (info) await jsm.streams.update(r.name, r.config);
@@ -364,7 +378,6 @@ export async function applyResource(jsm: JetStreamManager, r: Resource): Promise
       else await new Objm(jsm.jetstream()).create(r.bucket, { replicas: r.replicas, storage: StorageType.File });
       break;
   }
-  return { resource: r, action: info ? "updated" : "created", changes };
 }
 
 /** Provisions every resource given, in order; what was done to each. */
