@@ -9,6 +9,9 @@ import type { Config } from "../../shared/config/schema.ts";
 import type { Logger } from "../../shared/log.ts";
 import { loadNatsSection, natsSettings, natsTarget, type NatsTarget } from "../../shared/nats/auth.ts";
 import { startNatsServer, type NatsServerHandle } from "../../shared/nats/server-process.ts";
+import { allResources, applyResources } from "../../shared/nats/provision.ts";
+import { connectNats } from "../../shared/nats/connect.ts";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { startProcessOps, type ProcessOps } from "../../shared/ops/process.ts";
 import { startGateway, type RunningGateway } from "../gateway/main.ts";
 import { startPricing, type RunningPricing } from "../pricing/main.ts";
@@ -99,6 +102,16 @@ export async function startLocalStack(opts: LocalStackOptions): Promise<LocalSta
     // The embedded config reaches the sim-provider through SIM_PROVIDER_URL, so a random port still lines up.
     process.env.SIM_PROVIDER_URL = simUrl;
     const config = loadConfig(file);
+    // A nats-server this stack started itself is empty: under `provision: check` the services
+    // would only find nothing, so the stack provisions it first, as an admin would.
+    if (natsServer && config.provision === "check") {
+      const nc = await connectNats(nats, "switchyard-up-provision");
+      try {
+        await applyResources(await jetstreamManager(nc), allResources(config).map((r) => r.resource));
+      } finally {
+        await nc.close();
+      }
+    }
     let ops: ProcessOps | undefined;
     if (opts.ops) {
       // Started before the services and stopped after them, so /readyz says 503 while they shut down.

@@ -8,8 +8,8 @@ import { summaryOf } from "./catalog.ts";
 
 /** Every stream Switchyard keeps, and who creates it when it is missing. */
 const STREAM_LIST: readonly { readonly name: string; readonly createdBy: string }[] = [
-  ...Object.values(STREAMS).map((name) => ({ name, createdBy: "start a router or `switchyard up`" })),
-  { name: BATCH_LINES_STREAM, createdBy: "created by the first gateway" },
+  ...Object.values(STREAMS).map((name) => ({ name, createdBy: "run `switchyard provision` (or start a router with provision: auto, or `switchyard up`)" })),
+  { name: BATCH_LINES_STREAM, createdBy: "run `switchyard provision` (or start a gateway with provision: auto)" },
 ];
 
 /** Every durable consumer Switchyard shares between its processes. */
