@@ -44,9 +44,10 @@ export interface DemoJob {
   readonly payload: string;
 }
 
-export function demoJobs(runId: string, perTask: number): DemoJob[] {
+/** `jobSubject`: the deployment's job subject of a task (`<namespace>.jobs.<task>` with a namespace). */
+export function demoJobs(runId: string, perTask: number, jobSubject: (task: string) => string = (task) => `jobs.${task}`): DemoJob[] {
   const jobs: DemoJob[] = [];
-  const add = (task: string, id: string, body: unknown) => jobs.push({ subject: `jobs.${task}`, msgId: id, payload: typeof body === "string" ? body : JSON.stringify(body) });
+  const add = (task: string, id: string, body: unknown) => jobs.push({ subject: jobSubject(task), msgId: id, payload: typeof body === "string" ? body : JSON.stringify(body) });
   // Interleaved, so each phase of the demo sees both tasks.
   for (let i = 0; i < perTask; i++) {
     const mod = `${runId}-mod-${i}`;

@@ -9,7 +9,9 @@
  * over a half-finished collection writes the same files again.
  */
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
-import { BATCH_LINES_STREAM, BATCH_LINES_SUBJECT, STREAMS } from "../../shared/contract/subjects.ts";
+import { names as namesFor, type Names } from "../../shared/contract/subjects.ts";
+
+const DEFAULT_NAMES = namesFor();
 import { scan } from "../../shared/nats/read.ts";
 import type { Catalog } from "../../shared/routing/catalog.ts";
 import { fileLines, jobIdFor, lineNoOf, notRunLine, parseLine } from "./batch-lines.ts";
@@ -21,6 +23,8 @@ export interface CollectorDeps {
   readonly jsm: JetStreamManager;
   readonly files: FileStore;
   readonly catalog: () => Catalog;
+  /** The deployment's names. @defaultValue names() (no namespace) */
+  readonly names?: Names;
 }
 
 export interface Collected {
@@ -37,10 +41,10 @@ const NOT_RUN = {
 /** Writes the batch's files; `ending` says whether lines without an outcome are to be reported (and their jobs withdrawn). */
 export async function collectBatch(deps: CollectorDeps, record: BatchRecord, ending: "completed" | "expired" | "cancelled"): Promise<Collected> {
   const id = record.batch.id;
-  const { ok, err, done, seqs } = await readLines(deps.js, id);
+  const { ok, err, done, seqs } = await readLines(deps.js, id, deps.names ?? DEFAULT_NAMES);
   let total = record.batch.request_counts.total;
   if (ending !== "completed") {
-    await Promise.all(seqs.filter(([lineNo]) => !done.has(lineNo)).map(([, seq]) => deps.jsm.streams.deleteMessage(STREAMS.jobs, seq, false).catch(() => false)));
+    await Promise.all(seqs.filter(([lineNo]) => !done.has(lineNo)).map(([, seq]) => deps.jsm.streams.deleteMessage((deps.names ?? DEFAULT_NAMES).streams.jobs, seq, false).catch(() => false)));
     const { code, message } = NOT_RUN[ending];
     const data = await deps.files.content(record.tenant, record.batch.input_file_id).catch(() => new Uint8Array());
     const catalog = deps.catalog();
@@ -63,17 +67,17 @@ export async function collectBatch(deps: CollectorDeps, record: BatchRecord, end
 }
 
 /** Once the batch's end is recorded: its lines in BATCH_LINES are no longer needed. */
-export async function discardLines(jsm: JetStreamManager, batchId: string): Promise<void> {
-  await jsm.streams.purge(BATCH_LINES_STREAM, { filter: `${BATCH_LINES_SUBJECT}.${batchId}.>` });
+export async function discardLines(jsm: JetStreamManager, batchId: string, n: Names = DEFAULT_NAMES): Promise<void> {
+  await jsm.streams.purge(n.batchLinesStream, { filter: `${n.batchLinesSubject}.${batchId}.>` });
 }
 
-async function readLines(js: JetStreamClient, id: string): Promise<{ ok: string[]; err: string[]; done: Set<number>; seqs: LineSeqs }> {
+async function readLines(js: JetStreamClient, id: string, n: Names): Promise<{ ok: string[]; err: string[]; done: Set<number>; seqs: LineSeqs }> {
   const ok: string[] = [];
   const err: string[] = [];
   const done = new Set<number>();
   const seqs: LineSeqs = [];
   const decoder = new TextDecoder();
-  for await (const m of scan(js, BATCH_LINES_STREAM, { subject: `${BATCH_LINES_SUBJECT}.${id}.>` })) {
+  for await (const m of scan(js, n.batchLinesStream, { subject: `${n.batchLinesSubject}.${id}.>` })) {
     const kind = m.subject.slice(m.subject.lastIndexOf(".") + 1);
     if (kind === "seqs") {
       // Written by this gateway's own dispatch: one that does not parse is a bug, not input.

@@ -7,7 +7,7 @@
  */
 import type { JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import { z } from "zod";
-import { BATCH_LINES_SUBJECT, GATEWAY_BATCH_DURABLE, STREAMS } from "../../shared/contract/subjects.ts";
+import { names as namesFor, type Names } from "../../shared/contract/subjects.ts";
 import type { Logger } from "../../shared/log.ts";
 import { failedLine, okLine } from "./batch-lines.ts";
 import { BATCH_ID_PATTERN } from "./batch-schema.ts";
@@ -15,7 +15,9 @@ import { OutcomeSchema } from "./replies.ts";
 import { boundedWindow } from "../../shared/concurrency.ts";
 import { parseJsonOrUndefined } from "../../shared/json.ts";
 
-export const linesSubject = (batchId: string, kind: "ok" | "err" | "seqs") => `${BATCH_LINES_SUBJECT}.${batchId}.${kind}`;
+const DEFAULT_NAMES = namesFor();
+
+export const linesSubject = (batchId: string, kind: "ok" | "err" | "seqs", names: Names = DEFAULT_NAMES) => `${names.batchLinesSubject}.${batchId}.${kind}`;
 
 /** What a batch line's job carries in `metadata` (besides the tenant). */
 const BatchJobMetadataSchema = z.object({ batch_id: z.string().regex(BATCH_ID_PATTERN), custom_id: z.string() });
@@ -30,14 +32,17 @@ export interface OutcomeFilerDeps {
   readonly logger: Logger;
   /** Outcomes filed at once per stream. */
   readonly window: number;
+  /** The deployment's names. @defaultValue names() (no namespace) */
+  readonly names?: Names;
 }
 
 export async function startOutcomeFiler(deps: OutcomeFilerDeps): Promise<OutcomeFiler> {
   const { js, logger } = deps;
-  const streams = [STREAMS.results, STREAMS.dlq];
+  const n = deps.names ?? DEFAULT_NAMES;
+  const streams = [n.streams.results, n.streams.dlq];
   const loops = await Promise.all(
     streams.map(async (stream) => {
-      const messages = await (await js.consumers.get(stream, GATEWAY_BATCH_DURABLE)).consume({ max_messages: 512 });
+      const messages = await (await js.consumers.get(stream, n.gatewayBatchDurable)).consume({ max_messages: 512 });
       const done = (async () => {
         const window = boundedWindow(deps.window);
         for await (const m of messages) {
@@ -69,7 +74,7 @@ export async function startOutcomeFiler(deps: OutcomeFilerDeps): Promise<Outcome
     const { batch_id: batchId, custom_id: customId } = meta.data;
     try {
       const line = o.status === "succeeded" ? okLine(o, customId) : failedLine(o, customId);
-      await js.publish(linesSubject(batchId, o.status === "succeeded" ? "ok" : "err"), line, { msgID: o.id });
+      await js.publish(linesSubject(batchId, o.status === "succeeded" ? "ok" : "err", n), line, { msgID: o.id });
       m.ack();
     } catch (err) {
       logger.warn({ err: (err as Error).message }, "filing a batch outcome failed; it will be redelivered");

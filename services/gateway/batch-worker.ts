@@ -8,7 +8,7 @@
  */
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { JobInput } from "../../shared/contract/job.ts";
-import { BATCH_LINES_STREAM, BATCH_LINES_SUBJECT, jobSubject } from "../../shared/contract/subjects.ts";
+import { names as namesFor, type Names } from "../../shared/contract/subjects.ts";
 import type { Logger } from "../../shared/log.ts";
 import type { Catalog } from "../../shared/routing/catalog.ts";
 import { collectBatch, discardLines } from "./batch-collector.ts";
@@ -37,11 +37,15 @@ export interface BatchWorkerDeps {
   readonly publishWindow: number;
   /** Set when the instance stops: dispatch checkpoints where it is and returns. */
   readonly signal: AbortSignal;
+  /** The deployment's names. @defaultValue names() (no namespace) */
+  readonly names?: Names;
 }
 
 /** Runs one step of a batch's life, if this instance may; errors are the caller's to log (the next tick retries). */
 export function createBatchWorker(deps: BatchWorkerDeps): (id: string) => Promise<void> {
   const { js, jsm, store, leases, logger, clock } = deps;
+  const n = deps.names ?? namesFor();
+  const { jobSubject } = n;
 
   /** Applies an event; the entry as written (the same one when nothing changed), or null when the event no longer applies or the entry changed under us. */
   async function advance(id: string, entry: BatchEntry, event: BatchEvent, renew = false): Promise<BatchEntry | null> {
@@ -104,7 +108,7 @@ export function createBatchWorker(deps: BatchWorkerDeps): (id: string) => Promis
     const checkpoint = async (upTo: number): Promise<boolean> => {
       await Promise.all(pending.splice(0));
       if (seqs.length > 0) {
-        await js.publish(linesSubject(id, "seqs"), JSON.stringify(seqs), { msgID: `${id}-seqs-${upTo}` });
+        await js.publish(linesSubject(id, "seqs", n), JSON.stringify(seqs), { msgID: `${id}-seqs-${upTo}` });
         seqs = [];
       }
       entry = entry && (await advance(id, entry, { type: "checkpoint", dispatched: upTo }, true));
@@ -123,7 +127,7 @@ export function createBatchWorker(deps: BatchWorkerDeps): (id: string) => Promis
       }
       const jobId = jobIdFor(id, lineNo);
       if (line.kind === "invalid") {
-        pending.push(js.publish(linesSubject(id, "err"), notRunLine(jobId, line.customId, "invalid_request", line.message), { msgID: jobId }));
+        pending.push(js.publish(linesSubject(id, "err", n), notRunLine(jobId, line.customId, "invalid_request", line.message), { msgID: jobId }));
       } else {
         const job: JobInput = { id: jobId, task: rec.task, request: line.request, deadline, metadata: { tenant: rec.tenant, batch_id: id, custom_id: line.customId } };
         pending.push(js.publish(jobSubject(rec.task), JSON.stringify(job), { msgID: jobId }).then((ack) => seqs.push([lineNo, ack.seq])));
@@ -138,9 +142,9 @@ export function createBatchWorker(deps: BatchWorkerDeps): (id: string) => Promis
 
   /** Lines filed so far, from BATCH_LINES' per-subject counts. */
   async function filed(id: string): Promise<{ completed: number; failed: number }> {
-    const info = await jsm.streams.info(BATCH_LINES_STREAM, { subjects_filter: `${BATCH_LINES_SUBJECT}.${id}.*` });
+    const info = await jsm.streams.info(n.batchLinesStream, { subjects_filter: `${n.batchLinesSubject}.${id}.*` });
     const subjects = info.state.subjects ?? {};
-    return { completed: subjects[linesSubject(id, "ok")] ?? 0, failed: subjects[linesSubject(id, "err")] ?? 0 };
+    return { completed: subjects[linesSubject(id, "ok", n)] ?? 0, failed: subjects[linesSubject(id, "err", n)] ?? 0 };
   }
 
   async function count(id: string, entry: BatchEntry): Promise<void> {
@@ -152,7 +156,7 @@ export function createBatchWorker(deps: BatchWorkerDeps): (id: string) => Promis
     const c = await collectBatch(deps, entry.record, endingOf(entry.record));
     const done = await advance(id, entry, { type: "finalized", outputFileId: c.outputFileId, errorFileId: c.errorFileId, counts: c.counts });
     if (!done) return;
-    await discardLines(jsm, id).catch(() => {});
+    await discardLines(jsm, id, n).catch(() => {});
     logger.info({ batch: id, status: done.record.batch.status, ...done.record.batch.request_counts }, "batch finished");
   }
 

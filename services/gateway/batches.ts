@@ -18,6 +18,7 @@ import type { Logger } from "../../shared/log.ts";
 import type { Catalog } from "../../shared/routing/catalog.ts";
 import type { Caller } from "./auth.ts";
 import { startOutcomeFiler, type OutcomeFiler } from "./batch-filer.ts";
+import type { Names } from "../../shared/contract/subjects.ts";
 import { BatchLeases } from "./batch-lease.ts";
 import { BATCH_ID_PATTERN, CreateBatchBodySchema, isTerminal, type Batch, type BatchRecord } from "./batch-schema.ts";
 import { newBatchRecord, transition } from "./batch-status.ts";
@@ -56,6 +57,8 @@ export interface BatchServiceDeps {
   readonly logger: Logger;
   readonly clock?: () => number;
   readonly tuning?: BatchTuning;
+  /** The deployment's names. @defaultValue names() (no namespace) */
+  readonly names?: Names;
 }
 
 export interface BatchList {
@@ -183,7 +186,7 @@ export function createBatchService(deps: BatchServiceDeps): BatchService {
     list,
     cancel,
     async start() {
-      filer = await startOutcomeFiler({ js: deps.js, logger, window: FILER_WINDOW });
+      filer = await startOutcomeFiler({ js: deps.js, logger, window: FILER_WINDOW, names: deps.names });
       watch = await store.watch((id, record) => {
         if (record) known.set(id, record);
         else known.delete(id);

@@ -13,7 +13,7 @@ import type { JetStreamClient } from "@nats-io/jetstream";
 import { headers as natsHeaders, nuid } from "@nats-io/transport-node";
 import type { ChatCompletion } from "../../shared/adapters/types.ts";
 import { ChatRequestSchema, type ChatRequest, type DeadLetter, type JobInput, type Result } from "../../shared/contract/job.ts";
-import { interactiveJobSubject, REPLY_HEADER } from "../../shared/contract/subjects.ts";
+import { interactiveJobSubject, REPLY_HEADER, type Names } from "../../shared/contract/subjects.ts";
 import { isMessageTooLarge } from "../../shared/nats/errors.ts";
 import type { Catalog } from "../../shared/routing/catalog.ts";
 import { isTransient } from "../../shared/routing/outcomes.ts";
@@ -32,6 +32,8 @@ export interface ChatDeps {
   readonly catalog: () => Catalog;
   readonly requestTimeoutMs: number;
   readonly clock: () => number;
+  /** The deployment's names (the interactive lane's subject). @defaultValue names() (no namespace) */
+  readonly names?: Names;
 }
 
 export interface ParsedChat {
@@ -80,7 +82,7 @@ export function timeoutFor(h: IncomingHttpHeaders, configuredMs: number): number
 }
 
 /** `note` learns the request's task and the model that served it, for the access log and metrics. */
-export async function chatCompletion(deps: ChatDeps, caller: Caller, h: IncomingHttpHeaders, body: unknown, res: ServerResponse, note?: { task: string | undefined; model: string | undefined }): Promise<void> {
+export async function chatCompletion(deps: ChatDeps, caller: Caller, h: IncomingHttpHeaders, body: unknown, res: ServerResponse, note?: { task: string | undefined; model: string | undefined; traceparent?: string | undefined; tracestate?: string | undefined }): Promise<void> {
   const catalog = deps.catalog();
   const { request, stream, includeUsage } = parseChatBody(body, catalog);
   const task = taskFor(caller, h[TASK_HEADER], catalog);
@@ -96,9 +98,14 @@ export async function chatCompletion(deps: ChatDeps, caller: Caller, h: Incoming
   };
   const hdrs = natsHeaders();
   hdrs.set(REPLY_HEADER, deps.inbox.subject);
+  // The router's job span joins the caller's trace (README "Tracing").
+  if (note?.traceparent) {
+    hdrs.set("traceparent", note.traceparent);
+    if (note.tracestate) hdrs.set("tracestate", note.tracestate);
+  }
   const outcome = deps.inbox.wait(id, timeoutMs);
   try {
-    await deps.js.publish(interactiveJobSubject(task), JSON.stringify(job), { msgID: id, headers: hdrs });
+    await deps.js.publish((deps.names?.interactiveJobSubject ?? interactiveJobSubject)(task), JSON.stringify(job), { msgID: id, headers: hdrs });
   } catch (err) {
     deps.inbox.cancel(id);
     if (isMessageTooLarge(err)) {

@@ -10,11 +10,12 @@ import type { Logger } from "../../shared/log.ts";
 import { openBuckets } from "../../shared/nats/buckets.ts";
 import { connectNats, displayUrl, type NatsTarget } from "../../shared/nats/connect.ts";
 import { prepareNats } from "../../shared/nats/provision.ts";
-import { STREAMS } from "../../shared/contract/subjects.ts";
+import { namesOf } from "../../shared/contract/subjects.ts";
 import { gatewayMetrics } from "../../shared/ops/gateway-metrics.ts";
 import { watchNatsHealth } from "../../shared/ops/nats-health.ts";
 import { Probes } from "../../shared/ops/probes.ts";
 import type { Ops } from "../../shared/ops/server.ts";
+import { startTracing } from "../../shared/ops/tracing.ts";
 import { RateLimiter } from "./auth.ts";
 import { createBatchService, type BatchTuning } from "./batches.ts";
 import { FileStore } from "./files.ts";
@@ -45,6 +46,8 @@ export interface StartGatewayOptions {
   readonly batchTuning?: BatchTuning;
   /** The process's metrics and probes (see shared/ops); without it the API port still answers /livez and /readyz. */
   readonly ops?: Ops;
+  /** Where OTEL_* tracing settings are read (`shared/ops/tracing.ts`); tracing is off without an OTLP endpoint. @defaultValue process.env */
+  readonly env?: NodeJS.ProcessEnv;
 }
 
 export interface RunningGateway {
@@ -59,12 +62,16 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
   const current = () => settings;
   // Streams and buckets are provisioned from the config at start; a reload does not re-provision.
   const config = opts.config;
+  const names = namesOf(config);
 
   const probes = opts.ops?.probes ?? new Probes();
   probes.ready("gateway:starting", "connecting and provisioning");
   const nc = await connectNats(opts.natsUrl, "switchyard-gateway");
-  const health = watchNatsHealth(nc, { logger, probes, name: "gateway", required: { streams: Object.values(STREAMS) } });
+  const health = watchNatsHealth(nc, { logger, probes, name: "gateway", required: { streams: Object.values(names.streams) } });
   const stops: (() => Promise<void> | void)[] = [() => nc.drain().catch(() => {}), () => health.stop()];
+  const tracing = await startTracing("switchyard-gateway", opts.env);
+  // Stops run last first: the spans are flushed once the server has closed.
+  if (tracing) stops.push(() => tracing.shutdown());
   const stop = async () => {
     for (const s of stops.splice(0).reverse()) await s();
   };
@@ -76,7 +83,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     const { models: modelsKv } = await openBuckets(nc, config);
     const models = await watchModelCatalogue(modelsKv, () => settings.catalog, () => settings.config.aliases, logger);
     stops.push(() => models.stop());
-    const inbox = createReplyInbox(nc, logger);
+    const inbox = createReplyInbox(nc, logger, names);
     stops.push(() => inbox.close());
     const files = new FileStore(stores.files);
     const batches = createBatchService({
@@ -88,6 +95,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
       maxLines: () => settings.gateway.max_batch_lines,
       logger,
       tuning: opts.batchTuning,
+      names,
     });
     await batches.start();
     stops.push(() => batches.stop());
@@ -102,6 +110,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
           return settings.gateway.request_timeout;
         },
         clock: Date.now,
+        names,
       },
       models,
       files,
@@ -110,6 +119,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
       probes,
       metrics: opts.ops ? gatewayMetrics(opts.ops) : undefined,
       accessLog: () => settings.config.ops?.access_log ?? true,
+      tracing,
     });
     await health.check();
     probes.ready("gateway:starting", undefined);

@@ -12,7 +12,7 @@ import { Objm, type ObjectStore } from "@nats-io/obj";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Config } from "../../shared/config/schema.ts";
 import { applyResources, resourcesFor } from "../../shared/nats/provision.ts";
-import { BATCH_LINES_STREAM, GATEWAY_BATCH_DURABLE, GATEWAY_BUCKETS } from "../../shared/contract/subjects.ts";
+import { namesOf } from "../../shared/contract/subjects.ts";
 
 export interface GatewayStores {
   readonly batches: KV;
@@ -21,6 +21,7 @@ export interface GatewayStores {
 
 /** The gateway's own resources, as `resourcesFor("gateway")` lists them: all but the core streams and the models bucket, which others provision too. */
 function gatewayOwn(cfg: Config) {
+  const { batchLinesStream: BATCH_LINES_STREAM, gatewayBatchDurable: GATEWAY_BATCH_DURABLE, gatewayBuckets: GATEWAY_BUCKETS } = namesOf(cfg);
   return resourcesFor("gateway", cfg).filter(
     (r) =>
       (r.kind === "stream" && r.name === BATCH_LINES_STREAM) ||
@@ -33,6 +34,7 @@ export async function provisionGateway(nc: NatsConnection, jsm: JetStreamManager
   if (cfg.provision !== "check") await applyResources(jsm, gatewayOwn(cfg));
   // No account-info request ($JS.API.INFO) on open: the stores were just provisioned or checked.
   const js = jetstream(nc, { checkAPI: false });
+  const GATEWAY_BUCKETS = namesOf(cfg).gatewayBuckets;
   const [batches, files] = await Promise.all([new Kvm(js).open(GATEWAY_BUCKETS.batches, { allow_direct: true }), new Objm(js).open(GATEWAY_BUCKETS.files, false)]);
   return { batches, files };
 }

@@ -6,7 +6,7 @@
 import { nuid, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { z } from "zod";
 import { DeadLetterSchema, ResultSchema } from "../../shared/contract/job.ts";
-import { REPLY_PREFIX } from "../../shared/contract/subjects.ts";
+import { names as namesFor, type Names } from "../../shared/contract/subjects.ts";
 import type { Logger } from "../../shared/log.ts";
 import { parseJsonOrUndefined } from "../../shared/json.ts";
 
@@ -23,8 +23,8 @@ export interface ReplyInbox {
   close(): void;
 }
 
-export function createReplyInbox(nc: NatsConnection, logger: Logger): ReplyInbox {
-  const subject = `${REPLY_PREFIX}${nuid.next()}`;
+export function createReplyInbox(nc: NatsConnection, logger: Logger, names: Names = namesFor()): ReplyInbox {
+  const subject = `${names.replyPrefix}${nuid.next()}`;
   const pending = new Map<string, (o: Outcome | undefined) => void>();
   const sub: Subscription = nc.subscribe(subject, {
     callback: (err, msg) => {

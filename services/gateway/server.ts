@@ -17,6 +17,8 @@ import { chatCompletion, TASK_HEADER, type ChatDeps } from "./chat.ts";
 import type { FileStore } from "./files.ts";
 import type { ModelCatalogue } from "./models.ts";
 import { GatewayError } from "./openai-error.ts";
+import { endRequestSpan, passTraceContext, startRequestSpan } from "./request-trace.ts";
+import type { Tracing } from "../../shared/ops/tracing.ts";
 import type { GatewaySettings } from "./settings.ts";
 
 export interface GatewayHttpDeps {
@@ -33,6 +35,8 @@ export interface GatewayHttpDeps {
   readonly metrics?: GatewayMetrics;
   /** One info line per request (`ops.access_log`). @defaultValue true */
   readonly accessLog?: () => boolean;
+  /** Request spans (`shared/ops/tracing.ts`); without it the caller's `traceparent` is only passed on to jobs. */
+  readonly tracing?: Tracing;
 }
 
 /** Room for the multipart framing around an uploaded file. */
@@ -42,12 +46,15 @@ export function createGatewayServer(deps: GatewayHttpDeps): Server {
   const server = createServer((req, res) => {
     const started = performance.now();
     const note = newRequestNote(req.method ?? "GET");
+    const span = deps.tracing === undefined ? undefined : startRequestSpan(deps.tracing, req, note);
+    if (span === undefined) passTraceContext(req, note);
     res.once("close", () => {
       // Closed before the last byte: the client went away (nginx's 499).
       const status = res.writableFinished ? res.statusCode : 499;
       const ms = performance.now() - started;
       deps.metrics?.observe(note.route, status, ms);
       if (deps.accessLog?.() ?? true) logRequest(deps.logger, note, status, ms);
+      if (span !== undefined) endRequestSpan(span, note, status);
     });
     handle(deps, req, res, note).catch((err: unknown) => {
       if (!(err instanceof GatewayError)) deps.logger.error({ err: (err as Error).message, method: req.method, path: req.url?.split("?")[0] }, "request failed");

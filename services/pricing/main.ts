@@ -4,7 +4,7 @@ import type { Config } from "../../shared/config/schema.ts";
 import { watchConfig } from "../../shared/config/watch.ts";
 import type { Logger } from "../../shared/log.ts";
 import { connectNats, type NatsTarget } from "../../shared/nats/connect.ts";
-import { BUCKETS } from "../../shared/contract/subjects.ts";
+import { namesOf } from "../../shared/contract/subjects.ts";
 import { prepareNats } from "../../shared/nats/provision.ts";
 import { watchNatsHealth } from "../../shared/ops/nats-health.ts";
 import { registerPricingMetrics } from "../../shared/ops/pricing-metrics.ts";
@@ -33,7 +33,7 @@ export async function startPricing(opts: {
   probes?.ready(`${NAME}:starting`, "connecting");
   const nc = await connectNats(opts.natsUrl, "switchyard-pricing");
   // The KV buckets are streams: the live state, the price overrides and the leader lease.
-  const health = watchNatsHealth(nc, { logger: opts.logger, probes, name: NAME, required: { streams: Object.values(BUCKETS).map((b) => `KV_${b}`) } });
+  const health = watchNatsHealth(nc, { logger: opts.logger, probes, name: NAME, required: { streams: Object.values(namesOf(opts.config).buckets).map((b) => `KV_${b}`) } });
   // `provision: check`: the buckets are only checked (and then bound), and a difference stops start-up.
   await prepareNats("pricing", nc, opts.config).catch(async (err: unknown) => {
     health.stop();

@@ -17,7 +17,7 @@ import { loadYaml } from "../../shared/config/load.ts";
 import { onFileChange } from "../../shared/config/watch.ts";
 import type { Config } from "../../shared/config/schema.ts";
 import { AttemptEventSchema, PriceOverrideSchema, type ModelState, type PriceOverride, type TaskQuality } from "../../shared/contract/live.ts";
-import { HEARTBEAT_KEY, LEASE_KEY, TELEMETRY_SUBJECT } from "../../shared/contract/subjects.ts";
+import { HEARTBEAT_KEY, LEASE_KEY, namesOf } from "../../shared/contract/subjects.ts";
 import { ConfigError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import { openBuckets, type LiveBuckets } from "../../shared/nats/buckets.ts";
@@ -347,7 +347,7 @@ export function createPricingService({
         unwatchPriceFile = onFileChange(priceFile, () => loadPriceFile(priceFile));
       }
       void watchOverrides(buckets.prices).catch((err: unknown) => logger.error({ err: (err as Error).message }, "price override watch ended"));
-      sub = nc.subscribe(`${TELEMETRY_SUBJECT}.>`, {
+      sub = nc.subscribe(`${namesOf(config).telemetrySubject}.>`, {
         callback: (err, msg) => {
           if (err) return;
           const parsed = AttemptEventSchema.safeParse(parseJsonOrUndefined(msg.string()));

@@ -9,7 +9,7 @@
  */
 import type { JetStreamClient, JetStreamManager, PubAck } from "@nats-io/jetstream";
 import { setTimeout as sleep } from "node:timers/promises";
-import { jobSubject, STREAMS } from "../../shared/contract/subjects.ts";
+import { names as namesFor, type Names } from "../../shared/contract/subjects.ts";
 import type { LedgerEntry, ReplayLedger } from "./ledger.ts";
 import { scan } from "../../shared/nats/read.ts";
 import type { Scanned } from "./sources.ts";
@@ -47,7 +47,8 @@ export interface ClaimResolution {
 }
 
 /** Settles the claims an interrupted run left behind (see the module comment). */
-export async function resolveClaims(js: JetStreamClient, jsm: JetStreamManager, ledger: ReplayLedger): Promise<ClaimResolution> {
+export async function resolveClaims(js: JetStreamClient, jsm: JetStreamManager, ledger: ReplayLedger, n: Names = namesFor()): Promise<ClaimResolution> {
+  const STREAMS = n.streams;
   const claims = await ledger.claims();
   if (claims.length === 0) return { confirmed: 0, released: 0, uncertain: new Set() };
   const wanted = new Map<string, LedgerEntry>(claims.map((c) => [c.id, c]));
@@ -94,12 +95,15 @@ export interface ReplayOptions {
   readonly window?: number;
   readonly onProgress?: (stats: Readonly<ReplayStats>, total: number) => void;
   readonly now?: () => Date;
+  /** The deployment's names (the job subjects replays go to). @defaultValue names() (no namespace) */
+  readonly names?: Names;
 }
 
 const PUBLISH_TRIES = 6;
 
 export async function runReplay(opts: ReplayOptions): Promise<ReplayStats> {
   const { js, ledger, signal, now = () => new Date() } = opts;
+  const { jobSubject } = opts.names ?? namesFor();
   const window = opts.window ?? 64;
   const stats: ReplayStats = { scanned: 0, selected: 0, published: 0, alreadyReplayed: 0, skipped: new Map(), failed: 0, wouldPublish: 0, interrupted: false };
   const skip = (why: string): void => {

@@ -10,12 +10,13 @@
  * A claim without its `done` is what a killed run leaves behind; `resolveClaims` settles
  * each by looking for the id in the JOBS stream itself (see engine.ts).
  */
+import { namesOf } from "../../shared/contract/subjects.ts";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Config } from "../../shared/config/schema.ts";
 
 /** One bucket for both kinds of replay (dead letters and JOBS): a replay id is a replay id. */
-export const REPLAY_BUCKET = "switchyard-replays";
+export { REPLAY_BUCKET } from "../../shared/contract/subjects.ts";
 
 export interface LedgerEntry {
   /** The replay's job id. */
@@ -45,7 +46,7 @@ export interface ReplayLedger {
  * JOBS and DLQ retentions: past that, the original is gone and cannot be replayed again anyway.
  */
 export async function openLedger(nc: NatsConnection, config: Config): Promise<ReplayLedger> {
-  const kv: KV = await new Kvm(nc).create(REPLAY_BUCKET, {
+  const kv: KV = await new Kvm(nc).create(namesOf(config).replayBucket, {
     history: 1,
     replicas: config.streams.replicas,
     ttl: Math.max(config.streams.jobs_max_age, config.streams.dlq_max_age),

@@ -4,7 +4,7 @@
  * reason a message cannot be replayed.
  */
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
-import { STREAMS, SUBJECTS, TASK_PATTERN } from "../../shared/contract/subjects.ts";
+import { names as namesFor, TASK_PATTERN, type Names } from "../../shared/contract/subjects.ts";
 import { matchesDeadLetter, matchesMeta, type DeadLetterFilter } from "./filters.ts";
 import { isRecord } from "../../shared/json.ts";
 import { deadLetterReplay, replayId, replayJob } from "./lineage.ts";
@@ -26,11 +26,14 @@ export interface Overrides {
   readonly model?: string;
   readonly deadline?: string;
   readonly now: () => Date;
+  /** The deployment's names (which DLQ and JOBS to read). @defaultValue names() (no namespace) */
+  readonly names?: Names;
 }
 
 /** Dead letters matching the filter, oldest first, each as the job that re-runs it. */
 export async function* deadLetterCandidates(js: JetStreamClient, jsm: JetStreamManager, filter: DeadLetterFilter, o: Overrides): AsyncGenerator<Scanned> {
   // Replays that fail again during this run land in the DLQ too; they are the next run's business.
+  const { streams: STREAMS, subjects: SUBJECTS } = o.names ?? namesFor();
   const lastSeq = (await jsm.streams.info(STREAMS.dlq)).state.last_seq;
   for await (const m of scan(js, STREAMS.dlq, { subject: `${SUBJECTS.dlq}.${filter.task ?? ">"}`, since: filter.since, lastSeq })) {
     const d = parse(m.data) as DeadLetter | undefined;
@@ -76,6 +79,7 @@ export interface JobSelection {
 
 /** Jobs published to `jobs.<task>` in [since, until], oldest first, each as the job that re-runs it. */
 export async function* jobCandidates(js: JetStreamClient, jsm: JetStreamManager, sel: JobSelection, o: Overrides): AsyncGenerator<Scanned> {
+  const { streams: STREAMS, subjects: SUBJECTS } = o.names ?? namesFor();
   const lastSeq = (await jsm.streams.info(STREAMS.jobs)).state.last_seq;
   for await (const m of scan(js, STREAMS.jobs, { subject: `${SUBJECTS.jobs}.${sel.task}`, since: sel.since, lastSeq })) {
     // `until` has millisecond precision and stored times have nanoseconds: its whole millisecond is in range.

@@ -7,9 +7,10 @@
 import type { JetStreamClient, JetStreamManager, JsMsg } from "@nats-io/jetstream";
 import { CallCancel } from "../../shared/adapters/http.ts";
 import type { RouterConfig } from "../../shared/config/schema.ts";
-import { INTERACTIVE_DURABLE, ROUTER_DURABLE, STREAMS } from "../../shared/contract/subjects.ts";
+import { names as namesFor, type Names } from "../../shared/contract/subjects.ts";
 import type { Logger } from "../../shared/log.ts";
 import { isNotFound } from "../../shared/ops/nats-health.ts";
+import type { JobTrace } from "./job-trace.ts";
 import { laneSlots, pullSize, type Lane, type LaneHeld } from "./lanes.ts";
 import type { LaneShares } from "../../shared/config/lanes-schema.ts";
 
@@ -24,6 +25,8 @@ export interface Hold {
   readonly cancel: CallCancel;
   /** The lane the job came on. */
   readonly lane: Lane;
+  /** The delivery's spans; set by the worker only when tracing is on. */
+  trace?: JobTrace | undefined;
 }
 
 /** A lane's durable consumer (or the JOBS stream) stayed missing: the pull loop has failed for good. */
@@ -39,6 +42,8 @@ export interface ConsumerDeps {
   readonly clock: () => number;
   /** Works the job; the slot frees when the promise settles (it must not reject). */
   readonly handle: (hold: Hold) => Promise<void>;
+  /** The deployment's stream and durable names. @defaultValue names() (no namespace) */
+  readonly names?: Names;
   /**
    * Told when a lane's durable consumer is found missing (`why` set) or present again (`why`
    * undefined), for the readiness probe.
@@ -76,7 +81,8 @@ const FETCH_EXPIRES_MS = 1_000;
  */
 const VERIFY_EVERY_MS = 2_000;
 
-export function createConsumer({ js, router, lanes, logger, clock, handle, onMissing, missingGraceMs = 15_000 }: ConsumerDeps): Consumer {
+export function createConsumer({ js, router, lanes, logger, clock, handle, onMissing, missingGraceMs = 15_000, names = namesFor() }: ConsumerDeps): Consumer {
+  const STREAMS = names.streams;
   const holds = new Set<Hold>();
   // Each lane's jobs in flight plus its open pull; a lane with nothing to pull waits in `waiting`.
   const held: LaneHeld = { interactive: 0, batch: 0 };
@@ -112,7 +118,7 @@ export function createConsumer({ js, router, lanes, logger, clock, handle, onMis
 
   function dispatch(m: JsMsg, lane: Lane): void {
     const now = clock();
-    const hold: Hold = { m, startedAt: now, renewedAt: now, cancel: new CallCancel(), lane };
+    const hold: Hold = { m, startedAt: now, renewedAt: now, cancel: new CallCancel(), lane, trace: undefined };
     holds.add(hold);
     void handle(hold).finally(() => {
       holds.delete(hold);
@@ -201,7 +207,7 @@ export function createConsumer({ js, router, lanes, logger, clock, handle, onMis
   return {
     holds,
     async run() {
-      await Promise.all([pullLane("interactive", INTERACTIVE_DURABLE), pullLane("batch", ROUTER_DURABLE)]);
+      await Promise.all([pullLane("interactive", names.interactiveDurable), pullLane("batch", names.routerDurable)]);
     },
     stop() {
       stopping = true;

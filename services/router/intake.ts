@@ -3,7 +3,7 @@
  * become. Pure, so every malformed input is a unit test.
  */
 import { JOB_ID_PATTERN, JobSchema, type DlqReason, type Job } from "../../shared/contract/job.ts";
-import { SUBJECTS, taskOfSubject } from "../../shared/contract/subjects.ts";
+import { names, type Names } from "../../shared/contract/subjects.ts";
 import { isRecord } from "../../shared/json.ts";
 
 export type Intake =
@@ -23,15 +23,20 @@ export interface IntakeOptions {
   readonly maxBytes: number;
   readonly isKnownTask: (task: string) => boolean;
   readonly newId: () => string;
+  /** The deployment's names: a namespaced router reads `<ns>.jobs.<task>`. @defaultValue names() (no namespace) */
+  readonly names?: Names;
 }
+
+const DEFAULT_NAMES = names();
 
 /** How much of an oversize payload the dead letter keeps, so the dead letter itself fits in the stream. */
 const RAW_KEEP_BYTES = 4096;
 
 export function intake(subject: string, headerId: string | undefined, data: Uint8Array, opts: IntakeOptions): Intake {
-  const subjectTask = taskOfSubject(subject);
-  const suffix = subject.slice(SUBJECTS.jobs.length + 1);
-  const dlqSubject = `${SUBJECTS.dlq}.${suffix || "_"}`;
+  const n = opts.names ?? DEFAULT_NAMES;
+  const subjectTask = n.taskOfSubject(subject);
+  const suffix = subject.startsWith(`${n.subjects.jobs}.`) ? subject.slice(n.subjects.jobs.length + 1) : "";
+  const dlqSubject = n.dlqSubject(suffix || "_");
   const validHeaderId = headerId && JOB_ID_PATTERN.test(headerId) ? headerId : undefined;
   const reject = (reason: "invalid_job" | "no_route", error: string, job: Record<string, unknown>, id?: unknown, metadata?: unknown): Intake => ({
     kind: "reject",
@@ -59,7 +64,7 @@ export function intake(subject: string, headerId: string | undefined, data: Uint
     return reject("invalid_job", `The job is ${data.byteLength} bytes, over the ${opts.maxBytes}-byte limit.`, { raw_base64: kept, truncated: true, size_bytes: data.byteLength }, head.id, head.metadata);
   }
   if (subjectTask === null) {
-    return reject("invalid_job", `Subject "${subject}" is not jobs.<task> with a task matching [a-z0-9_-]{1,64}.`, raw());
+    return reject("invalid_job", `Subject "${subject}" is not ${n.subjects.jobs}.<task> with a task matching [a-z0-9_-]{1,64}.`, raw());
   }
   if (parseError) return reject("invalid_job", `The payload is not valid JSON (${parseError.message}).`, raw());
   if (!isRecord(value)) return reject("invalid_job", "The payload is JSON but not an object.", raw());

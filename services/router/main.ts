@@ -8,10 +8,11 @@ import { watchConfig } from "../../shared/config/watch.ts";
 import { connectNats, type NatsTarget } from "../../shared/nats/connect.ts";
 import { prepareNats } from "../../shared/nats/provision.ts";
 import type { Logger } from "../../shared/log.ts";
-import { INTERACTIVE_DURABLE, ROUTER_DURABLE, STREAMS } from "../../shared/contract/subjects.ts";
+import { namesOf } from "../../shared/contract/subjects.ts";
 import { watchNatsHealth } from "../../shared/ops/nats-health.ts";
 import { routerMetrics } from "../../shared/ops/router-metrics.ts";
 import type { Ops } from "../../shared/ops/server.ts";
+import { startTracing } from "../../shared/ops/tracing.ts";
 import { createRouter, type Router } from "./worker.ts";
 
 export interface RunningRouter {
@@ -41,6 +42,8 @@ export interface StartRouterOptions {
   configFile?: string;
   /** The process's metrics and probes (see shared/ops); none recorded without it. */
   ops?: Ops;
+  /** Where OTEL_* tracing settings are read (`shared/ops/tracing.ts`); tracing is off without an OTLP endpoint. @defaultValue process.env */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** How long a stop waits for the connection to flush once the jobs are done; NATS may be gone for good. */
@@ -54,11 +57,12 @@ export async function startRouter(opts: StartRouterOptions): Promise<RunningRout
   probes?.ready(`${name}:starting`, "connecting and provisioning");
   const owned = !opts.nc;
   const nc = opts.nc ?? (await connectNats(opts.natsUrl!, name));
+  const n = namesOf(opts.config);
   const health = watchNatsHealth(nc, {
     logger: opts.logger,
     probes,
     name,
-    required: { streams: Object.values(STREAMS), consumers: [[STREAMS.jobs, ROUTER_DURABLE], [STREAMS.jobs, INTERACTIVE_DURABLE]] },
+    required: { streams: Object.values(n.streams), consumers: [[n.streams.jobs, n.routerDurable], [n.streams.jobs, n.interactiveDurable]] },
   });
   // `provision: check`: only checks, and stops naming what is missing or different.
   await prepareNats("router", nc, opts.config).catch(async (err: unknown) => {
@@ -68,6 +72,7 @@ export async function startRouter(opts: StartRouterOptions): Promise<RunningRout
   });
   await health.check();
   if (opts.config.gateway?.lanes !== undefined) opts.logger.warn("gateway.lanes is deprecated: the lane shares are the router's, set them under router.lanes");
+  const tracing = await startTracing("switchyard-router", opts.env);
   const router = createRouter({
     nc,
     config: opts.config,
@@ -75,6 +80,7 @@ export async function startRouter(opts: StartRouterOptions): Promise<RunningRout
     clock: opts.clock,
     metrics: opts.ops ? routerMetrics(opts.ops, { tenantLimit: opts.config.ops?.tenant_label_limit }) : undefined,
     onConsumerMissing: (lane, why) => probes?.ready(`${name}:consumer-${lane}`, why),
+    tracing,
   });
   const loop = router.run();
   probes?.ready(`${name}:starting`, undefined);
@@ -90,6 +96,7 @@ export async function startRouter(opts: StartRouterOptions): Promise<RunningRout
       await Promise.race([loop.catch(() => {}), new Promise((r) => setTimeout(r, DRAIN_TIMEOUT_MS))]);
       health.stop();
       if (owned) await closeWithin(nc, DRAIN_TIMEOUT_MS);
+      await tracing?.shutdown();
     })());
   const failed = new Promise<Error>((resolve) => {
     loop.catch((err: unknown) => {

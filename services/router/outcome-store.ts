@@ -6,10 +6,11 @@
  */
 import type { JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { isReplySubject, REPLY_HEADER, resultSubject, STREAMS } from "../../shared/contract/subjects.ts";
+import { names as namesFor, REPLY_HEADER, type Names } from "../../shared/contract/subjects.ts";
 import type { DlqReason } from "../../shared/contract/job.ts";
 import type { Logger } from "../../shared/log.ts";
 import { scan } from "../../shared/nats/read.ts";
+import { failSpan } from "../../shared/ops/tracing.ts";
 import type { Hold } from "./consumer.ts";
 import { holdLapsed } from "./job.ts";
 
@@ -50,6 +51,8 @@ export interface OutcomeStoreDeps {
   readonly stopping: () => boolean;
   /** Waits between attempts to store an outcome. @defaultValue about 10 s in all, longer than a stream leader election */
   readonly retryDelaysMs?: readonly number[];
+  /** The deployment's names (RESULTS, the reply prefix). @defaultValue names() (no namespace) */
+  readonly names?: Names;
 }
 
 const STORE_RETRIES_MS = [100, 250, 500, 1_000, 2_000, 3_000, 3_000];
@@ -75,7 +78,7 @@ export function nextTurn(): Promise<void> {
   });
 }
 
-export function createOutcomeStore({ nc, js, logger, clock, ackWaitMs, stopping, retryDelaysMs = STORE_RETRIES_MS }: OutcomeStoreDeps): OutcomeStore {
+export function createOutcomeStore({ nc, js, logger, clock, ackWaitMs, stopping, retryDelaysMs = STORE_RETRIES_MS, names = namesFor() }: OutcomeStoreDeps): OutcomeStore {
   const kept = new Map<number, KeptOutcome>();
 
   const mayPublish = (hold: Hold) => !hold.cancel.cancelled && !holdLapsed(clock(), hold.renewedAt, ackWaitMs);
@@ -83,7 +86,7 @@ export function createOutcomeStore({ nc, js, logger, clock, ackWaitMs, stopping,
   /** After the outcome is stored: a gateway waiting on this job hears it at once. Core NATS, so a lost reply costs that caller a timeout, never the outcome. */
   function replyTo(m: JsMsg, payload: string): void {
     const to = m.headers?.get(REPLY_HEADER);
-    if (!to || !isReplySubject(to)) return;
+    if (!to || !names.isReplySubject(to)) return;
     try {
       nc.publish(to, payload);
     } catch {
@@ -97,12 +100,17 @@ export function createOutcomeStore({ nc, js, logger, clock, ackWaitMs, stopping,
         logger.info({ id: outcome.id, subject: hold.m.subject }, "no longer holding the job: leaving it to its redelivery");
         return false;
       }
+      const span = hold.trace?.publish(outcome.kind, outcome.subject, outcome.id, outcome.reason);
       // A stream leader election or a NATS restart lasts seconds: retry in place, the job held by
       // the consumer's working(), rather than spend a delivery of the job's budget on it.
       for (let retry = 0; ; retry++) {
         try {
           await nextTurn();
-          if (!mayPublish(hold)) return false;
+          if (!mayPublish(hold)) {
+            span?.setAttribute("switchyard.published", false);
+            span?.end();
+            return false;
+          }
           await js.publish(outcome.subject, outcome.payload, { msgID: outcome.id });
           break;
         } catch (err) {
@@ -112,11 +120,16 @@ export function createOutcomeStore({ nc, js, logger, clock, ackWaitMs, stopping,
           }
           if (kept.size >= KEPT_LIMIT) kept.delete(kept.keys().next().value as number);
           kept.set(hold.m.seq, outcome);
+          if (span) {
+            failSpan(span, err);
+            span.end();
+          }
           throw err;
         }
       }
       replyTo(hold.m, outcome.payload);
       hold.m.ack();
+      span?.end();
       return true;
     },
     takeKept(seq) {
@@ -125,7 +138,7 @@ export function createOutcomeStore({ nc, js, logger, clock, ackWaitMs, stopping,
       return k;
     },
     async resultStored(task, id, since) {
-      for await (const stored of scan(js, STREAMS.results, { subject: resultSubject(task), since: new Date(since), headersOnly: true })) {
+      for await (const stored of scan(js, names.streams.results, { subject: names.resultSubject(task), since: new Date(since), headersOnly: true })) {
         if (stored.msgId === id) return true;
       }
       return false;

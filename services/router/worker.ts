@@ -13,7 +13,7 @@ import type { Completion } from "../../shared/adapters/types.ts";
 import { routerLanes, type Config } from "../../shared/config/schema.ts";
 import type { Attempt, AttemptOutcome, DeadLetter } from "../../shared/contract/job.ts";
 import type { AttemptEvent } from "../../shared/contract/live.ts";
-import { canonicalJobSubject, dlqSubject, resultSubject, TELEMETRY_SUBJECT } from "../../shared/contract/subjects.ts";
+import { namesOf } from "../../shared/contract/subjects.ts";
 import type { Logger } from "../../shared/log.ts";
 import { openBuckets } from "../../shared/nats/buckets.ts";
 import type { RouterMetrics, TaskChildren } from "../../shared/ops/router-metrics.ts";
@@ -28,6 +28,8 @@ import { createConsumer, type Hold } from "./consumer.ts";
 import { intake } from "./intake.ts";
 import { beforePlanning, buildDeadLetter, Delivery, type Moment, type Step } from "./job.ts";
 import { createOutcomeStore, nextTurn, type KeptOutcome } from "./outcome-store.ts";
+import type { Tracing } from "../../shared/ops/tracing.ts";
+import { JobTrace } from "./job-trace.ts";
 
 export interface RouterDeps {
   readonly nc: NatsConnection;
@@ -41,6 +43,8 @@ export interface RouterDeps {
   readonly metrics?: RouterMetrics;
   /** Told when a lane's durable consumer goes missing or comes back (readiness). */
   readonly onConsumerMissing?: (lane: "interactive" | "batch", why: string | undefined) => void;
+  /** Where job, attempt and publish spans go (`shared/ops/tracing.ts`); none made without it. */
+  readonly tracing?: Tracing;
 }
 
 export interface RouterStats {
@@ -71,8 +75,11 @@ const HISTORY_LIMIT = 50_000;
 /** After the grace period, how long cut-off jobs get to hand themselves back. */
 const ABORT_SETTLE_MS = 500;
 
-export function createRouter({ nc, config, logger, clock = Date.now, random = Math.random, env = process.env, metrics, onConsumerMissing }: RouterDeps): Router {
+export function createRouter({ nc, config, logger, clock = Date.now, random = Math.random, env = process.env, metrics, onConsumerMissing, tracing }: RouterDeps): Router {
   const js = jetstream(nc);
+  // The deployment's names, fixed for the worker's life (a reload does not move it to another namespace).
+  const names = namesOf(config);
+  const { canonicalJobSubject, dlqSubject, resultSubject, telemetrySubject: TELEMETRY_SUBJECT } = names;
   const live = new LiveState(new LocalHealth(), clock);
   const router = config.router;
   const caller = createModelCaller(config, { env });
@@ -90,7 +97,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
   let stopping = false;
   let watch: ModelWatch | undefined;
 
-  const store = createOutcomeStore({ nc, js, logger, clock, ackWaitMs: router.ack_wait, stopping: () => stopping });
+  const store = createOutcomeStore({ nc, js, logger, clock, ackWaitMs: router.ack_wait, stopping: () => stopping, names });
   const consumer = createConsumer({
     js,
     router,
@@ -98,9 +105,11 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
     logger,
     clock,
     onMissing: onConsumerMissing,
+    names,
     handle: (hold) => {
       stats.received++;
-      return handle(hold).catch((err: unknown) => {
+      if (tracing !== undefined) hold.trace = new JobTrace(tracing, hold.m, hold.startedAt);
+      const done = handle(hold).catch((err: unknown) => {
         // The outcome could not be stored (NATS down, a stream leader election): the job goes
         // back with the backoff its delivery count calls for, and is never dropped, since the
         // consumer sets no max_deliver (the delivery budget is enforced here, on intake).
@@ -108,6 +117,8 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
         const backoff = router.redelivery_backoff;
         nak(hold, backoff[Math.min(hold.m.info.deliveryCount, backoff.length) - 1]);
       });
+      const t = hold.trace;
+      return t === undefined ? done : done.finally(() => t.end());
     },
   });
 
@@ -143,6 +154,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
         isKnownTask: (t) => lease.catalog.tasks.has(t),
         // The stream sequence, not a random id: every redelivery of the job must get the same one.
         newId: () => `jobs-${m.seq}`,
+        names,
       });
       if (got.kind === "reject") {
         const { id, task, reason, error, job, metadata } = got;
@@ -151,6 +163,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
         return deadLetter(hold, got.dlqSubject, { id, task, status: "failed", reason, error, attempts: [], job, metadata, failed_at: new Date(clock()).toISOString() }, 0, known ? task : "other");
       }
       const job = got.job;
+      hold.trace?.identify(job.id, job.task);
       const t = delivered(hold, job.task, true);
       const policy = lease.catalog.tasks.get(job.task)!;
       const earlier = history.get(m.seq) ?? [];
@@ -194,6 +207,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
             if (history.size >= HISTORY_LIMIT) history.delete(history.keys().next().value as number);
             history.set(m.seq, [...delivery.attempts]);
             stats.redelivered++;
+            hold.trace?.outcome("redelivered");
             m.nak(step.delayMs);
             return;
           case "let_go":
@@ -212,15 +226,21 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
   async function call(lease: ProviderLease, delivery: Delivery, step: Extract<Step, { kind: "call" }>, hold: Hold, task: string, at: Moment, t: TaskChildren | undefined, tenant: string): Promise<number> {
     const model = step.planned.model;
     const t0 = clock();
+    const span = hold.trace?.attempt(model, step.planned.tier);
     let completion: Completion;
     try {
       completion = await lease.call(model, step.request, step.timeoutMs, hold.cancel);
     } catch (err) {
       if (err instanceof CallAbortedError) {
+        span?.aborted();
         delivery.aborted();
         return clock() - t0;
       }
-      if (!(err instanceof ProviderError)) throw err;
+      if (!(err instanceof ProviderError)) {
+        span?.failed("error", null, err);
+        throw err;
+      }
+      span?.failed(err.kind, err.status, err);
       const now = clock();
       live.local.failed(model.id, model.provider, err.kind, now, err.retryAfterMs);
       report(model, task, err.kind, err.status, now - t0, undefined, t0);
@@ -230,6 +250,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
     }
     const outcome = delivery.answered(completion, moment(hold, at));
     const latency = clock() - t0;
+    span?.answered(completion, outcome, costUsd(completion.usage, step.planned));
     if (outcome === "ok") live.local.succeeded(model.id, latency);
     // An answer after the deadline says nothing new about the model.
     if (outcome !== "timeout") report(model, task, outcome, 200, latency, completion.usage, t0);
@@ -272,6 +293,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
   }
 
   function letGo(hold: Hold, id: string, why: "hold_lapsed" | "stopping"): void {
+    hold.trace?.outcome(why);
     if (why === "stopping") nak(hold);
     else logger.info({ id, subject: hold.m.subject }, "held past ack_wait: leaving the job to its redelivery");
   }

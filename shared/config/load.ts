@@ -4,6 +4,7 @@ import { ConfigError } from "../errors.ts";
 import { packagePath } from "../package-root.ts";
 import type { z } from "zod";
 import { ConfigSchema, type Config } from "./schema.ts";
+import { NAMESPACE_PATTERN } from "../contract/subjects.ts";
 
 /** The embedded default: simulated providers, no API keys. */
 export const DEFAULT_CONFIG_PATH = packagePath("config", "switchyard.yaml");
@@ -19,11 +20,19 @@ type Problem = ConfigError["problems"][number];
  * with the file, line and column it sits on; nothing partially valid is returned.
  */
 export function loadConfig(file = configPath(), env: NodeJS.ProcessEnv = process.env): Config {
-  return loadYaml(file, ConfigSchema, env);
+  return withEnvNamespace(loadYaml(file, ConfigSchema, env), file, env);
 }
 
 export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): Config {
-  return parseYaml(text, file, ConfigSchema, env);
+  return withEnvNamespace(parseYaml(text, file, ConfigSchema, env), file, env);
+}
+
+/** `SWITCHYARD_NAMESPACE`, when set, overrides the config's `namespace`. */
+function withEnvNamespace(cfg: Config, file: string, env: NodeJS.ProcessEnv): Config {
+  const ns = env.SWITCHYARD_NAMESPACE;
+  if (!ns) return cfg;
+  if (!NAMESPACE_PATTERN.test(ns)) throw new ConfigError(file, [{ path: "namespace", line: 0, column: 0, message: `SWITCHYARD_NAMESPACE "${ns}" must match [a-z0-9_-]{1,32}` }]);
+  return { ...cfg, namespace: ns };
 }
 
 /** Any YAML file validated by a zod schema, with the same error reporting as the main config. */

@@ -4,7 +4,7 @@
  * README's config reference mirrors this file.
  */
 import { z } from "zod";
-import { TASK_PATTERN } from "../contract/subjects.ts";
+import { NAMESPACE_PATTERN, TASK_PATTERN } from "../contract/subjects.ts";
 import { gatewayConfigSchema } from "./gateway-schema.ts";
 import { OutputConfigSchema } from "./output-schema.ts";
 import { duplicateWindowProblem, retrySpan } from "./retry-span.ts";
@@ -166,6 +166,13 @@ export const ConfigSchema = z
      * @defaultValue "auto"
      */
     provision: z.enum(["auto", "check"]).default("auto"),
+    /**
+     * A prefix for every subject, stream, consumer and bucket, so deployments (staging,
+     * production) can share one NATS account: `staging` gives `staging.jobs.<task>`,
+     * `STAGING_JOBS`, `staging-switchyard-models` (shared/contract/subjects.ts, `names`).
+     * `SWITCHYARD_NAMESPACE` overrides it. @defaultValue none: the names of wire contract v1
+     */
+    namespace: z.string().regex(NAMESPACE_PATTERN, "namespace must match [a-z0-9_-]{1,32}").optional(),
   })
   .superRefine((cfg, ctx) => {
     const known = (ref: string) => {

@@ -97,3 +97,72 @@ export const BATCH_LINES_STREAM = "BATCH_LINES";
 export const BATCH_LINES_SUBJECT = "batchlines";
 /** The durable consumers (one on RESULTS, one on DLQ) every gateway shares to collect batch outcomes. */
 export const GATEWAY_BATCH_DURABLE = "gateway-batches";
+/** The replay ledger (services/replay/ledger.ts): which replay ids were published. */
+export const REPLAY_BUCKET = "switchyard-replays";
+
+/**
+ * A namespace (config `namespace:`, env `SWITCHYARD_NAMESPACE`) lets several Switchyard
+ * deployments share one NATS account. One token, so it never splits a subject level.
+ */
+export const NAMESPACE_PATTERN = /^[a-z0-9_-]{1,32}$/;
+
+/**
+ * Every NATS name of one deployment, derived from its namespace. Without one (undefined) they are
+ * exactly the constants above (wire contract v1). With `staging`:
+ * - subjects get the namespace as a first token: `staging.jobs.<task>`, `staging.ijobs.<task>`,
+ *   `staging.results.<task>`, `staging.dlq.<task>`, `staging.batchlines.…`,
+ *   `staging.telemetry.attempts.<provider>`, replies under `staging.switchyard.reply.`;
+ * - streams (which cannot hold a dot) the namespace upper-cased and an underscore: `STAGING_JOBS`,
+ *   `STAGING_RESULTS`, `STAGING_DLQ`, `STAGING_BATCH_LINES` (upper-casing `[a-z0-9_-]` keeps
+ *   distinct namespaces distinct);
+ * - durable consumers, KV buckets and the object store the namespace and a dash:
+ *   `staging-router`, `staging-switchyard-models`, `staging-switchyard-files`.
+ */
+export function names(namespace?: string) {
+  if (namespace !== undefined && !NAMESPACE_PATTERN.test(namespace)) throw new Error(`namespace "${namespace}" must match [a-z0-9_-]{1,32}`);
+  const subject = (s: string) => (namespace ? `${namespace}.${s}` : s);
+  const stream = (s: string) => (namespace ? `${namespace.toUpperCase()}_${s}` : s);
+  const dashed = (s: string) => (namespace ? `${namespace}-${s}` : s);
+  const subjects = { jobs: subject(SUBJECTS.jobs), results: subject(SUBJECTS.results), dlq: subject(SUBJECTS.dlq) };
+  const interactiveSubject = subject(INTERACTIVE_SUBJECT);
+  const replyPrefix = subject(REPLY_PREFIX);
+  return {
+    namespace,
+    streams: { jobs: stream(STREAMS.jobs), results: stream(STREAMS.results), dlq: stream(STREAMS.dlq) },
+    subjects,
+    buckets: { models: dashed(BUCKETS.models), prices: dashed(BUCKETS.prices), lease: dashed(BUCKETS.lease) },
+    telemetrySubject: subject(TELEMETRY_SUBJECT),
+    routerDurable: dashed(ROUTER_DURABLE),
+    interactiveSubject,
+    interactiveDurable: dashed(INTERACTIVE_DURABLE),
+    replyPrefix,
+    gatewayBuckets: { files: dashed(GATEWAY_BUCKETS.files), batches: dashed(GATEWAY_BUCKETS.batches) },
+    batchLinesStream: stream(BATCH_LINES_STREAM),
+    batchLinesSubject: subject(BATCH_LINES_SUBJECT),
+    gatewayBatchDurable: dashed(GATEWAY_BATCH_DURABLE),
+    replayBucket: dashed(REPLAY_BUCKET),
+    jobSubject: (task: string) => `${subjects.jobs}.${task}`,
+    resultSubject: (task: string) => `${subjects.results}.${task}`,
+    dlqSubject: (task: string) => `${subjects.dlq}.${task}`,
+    interactiveJobSubject: (task: string) => `${interactiveSubject}.${task}`,
+    /** The task token of `<ns>.jobs.<task>`, or null (see taskOfSubject). */
+    taskOfSubject(s: string): string | null {
+      const prefix = `${subjects.jobs}.`;
+      if (!s.startsWith(prefix)) return null;
+      const task = s.slice(prefix.length);
+      return TASK_PATTERN.test(task) ? task : null;
+    },
+    /** `<ns>.ijobs.<task>` as `<ns>.jobs.<task>`, so intake treats both lanes alike. */
+    canonicalJobSubject(s: string): string {
+      return s.startsWith(`${interactiveSubject}.`) ? `${subjects.jobs}.${s.slice(interactiveSubject.length + 1)}` : s;
+    },
+    /** Only plain subjects under this deployment's reply prefix (see isReplySubject). */
+    isReplySubject(s: string): boolean {
+      return s.startsWith(replyPrefix) && /^[A-Za-z0-9_.-]{1,200}$/.test(s) && !s.includes("..") && !s.endsWith(".");
+    },
+  };
+}
+export type Names = ReturnType<typeof names>;
+
+/** The names of a deployment from its config (`namespace`, already overridden by SWITCHYARD_NAMESPACE when the config was loaded). */
+export const namesOf = (cfg: { readonly namespace?: string | undefined }): Names => names(cfg.namespace);

@@ -9,7 +9,7 @@ import { jetstream } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Config } from "../config/schema.ts";
-import { BUCKETS } from "../contract/subjects.ts";
+import { namesOf } from "../contract/subjects.ts";
 import { LEASE_TTL_MS } from "./provision.ts";
 
 /** The leader lease lapses this long after its holder stops renewing it. */
@@ -22,6 +22,7 @@ export interface LiveBuckets {
 }
 
 export async function openBuckets(nc: NatsConnection, cfg: Config): Promise<LiveBuckets> {
+  const BUCKETS = namesOf(cfg).buckets;
   if (cfg.provision === "check") {
     // Bound as provisioned: direct get on (`switchyard provision` creates every bucket with allow_direct).
     const kvm = new Kvm(jetstream(nc, { checkAPI: false }));

@@ -10,20 +10,7 @@
  * `_INBOX.>`. Ordered consumers (a KV watch, reading a stream from the start) have names the
  * client makes up (`oc_<nuid>_<n>`), so they are allowed by stream, not by name.
  */
-import {
-  BATCH_LINES_STREAM,
-  BATCH_LINES_SUBJECT,
-  BUCKETS,
-  GATEWAY_BATCH_DURABLE,
-  GATEWAY_BUCKETS,
-  INTERACTIVE_DURABLE,
-  INTERACTIVE_SUBJECT,
-  REPLY_PREFIX,
-  ROUTER_DURABLE,
-  STREAMS,
-  SUBJECTS,
-  TELEMETRY_SUBJECT,
-} from "../contract/subjects.ts";
+import { names, type Names } from "../contract/subjects.ts";
 
 /** One user's rights: subjects it may publish to and subscribe to, and exceptions carved out of them. */
 export interface PermissionSet {
@@ -55,10 +42,14 @@ const kvWatch = (bucket: string) => [`${API}.CONSUMER.CREATE.KV_${bucket}.>`, `$
 const kvGet = (bucket: string) => [`${API}.DIRECT.GET.KV_${bucket}.>`];
 const kvPut = (bucket: string) => [`$KV.${bucket}.>`];
 
-const FILES = GATEWAY_BUCKETS.files;
-const BATCHES = GATEWAY_BUCKETS.batches;
-
-export const PERMISSIONS: Readonly<Record<User, PermissionSet>> = {
+/** Each user's rights over one deployment's names (`names(namespace)`); PERMISSIONS is the one without a namespace. */
+export function permissionsFor(n: Names): Readonly<Record<User, PermissionSet>> {
+  const { streams: STREAMS, subjects: SUBJECTS, buckets: BUCKETS } = n;
+  const FILES = n.gatewayBuckets.files;
+  const BATCHES = n.gatewayBuckets.batches;
+  const [BATCH_LINES_STREAM, BATCH_LINES_SUBJECT, INTERACTIVE_SUBJECT, REPLY_PREFIX, TELEMETRY_SUBJECT] = [n.batchLinesStream, n.batchLinesSubject, n.interactiveSubject, n.replyPrefix, n.telemetrySubject];
+  const [ROUTER_DURABLE, INTERACTIVE_DURABLE, GATEWAY_BATCH_DURABLE] = [n.routerDurable, n.interactiveDurable, n.gatewayBatchDurable];
+  return {
   /** `switchyard provision` (and `--check`): the whole JetStream API, nothing else. */
   admin: {
     publish: { allow: [`${API}.>`] },
@@ -139,7 +130,10 @@ export const PERMISSIONS: Readonly<Record<User, PermissionSet>> = {
     publish: { allow: [`${SUBJECTS.jobs}.>`] },
     subscribe: { allow: [INBOX] },
   },
-};
+  };
+}
+
+export const PERMISSIONS: Readonly<Record<User, PermissionSet>> = permissionsFor(names());
 
 /** A short list on one line, a long one a subject per line (as the README shows it). */
 const list = (subjects: readonly string[], indent: string) =>
@@ -150,8 +144,9 @@ const list = (subjects: readonly string[], indent: string) =>
  * from the variables of USERS (`password: $ROUTER_PASS`: nats-server takes them from the
  * environment). `users` picks whom to include; every user by default.
  */
-export function authorizationConfig(users: readonly User[] = Object.keys(USERS) as User[]): string {
-  return authorizationBlock(users.map((user) => userEntry(user, USERS[user], PERMISSIONS[user])));
+export function authorizationConfig(users: readonly User[] = Object.keys(USERS) as User[], n: Names = names()): string {
+  const sets = n.namespace === undefined ? PERMISSIONS : permissionsFor(n);
+  return authorizationBlock(users.map((user) => userEntry(user, USERS[user], sets[user])));
 }
 
 /** One user of an `authorization { users = [...] }` block; its password from the variable `passwordVar`. */

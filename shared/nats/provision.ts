@@ -30,18 +30,7 @@ import { Objm } from "@nats-io/obj";
 import { nanos, PermissionViolationError, type NatsConnection } from "@nats-io/transport-node";
 import type { Config } from "../config/schema.ts";
 import { SwitchyardError } from "../errors.ts";
-import {
-  BATCH_LINES_STREAM,
-  BATCH_LINES_SUBJECT,
-  BUCKETS,
-  GATEWAY_BATCH_DURABLE,
-  GATEWAY_BUCKETS,
-  INTERACTIVE_DURABLE,
-  INTERACTIVE_SUBJECT,
-  ROUTER_DURABLE,
-  STREAMS,
-  SUBJECTS,
-} from "../contract/subjects.ts";
+import { GATEWAY_BATCH_DURABLE, namesOf } from "../contract/subjects.ts";
 
 /** `auto`: a service creates and updates what it needs at start (the default). `check`: it only checks, and stops on a difference. */
 export type ProvisionMode = "auto" | "check";
@@ -74,25 +63,28 @@ export function streamDefaults(cfg: Config) {
 export function streamConfigs(cfg: Config): StreamConfig[] {
   const s = cfg.streams;
   const common = streamDefaults(cfg);
+  const n = namesOf(cfg);
   return [
-    { ...common, name: STREAMS.jobs, subjects: [`${SUBJECTS.jobs}.>`, `${INTERACTIVE_SUBJECT}.>`], max_age: nanos(s.jobs_max_age) } as StreamConfig,
-    { ...common, name: STREAMS.results, subjects: [`${SUBJECTS.results}.>`], max_age: nanos(s.results_max_age) } as StreamConfig,
-    { ...common, name: STREAMS.dlq, subjects: [`${SUBJECTS.dlq}.>`], max_age: nanos(s.dlq_max_age) } as StreamConfig,
+    { ...common, name: n.streams.jobs, subjects: [`${n.subjects.jobs}.>`, `${n.interactiveSubject}.>`], max_age: nanos(s.jobs_max_age) } as StreamConfig,
+    { ...common, name: n.streams.results, subjects: [`${n.subjects.results}.>`], max_age: nanos(s.results_max_age) } as StreamConfig,
+    { ...common, name: n.streams.dlq, subjects: [`${n.subjects.dlq}.>`], max_age: nanos(s.dlq_max_age) } as StreamConfig,
   ];
 }
 
 /** The gateway's BATCH_LINES stream: a line is kept until its batch's files are written (then purged); max_age only bounds strays. */
 export function batchLinesStreamConfig(cfg: Config): StreamConfig {
-  return { ...streamDefaults(cfg), name: BATCH_LINES_STREAM, subjects: [`${BATCH_LINES_SUBJECT}.>`], max_age: nanos(cfg.streams.results_max_age) } as StreamConfig;
+  const n = namesOf(cfg);
+  return { ...streamDefaults(cfg), name: n.batchLinesStream, subjects: [`${n.batchLinesSubject}.>`], max_age: nanos(cfg.streams.results_max_age) } as StreamConfig;
 }
 
 export function routerConsumerConfig(cfg: Config): Partial<ConsumerConfig> {
   const r = cfg.router;
+  const n = namesOf(cfg);
   return {
-    durable_name: ROUTER_DURABLE,
+    durable_name: n.routerDurable,
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.All,
-    filter_subject: `${SUBJECTS.jobs}.>`,
+    filter_subject: `${n.subjects.jobs}.>`,
     ack_wait: nanos(r.ack_wait),
     // Unlimited: the delivery budget is enforced by the router, which dead-letters a job
     // delivered past it. A server-side cap would instead strand a job in the stream, never
@@ -104,13 +96,14 @@ export function routerConsumerConfig(cfg: Config): Partial<ConsumerConfig> {
 
 /** The interactive lane's consumer: the router's settings on `ijobs.>`, so workers can pull it first. */
 export function interactiveConsumerConfig(cfg: Config): Partial<ConsumerConfig> {
-  return { ...routerConsumerConfig(cfg), durable_name: INTERACTIVE_DURABLE, filter_subject: `${INTERACTIVE_SUBJECT}.>` };
+  const n = namesOf(cfg);
+  return { ...routerConsumerConfig(cfg), durable_name: n.interactiveDurable, filter_subject: `${n.interactiveSubject}.>` };
 }
 
-/** The gateways' batch outcome collector on RESULTS or DLQ. */
-export function gatewayBatchConsumerConfig(subject: string): Partial<ConsumerConfig> {
+/** The gateways' batch outcome collector on RESULTS or DLQ (`subject`: `results` or `dlq`, as the deployment's names have it). */
+export function gatewayBatchConsumerConfig(subject: string, durable: string = GATEWAY_BATCH_DURABLE): Partial<ConsumerConfig> {
   return {
-    durable_name: GATEWAY_BATCH_DURABLE,
+    durable_name: durable,
     ack_policy: AckPolicy.Explicit,
     // Batch outcomes only exist after a gateway has created this consumer.
     deliver_policy: DeliverPolicy.New,
@@ -157,20 +150,21 @@ function streamResource(config: StreamConfig, maxAgeKey: string): Resource {
 export function allResources(cfg: Config): { readonly resource: Resource; readonly roles: readonly Role[] }[] {
   const [jobs, results, dlq] = streamConfigs(cfg);
   const replicas = cfg.streams.replicas;
+  const n = namesOf(cfg);
   return [
     { resource: streamResource(jobs!, "streams.jobs_max_age"), roles: ["router", "gateway"] },
     { resource: streamResource(results!, "streams.results_max_age"), roles: ["router", "gateway"] },
     { resource: streamResource(dlq!, "streams.dlq_max_age"), roles: ["router", "gateway"] },
     { resource: streamResource(batchLinesStreamConfig(cfg), "streams.results_max_age"), roles: ["gateway"] },
-    { resource: { kind: "consumer", stream: STREAMS.jobs, config: routerConsumerConfig(cfg), keys: ROUTER_CONSUMER_KEYS }, roles: ["router"] },
-    { resource: { kind: "consumer", stream: STREAMS.jobs, config: interactiveConsumerConfig(cfg), keys: ROUTER_CONSUMER_KEYS }, roles: ["router"] },
-    { resource: { kind: "consumer", stream: STREAMS.results, config: gatewayBatchConsumerConfig(SUBJECTS.results), keys: {} }, roles: ["gateway"] },
-    { resource: { kind: "consumer", stream: STREAMS.dlq, config: gatewayBatchConsumerConfig(SUBJECTS.dlq), keys: {} }, roles: ["gateway"] },
-    { resource: { kind: "kv", bucket: BUCKETS.models, history: 1, replicas, ttlMs: 0 }, roles: ["router", "pricing", "gateway"] },
-    { resource: { kind: "kv", bucket: BUCKETS.prices, history: 5, replicas, ttlMs: 0 }, roles: ["pricing"] },
-    { resource: { kind: "kv", bucket: BUCKETS.lease, history: 1, replicas, ttlMs: LEASE_TTL_MS }, roles: ["pricing"] },
-    { resource: { kind: "kv", bucket: GATEWAY_BUCKETS.batches, history: 1, replicas, ttlMs: 0 }, roles: ["gateway"] },
-    { resource: { kind: "obj", bucket: GATEWAY_BUCKETS.files, replicas }, roles: ["gateway"] },
+    { resource: { kind: "consumer", stream: n.streams.jobs, config: routerConsumerConfig(cfg), keys: ROUTER_CONSUMER_KEYS }, roles: ["router"] },
+    { resource: { kind: "consumer", stream: n.streams.jobs, config: interactiveConsumerConfig(cfg), keys: ROUTER_CONSUMER_KEYS }, roles: ["router"] },
+    { resource: { kind: "consumer", stream: n.streams.results, config: gatewayBatchConsumerConfig(n.subjects.results, n.gatewayBatchDurable), keys: {} }, roles: ["gateway"] },
+    { resource: { kind: "consumer", stream: n.streams.dlq, config: gatewayBatchConsumerConfig(n.subjects.dlq, n.gatewayBatchDurable), keys: {} }, roles: ["gateway"] },
+    { resource: { kind: "kv", bucket: n.buckets.models, history: 1, replicas, ttlMs: 0 }, roles: ["router", "pricing", "gateway"] },
+    { resource: { kind: "kv", bucket: n.buckets.prices, history: 5, replicas, ttlMs: 0 }, roles: ["pricing"] },
+    { resource: { kind: "kv", bucket: n.buckets.lease, history: 1, replicas, ttlMs: LEASE_TTL_MS }, roles: ["pricing"] },
+    { resource: { kind: "kv", bucket: n.gatewayBuckets.batches, history: 1, replicas, ttlMs: 0 }, roles: ["gateway"] },
+    { resource: { kind: "obj", bucket: n.gatewayBuckets.files, replicas }, roles: ["gateway"] },
   ];
 }
 
@@ -401,8 +395,9 @@ export async function ensureStream(jsm: JetStreamManager, sc: StreamConfig): Pro
 /** The three streams and the router's two durable consumers, created or updated: what a router or gateway does at start under `provision: auto`. */
 export async function provision(jsm: JetStreamManager, cfg: Config): Promise<void> {
   for (const sc of streamConfigs(cfg)) await ensureStream(jsm, sc);
-  await jsm.consumers.add(STREAMS.jobs, routerConsumerConfig(cfg));
-  await jsm.consumers.add(STREAMS.jobs, interactiveConsumerConfig(cfg));
+  const jobs = namesOf(cfg).streams.jobs;
+  await jsm.consumers.add(jobs, routerConsumerConfig(cfg));
+  await jsm.consumers.add(jobs, interactiveConsumerConfig(cfg));
 }
 
 /**

@@ -17,10 +17,16 @@ export interface RequestNote {
   task: string | undefined;
   /** `provider/model` that served a chat completion. */
   model: string | undefined;
+  /**
+   * The W3C trace context a job published for this request carries (NATS headers): the
+   * request span's when tracing is on, else the caller's own `traceparent`, passed through.
+   */
+  traceparent?: string | undefined;
+  tracestate?: string | undefined;
 }
 
 export function newRequestNote(method: string): RequestNote {
-  return { route: "unknown", method, key: undefined, task: undefined, model: undefined };
+  return { route: "unknown", method, key: undefined, task: undefined, model: undefined, traceparent: undefined, tracestate: undefined };
 }
 
 interface Children {

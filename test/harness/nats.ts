@@ -99,16 +99,16 @@ async function* scanAll(js: JetStreamClient, stream: string, subject: string | u
  * does, can still publish late: a test that pauses workers must end them itself.) Rejects,
  * naming the backlog, after `timeoutMs`.
  */
-export async function jobsSettled(jsm: JetStreamManager, timeoutMs = 20_000): Promise<void> {
+export async function jobsSettled(jsm: JetStreamManager, timeoutMs = 20_000, stream: string = STREAMS.jobs): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const left: string[] = [];
-    for await (const c of jsm.consumers.list(STREAMS.jobs)) {
+    for await (const c of jsm.consumers.list(stream)) {
       if (!c.config.durable_name) continue;
       if (c.num_pending + c.num_ack_pending > 0) left.push(`${c.config.durable_name}: ${c.num_pending} undelivered, ${c.num_ack_pending} unacknowledged`);
     }
     if (left.length === 0) return;
-    if (Date.now() > deadline) throw new Error(`JOBS not settled within ${timeoutMs} ms (${left.join("; ")})`);
+    if (Date.now() > deadline) throw new Error(`${stream} not settled within ${timeoutMs} ms (${left.join("; ")})`);
     await sleep(25);
   }
 }

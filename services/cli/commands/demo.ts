@@ -2,7 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { DeliverPolicy, jetstream, type JetStreamClient } from "@nats-io/jetstream";
 import { nuid } from "@nats-io/transport-node";
 import type { DeadLetter, Result } from "../../../shared/contract/job.ts";
-import { STREAMS } from "../../../shared/contract/subjects.ts";
+import { namesOf, type Names } from "../../../shared/contract/subjects.ts";
 import { createLogger } from "../../../shared/log.ts";
 import { openBuckets } from "../../../shared/nats/buckets.ts";
 import { connectNats } from "../../../shared/nats/connect.ts";
@@ -52,10 +52,11 @@ temporary NATS store is removed (exit 130); a second Ctrl-C quits at once.`,
         try {
           const js = jetstream(nc);
           const runId = `demo-${nuid.next().slice(-8).toLowerCase()}`;
-          const jobs = demoJobs(runId, perTask);
+          const names = namesOf(stack.config);
+          const jobs = demoJobs(runId, perTask, names.jobSubject);
           const startTime = new Date(Date.now() - 1000);
           const t0 = Date.now();
-          const collected = collect(js, runId, startTime, jobs.length);
+          const collected = collect(js, runId, startTime, jobs.length, names);
           stops.push(collected.stop);
 
           // The market moves while the batch runs: a price drop, then an outage and its end.
@@ -150,7 +151,7 @@ function reportPhases(out: NodeJS.WriteStream, phases: string[], results: Result
   );
 }
 
-function collect(js: JetStreamClient, runId: string, since: Date, expected: number) {
+function collect(js: JetStreamClient, runId: string, since: Date, expected: number, n: Names) {
   const results: Result[] = [];
   const deadLetters: DeadLetter[] = [];
   const stops: (() => void)[] = [];
@@ -167,8 +168,8 @@ function collect(js: JetStreamClient, runId: string, since: Date, expected: numb
       if (results.length + deadLetters.length >= expected) resolveDone();
     }
   };
-  void follow(STREAMS.results, results);
-  void follow(STREAMS.dlq, deadLetters);
+  void follow(n.streams.results, results);
+  void follow(n.streams.dlq, deadLetters);
   return { results, deadLetters, done, stop: () => stops.forEach((s) => s()) };
 }
 

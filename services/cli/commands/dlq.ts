@@ -1,7 +1,8 @@
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { loadConfig } from "../../../shared/config/load.ts";
 import { DLQ_REASONS, type DeadLetter } from "../../../shared/contract/job.ts";
-import { STREAMS, SUBJECTS, TASK_PATTERN } from "../../../shared/contract/subjects.ts";
+import { namesOf, TASK_PATTERN } from "../../../shared/contract/subjects.ts";
+import { cliNames } from "../names.ts";
 import { UsageError } from "../../../shared/errors.ts";
 import { connectNats, natsFromEnvironment } from "../../../shared/nats/connect.ts";
 import { matchesDeadLetter, type DeadLetterFilter } from "../../replay/filters.ts";
@@ -71,8 +72,9 @@ function filterFrom(command: string, values: { task?: string; reason?: string; s
 
 /** Dead letters of the filter's task (or all), from `since`, up to the last one when reading began. */
 async function* deadLetters(nc: Awaited<ReturnType<typeof connectNats>>, task: string | undefined, since: Date | undefined): AsyncGenerator<DeadLetter> {
-  const lastSeq = (await (await jetstreamManager(nc)).streams.info(STREAMS.dlq)).state.last_seq;
-  for await (const m of scan(jetstream(nc), STREAMS.dlq, { subject: `${SUBJECTS.dlq}.${task ?? ">"}`, since, lastSeq })) {
+  const { streams, subjects } = cliNames();
+  const lastSeq = (await (await jetstreamManager(nc)).streams.info(streams.dlq)).state.last_seq;
+  for await (const m of scan(jetstream(nc), streams.dlq, { subject: `${subjects.dlq}.${task ?? ">"}`, since, lastSeq })) {
     const d = parseJsonOrUndefined(Buffer.from(m.data).toString("utf8"));
     // Only the router writes here; a foreign message is not a dead letter to list.
     if (isRecord(d)) yield d as unknown as DeadLetter;
@@ -140,6 +142,6 @@ async function replay(argv: string[]): Promise<number> {
   const model = modelFlag("dlq replay", config, values.model);
   const deadline = deadlineFlag("dlq replay", values.deadline);
   return executeReplay("dlq replay", config, { dryRun: values["dry-run"] ?? false, limit: limitFlag("dlq replay", values.limit) }, (js, jsm) =>
-    deadLetterCandidates(js, jsm, filter, { model, deadline, now: () => new Date() }),
+    deadLetterCandidates(js, jsm, filter, { model, deadline, now: () => new Date(), names: namesOf(config) }),
   );
 }

@@ -2,6 +2,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { configPath, loadConfig } from "../../../shared/config/load.ts";
 import { connectNats, natsFromEnvironment } from "../../../shared/nats/connect.ts";
 import { authorizationConfig } from "../../../shared/nats/permissions.ts";
+import { namesOf } from "../../../shared/contract/subjects.ts";
 import { allResources, applyResources, compareResources, describeDifference, describeResource, type Comparison, type ProvisionAction } from "../../../shared/nats/provision.ts";
 import { parse } from "../args.ts";
 import { table } from "../table.ts";
@@ -17,7 +18,9 @@ Creates every stream, durable consumer, KV bucket and object store the stack use
 RESULTS, DLQ, BATCH_LINES; the router's two lanes on JOBS and the gateways' batch
 collectors on RESULTS and DLQ; the buckets switchyard-models, switchyard-prices,
 switchyard-pricing-lease and switchyard-batches; the object store switchyard-files — and
-brings any that differs from the config (SWITCHYARD_CONFIG) to it. Idempotent: run it again
+brings any that differs from the config (SWITCHYARD_CONFIG) to it. With a namespace
+(config \`namespace:\` or SWITCHYARD_NAMESPACE) every name carries it: STAGING_JOBS,
+staging-switchyard-models, … (README, "Namespaces"). Idempotent: run it again
 after a config change. Prints each resource with what it did: created, updated (and what
 changed), or unchanged. Needs JetStream admin rights (the README's admin user).
 
@@ -31,7 +34,8 @@ an error naming what is missing or different, so they can run with least privile
   async run(argv) {
     const { values } = parse("provision", argv, { check: { type: "boolean" }, permissions: { type: "boolean" } });
     if (values.permissions) {
-      process.stdout.write(`${authorizationConfig()}\n`);
+      // The names of the deployment SWITCHYARD_NAMESPACE (or the config's `namespace`) selects.
+      process.stdout.write(`${authorizationConfig(undefined, namesOf(loadConfig(configPath())))}\n`);
       return 0;
     }
     const config = loadConfig(configPath());

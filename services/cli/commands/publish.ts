@@ -4,7 +4,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { jetstream } from "@nats-io/jetstream";
 import { nuid } from "@nats-io/transport-node";
 import { boundedWindow } from "../../../shared/concurrency.ts";
-import { jobSubject, TASK_PATTERN } from "../../../shared/contract/subjects.ts";
+import { TASK_PATTERN } from "../../../shared/contract/subjects.ts";
+import { cliNames } from "../names.ts";
 import { UsageError } from "../../../shared/errors.ts";
 import { isRecord, parseJsonOrUndefined } from "../../../shared/json.ts";
 import { connectNats, natsFromEnvironment } from "../../../shared/nats/connect.ts";
@@ -21,7 +22,8 @@ export const publishCommand: Command = {
   summary: summaryOf("publish"),
   usage: `switchyard publish [file.jsonl] [--task <task>] [--rate <jobs/s>] [--total <n>]
 
-One job per line, in wire contract v1. The subject is jobs.<task>, from the line's "task" or
+One job per line, in wire contract v1. The subject is jobs.<task> (<namespace>.jobs.<task>
+with SWITCHYARD_NAMESPACE or the config's namespace), from the line's "task" or
 --task; the Nats-Msg-Id header is the line's "id" (one is generated and written into the job
 when absent), so publishing the same file twice serves each job once within the duplicate
 window. A line that is not JSON is still published (with --task) and becomes a dead letter:
@@ -30,6 +32,7 @@ nothing is dropped on the producer side either. --total sizes the progress bar.`
     const { values, positionals } = parse("publish", argv, { task: { type: "string" }, rate: { type: "string" }, total: { type: "string" } });
     if (values.task !== undefined && !TASK_PATTERN.test(values.task)) throw new UsageError(`publish: --task "${values.task}" must match [a-z0-9_-]{1,64}`);
     const rate = intFlag("publish", "rate", values.rate, 0);
+    const { jobSubject } = cliNames();
     const input = positionals[0] && positionals[0] !== "-" ? createReadStream(positionals[0]) : process.stdin;
     const nc = await connectNats(natsFromEnvironment(), "switchyard-publish");
     const js = jetstream(nc);

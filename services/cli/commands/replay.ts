@@ -1,7 +1,7 @@
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { configPath, loadConfig } from "../../../shared/config/load.ts";
 import type { Config } from "../../../shared/config/schema.ts";
-import { TASK_PATTERN } from "../../../shared/contract/subjects.ts";
+import { namesOf, TASK_PATTERN } from "../../../shared/contract/subjects.ts";
 import { UsageError } from "../../../shared/errors.ts";
 import { connectNats, natsFromEnvironment } from "../../../shared/nats/connect.ts";
 import { buildCatalog } from "../../../shared/routing/catalog.ts";
@@ -62,7 +62,7 @@ published and changes nothing. A job names a model, not a tier: there is no tier
     const model = modelFlag("replay", config, values.model);
     const deadline = deadlineFlag("replay", values.deadline);
     return executeReplay("replay", config, { dryRun: values["dry-run"] ?? false, limit: limitFlag("replay", values.limit) }, (js, jsm) =>
-      jobCandidates(js, jsm, { task, since, until, meta, run }, { model, deadline, now: () => new Date() }),
+      jobCandidates(js, jsm, { task, since, until, meta, run }, { model, deadline, now: () => new Date(), names: namesOf(config) }),
     );
   },
 };
@@ -88,7 +88,7 @@ export async function executeReplay(name: string, config: Config, opts: ReplayRu
     const jsm = await jetstreamManager(nc);
     const ledger = await openLedger(nc, config);
     // A dry run changes nothing, the ledger included: its unsettled claims simply count as not replayed.
-    const settled = opts.dryRun ? { confirmed: 0, released: 0, uncertain: new Set<string>() } : await resolveClaims(js, jsm, ledger);
+    const settled = opts.dryRun ? { confirmed: 0, released: 0, uncertain: new Set<string>() } : await resolveClaims(js, jsm, ledger, namesOf(config));
     if (settled.confirmed + settled.released + settled.uncertain.size > 0) {
       process.stderr.write(
         `${name}: an earlier run was interrupted: ${settled.confirmed} of its jobs had been published (recorded now), ${settled.released} had not (released, so this run replays them if selected)` +
@@ -105,6 +105,7 @@ export async function executeReplay(name: string, config: Config, opts: ReplayRu
       signal: ac.signal,
       dryRun: opts.dryRun,
       limit: opts.limit,
+      names: namesOf(config),
       onProgress: (s, total) => {
         bar ??= progress(name, total);
         bar.update(s.scanned, tally(s));

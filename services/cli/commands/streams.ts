@@ -1,5 +1,6 @@
 import { jetstreamManager, type ConsumerInfo, type JetStreamManager, type StreamInfo } from "@nats-io/jetstream";
-import { BATCH_LINES_STREAM, GATEWAY_BATCH_DURABLE, INTERACTIVE_DURABLE, ROUTER_DURABLE, STREAMS } from "../../../shared/contract/subjects.ts";
+import { GATEWAY_BATCH_DURABLE, INTERACTIVE_DURABLE, names, ROUTER_DURABLE, type Names } from "../../../shared/contract/subjects.ts";
+import { cliNames } from "../names.ts";
 import { connectNats, natsFromEnvironment } from "../../../shared/nats/connect.ts";
 import { parse } from "../args.ts";
 import { table } from "../table.ts";
@@ -7,17 +8,17 @@ import type { Command } from "./types.ts";
 import { summaryOf } from "./catalog.ts";
 
 /** Every stream Switchyard keeps, and who creates it when it is missing. */
-const STREAM_LIST: readonly { readonly name: string; readonly createdBy: string }[] = [
-  ...Object.values(STREAMS).map((name) => ({ name, createdBy: "run `switchyard provision` (or start a router with provision: auto, or `switchyard up`)" })),
-  { name: BATCH_LINES_STREAM, createdBy: "run `switchyard provision` (or start a gateway with provision: auto)" },
+const streamList = (n: Names): readonly { readonly name: string; readonly createdBy: string }[] => [
+  ...Object.values(n.streams).map((name) => ({ name, createdBy: "run `switchyard provision` (or start a router with provision: auto, or `switchyard up`)" })),
+  { name: n.batchLinesStream, createdBy: "run `switchyard provision` (or start a gateway with provision: auto)" },
 ];
 
 /** Every durable consumer Switchyard shares between its processes. */
-const CONSUMER_LIST: readonly { readonly stream: string; readonly name: string; readonly role: string }[] = [
-  { stream: STREAMS.jobs, name: ROUTER_DURABLE, role: "router workers, batch lane (jobs.>)" },
-  { stream: STREAMS.jobs, name: INTERACTIVE_DURABLE, role: "router workers, interactive lane (ijobs.>)" },
-  { stream: STREAMS.results, name: GATEWAY_BATCH_DURABLE, role: "gateways, collecting batch results" },
-  { stream: STREAMS.dlq, name: GATEWAY_BATCH_DURABLE, role: "gateways, collecting batch dead letters" },
+const consumerList = (n: Names): readonly { readonly stream: string; readonly name: string; readonly role: string }[] => [
+  { stream: n.streams.jobs, name: n.routerDurable, role: `router workers, batch lane (${n.subjects.jobs}.>)` },
+  { stream: n.streams.jobs, name: n.interactiveDurable, role: `router workers, interactive lane (${n.interactiveSubject}.>)` },
+  { stream: n.streams.results, name: n.gatewayBatchDurable, role: "gateways, collecting batch results" },
+  { stream: n.streams.dlq, name: n.gatewayBatchDurable, role: "gateways, collecting batch dead letters" },
 ];
 
 /** `switchyard streams --json`: one object, NATS's own field names where NATS has one. */
@@ -68,8 +69,9 @@ num_redelivered, num_waiting) and "present": false for what is missing.`,
     const { values } = parse("streams", argv, { json: { type: "boolean" } });
     const nc = await connectNats(natsFromEnvironment(), "switchyard-streams");
     try {
-      const report = await readStreams(await jetstreamManager(nc));
-      process.stdout.write(values.json ? `${JSON.stringify(report)}\n` : renderStreams(report));
+      const n = cliNames();
+      const report = await readStreams(await jetstreamManager(nc), n);
+      process.stdout.write(values.json ? `${JSON.stringify(report)}\n` : renderStreams(report, n));
     } finally {
       await nc.drain();
     }
@@ -77,9 +79,9 @@ num_redelivered, num_waiting) and "present": false for what is missing.`,
   },
 };
 
-export async function readStreams(jsm: JetStreamManager): Promise<StreamsReport> {
+export async function readStreams(jsm: JetStreamManager, n: Names = names()): Promise<StreamsReport> {
   const streams = await Promise.all(
-    STREAM_LIST.map(async ({ name }): Promise<StreamsReport["streams"][number]> => {
+    streamList(n).map(async ({ name }): Promise<StreamsReport["streams"][number]> => {
       const info: StreamInfo | undefined = await jsm.streams.info(name).catch(() => undefined);
       if (!info) return { name, present: false };
       const s = info.state;
@@ -97,7 +99,7 @@ export async function readStreams(jsm: JetStreamManager): Promise<StreamsReport>
     }),
   );
   const consumers = await Promise.all(
-    CONSUMER_LIST.map(async ({ stream, name, role }): Promise<StreamsReport["consumers"][number]> => {
+    consumerList(n).map(async ({ stream, name, role }): Promise<StreamsReport["consumers"][number]> => {
       const c: ConsumerInfo | undefined = await jsm.consumers.info(stream, name).catch(() => undefined);
       if (!c) return { stream, name, role, present: false };
       return {
@@ -116,8 +118,8 @@ export async function readStreams(jsm: JetStreamManager): Promise<StreamsReport>
   return { streams, consumers };
 }
 
-export function renderStreams(r: StreamsReport): string {
-  const missingStream = (name: string) => `(missing: ${STREAM_LIST.find((s) => s.name === name)?.createdBy ?? "not created yet"})`;
+export function renderStreams(r: StreamsReport, n: Names = names()): string {
+  const missingStream = (name: string) => `(missing: ${streamList(n).find((s) => s.name === name)?.createdBy ?? "not created yet"})`;
   const streamRows = r.streams.map((s) =>
     s.present ? [s.name, s.subjects.join(","), String(s.messages), size(s.bytes), s.first_ts ?? "-", s.last_ts ?? "-"] : [s.name, missingStream(s.name), "", "", "", ""],
   );

@@ -1,5 +1,6 @@
 import { DeliverPolicy, jetstream } from "@nats-io/jetstream";
-import { STREAMS, SUBJECTS, TASK_PATTERN } from "../../../shared/contract/subjects.ts";
+import { TASK_PATTERN } from "../../../shared/contract/subjects.ts";
+import { cliNames } from "../names.ts";
 import { UsageError } from "../../../shared/errors.ts";
 import { connectNats, natsFromEnvironment } from "../../../shared/nats/connect.ts";
 import { parse, untilSignal } from "../args.ts";
@@ -30,6 +31,7 @@ line instead of the JSON. Runs until Ctrl-C.`,
       return [kv.slice(0, i), kv.slice(i + 1)] as const;
     });
     const both = !values.results && !values.dlq;
+    const { streams: STREAMS, subjects: SUBJECTS } = cliNames();
     const which = [
       ...(values.results || both ? [[STREAMS.results, SUBJECTS.results] as const] : []),
       ...(values.dlq || both ? [[STREAMS.dlq, SUBJECTS.dlq] as const] : []),
