@@ -40,6 +40,10 @@ import { parseScenario } from "../services/sim-provider/scenario.ts";
 import { createSimProvider, type SimProvider } from "../services/sim-provider/server.ts";
 import { jobsSettled, readAll, readMsgIds, startTestNats, type TestNats } from "./harness/nats.ts";
 import { moderationJob, TEST_SCENARIO, testConfigYaml } from "./harness/stack.ts";
+import { gatewayConfigYaml, KEYS } from "./harness/gateway.ts";
+import OpenAI from "openai";
+import { parse, stringify } from "yaml";
+import { startGateway, type RunningGateway } from "../services/gateway/main.ts";
 
 describe("names(namespace)", () => {
   it("without a namespace gives exactly today's names (wire contract v1)", () => {
@@ -174,7 +178,7 @@ describe("the CLI's names", () => {
 describe("two namespaces on one nats-server", () => {
   let nats: TestNats;
   let sim: SimProvider;
-  const stacks: { ns: "a" | "b"; config: Config; router: RunningRouter }[] = [];
+  const stacks: { ns: "a" | "b"; config: Config; router: RunningRouter; gateway: RunningGateway }[] = [];
   const logger = createLogger("test-namespaces", process.env.LOG_LEVEL ?? "silent");
   const JOBS = 20;
 
@@ -182,19 +186,23 @@ describe("two namespaces on one nats-server", () => {
     nats = await startTestNats({ ownServer: true });
     sim = createSimProvider(parseScenario(TEST_SCENARIO, "test-scenario.yaml"));
     const simUrl = await sim.listen(0);
-    // Same tasks, different routing: stack a serves moderation from the cheap tier, stack b only from premium/large.
-    // Small streams: six of them share the test server's storage.
-    const base = testConfigYaml(simUrl, {}, { streams: { max_bytes: "64MiB" } });
-    const bYaml = base.replace("        models: [budget/lite, swift/mini]\n      - models: [premium/large]\n  classification", "        models: [premium/large]\n  classification");
-    expect(bYaml).not.toBe(base);
-    for (const [ns, text] of [["a", base], ["b", bYaml]] as const) {
-      const config = parseConfig(`${text}namespace: ${ns}\n`, `${ns}.yaml`, {});
+    for (const ns of ["a", "b"] as const) {
+      const cfg = parse(gatewayConfigYaml(simUrl)) as Record<string, any>;
+      cfg.namespace = ns;
+      // Small streams: eight of them share the test server's storage.
+      cfg.streams.max_bytes = "64MiB";
+      // Same tasks, different routing: stack a serves moderation from the cheap tier, stack b only from premium/large.
+      if (ns === "b") cfg.tasks.moderation.tiers = [{ models: ["premium/large"] }];
+      const config = parseConfig(stringify(cfg), `${ns}.yaml`, {});
       await provision(nats.jsm, config);
-      stacks.push({ ns, config, router: await startRouter({ natsUrl: nats.url, config, logger, name: `router-${ns}` }) });
+      const router = await startRouter({ natsUrl: nats.url, config, logger, name: `router-${ns}` });
+      const gateway = await startGateway({ natsUrl: nats.url, config, logger });
+      stacks.push({ ns, config, router, gateway });
     }
   });
 
   afterAll(async () => {
+    await Promise.all(stacks.map((s) => s.gateway.stop()));
     await Promise.all(stacks.map((s) => s.router.stop()));
     await sim?.close();
     await nats?.close();
@@ -230,7 +238,26 @@ describe("two namespaces on one nats-server", () => {
     // Nothing went to the names of a deployment without a namespace.
     const streams: string[] = [];
     for await (const s of nats.jsm.streams.list()) streams.push(s.config.name);
-    expect(streams.filter((s) => !s.startsWith("KV_")).sort()).toEqual(["A_DLQ", "A_JOBS", "A_RESULTS", "B_DLQ", "B_JOBS", "B_RESULTS"]);
-    expect(streams.filter((s) => s.startsWith("KV_")).every((s) => s.startsWith("KV_a-") || s.startsWith("KV_b-"))).toBe(true);
+    expect(streams.filter((s) => !s.startsWith("KV_") && !s.startsWith("OBJ_")).sort()).toEqual(["A_BATCH_LINES", "A_DLQ", "A_JOBS", "A_RESULTS", "B_BATCH_LINES", "B_DLQ", "B_JOBS", "B_RESULTS"]);
+    expect(streams.filter((s) => s.startsWith("KV_") || s.startsWith("OBJ_")).every((s) => /^(KV|OBJ)_[ab]-switchyard-/.test(s))).toBe(true);
+  });
+
+  it("each namespace's gateway sends its chat requests to its own routers and gets their replies", async () => {
+    for (const { ns, gateway } of stacks) {
+      const client = new OpenAI({ apiKey: KEYS.acme, baseURL: gateway.url, maxRetries: 0 });
+      const completion = await client.chat.completions.create({ model: "auto", messages: [{ role: "user", content: `hello from ${ns}` }] });
+      expect(completion.choices[0]?.message).toBeDefined();
+    }
+    // Each gateway's one request became a job of its namespace only, served by that namespace's router.
+    for (const { ns, router } of stacks) {
+      const n = names(ns);
+      const isGateways = (id: string | undefined) => id !== undefined && !/^[ab]-\d+$/.test(id);
+      expect((await readMsgIds(nats.js, n.streams.jobs)).filter(isGateways)).toHaveLength(1);
+      const fromGateway = (await readAll<Result>(nats.js, n.streams.results)).filter((r) => isGateways(r.id));
+      expect(fromGateway).toHaveLength(1);
+      if (ns === "b") expect(`${fromGateway[0]!.provider}/${fromGateway[0]!.model}`).toBe("premium/large");
+      else expect(fromGateway[0]!.provider).not.toBe("premium");
+      expect(router.router.stats.succeeded).toBe(JOBS + 1);
+    }
   });
 });
