@@ -13,7 +13,7 @@ import OpenAI from "openai";
 import { z } from "zod";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startNatsServer, type NatsServerHandle } from "../shared/nats/server-process.ts";
-import { spawnCli, type CliProcess } from "./harness/processes.ts";
+import { printed, spawnCli, type CliProcess } from "./harness/processes.ts";
 
 const KEY = "sk-first-minutes";
 const LABELS = ["billing", "technical", "account", "shipping", "other"];
@@ -50,12 +50,7 @@ let gatewayUrl: string;
 beforeAll(async () => {
   nats = await startNatsServer();
   up = spawnCli(["up", "--sim-port", "0", "--gateway-listen", "127.0.0.1:0"], { NATS_URL: nats.url, SWITCHYARD_DEV_API_KEY: KEY });
-  const started = Date.now();
-  while (!/gateway \(OpenAI API\): (\S+)/.test(up.output())) {
-    if (Date.now() - started > 30_000) throw new Error(`switchyard up did not start:\n${up.output()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  gatewayUrl = /gateway \(OpenAI API\): (\S+)/.exec(up.output())![1]!;
+  gatewayUrl = (await printed(up, /gateway \(OpenAI API\): (\S+)/))[1]!;
   nc = await connect({ servers: nats.url });
 }, 40_000);
 

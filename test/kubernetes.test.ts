@@ -73,7 +73,6 @@ const dockerfile = readFileSync(`${ROOT}Dockerfile`, "utf8");
 
 const deployments = resources.filter((r) => r.kind === "Deployment");
 const byKind = (kind: string) => resources.filter((r) => r.kind === kind);
-const named = (kind: string, name: string) => resources.find((r) => r.kind === kind && r.metadata.name === name);
 const container = (d: Resource) => d.spec!.template!.spec.containers[0]!;
 const envOf = (c: Container) => Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value]));
 const selects = (selector: Record<string, string>, labels: Record<string, string>) => Object.entries(selector).every(([k, v]) => labels[k] === v);

@@ -31,7 +31,7 @@ import { provision } from "../shared/nats/provision.ts";
 import { startNatsServer, type NatsServerHandle } from "../shared/nats/server-process.ts";
 import { redactUrl } from "../shared/nats/url.ts";
 import { readAll } from "./harness/nats.ts";
-import { spawnCli, type CliProcess } from "./harness/processes.ts";
+import { printed, spawnCli } from "./harness/processes.ts";
 import { moderationJob, TEST_SCENARIO, testConfigYaml } from "./harness/stack.ts";
 
 /** Every NATS_* variable empty (which counts as unset), so nothing from the outer environment leaks in. */
@@ -104,18 +104,6 @@ async function routerProcessServes(env: Record<string, string>, producer: NatsTa
   return p.output();
 }
 
-/** Resolves once the process prints `pattern`; rejects with its output if it exits first. */
-async function printed(p: CliProcess, pattern: RegExp, timeoutMs = 30_000): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
-  let code: number | string | undefined;
-  void p.exited.then((c) => (code = c));
-  for (;;) {
-    const m = pattern.exec(p.output());
-    if (m) return m[0];
-    if (code !== undefined || Date.now() > deadline) throw new Error(`${code === undefined ? "timed out" : `exited ${code}`} before printing ${pattern}:\n${p.output()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 function expectNoSecret(out: string, ...secrets: string[]) {
   for (const s of secrets) expect(out.includes(s), `a secret appears in:\n${out}`).toBe(false);

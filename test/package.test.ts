@@ -14,6 +14,7 @@ import { promisify } from "node:util";
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestNats, type TestNats } from "./harness/nats.ts";
+import { printed } from "./harness/processes.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const run = promisify(execFile);
@@ -85,7 +86,7 @@ describe("`switchyard up` from the installed package", () => {
     child.stderr.on("data", (d: Buffer) => (out += d.toString()));
     const exited = new Promise<number | string>((resolve) => child.once("exit", (code, signal) => resolve(code ?? signal ?? -1)));
     try {
-      const gateway = await printed(() => out, exited, /gateway \(OpenAI API\): (http:\/\/\S+)/);
+      const gateway = (await printed({ output: () => out, exited }, /gateway \(OpenAI API\): (http:\/\/\S+)/))[1]!;
       expect(out).toContain("Switchyard is up.");
       expect(out).toContain(`NATS_URL=${nats.url}`);
       const base = gateway.replace(/\/v1\/?$/, "");
@@ -101,15 +102,3 @@ describe("`switchyard up` from the installed package", () => {
   });
 });
 
-/** The first group of `pattern` once the output shows it; rejects with the output if the process exits first. */
-async function printed(output: () => string, exited: Promise<number | string>, pattern: RegExp, timeoutMs = 30_000): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
-  let code: number | string | undefined;
-  void exited.then((c) => (code = c));
-  for (;;) {
-    const m = pattern.exec(output());
-    if (m) return m[1]!;
-    if (code !== undefined || Date.now() > deadline) throw new Error(`${code === undefined ? "timed out" : `exited ${code}`} before printing ${pattern}:\n${output()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}

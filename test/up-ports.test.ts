@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestNats, type TestNats } from "./harness/nats.ts";
-import { spawnCli, type CliProcess } from "./harness/processes.ts";
+import { printed, spawnCli } from "./harness/processes.ts";
 
 let nats: TestNats;
 let data: string;
@@ -33,7 +33,7 @@ describe("switchyard up when the sim-provider's port is taken", () => {
     const taken = (held.address() as AddressInfo).port;
     const up = spawnCli(["up", "--sim-port", String(taken), "--gateway-listen", "127.0.0.1:0", "--data", data], { NATS_URL: nats.url });
     try {
-      const simUrl = await printed(up, /sim-provider: (http:\/\/\S+)/);
+      const simUrl = (await printed(up, /sim-provider: (http:\/\/\S+)/))[1]!;
       expect(Number(new URL(simUrl).port)).not.toBe(taken);
       const state = await request(`${simUrl}/control/state`);
       expect(state.statusCode).toBe(200);
@@ -45,15 +45,3 @@ describe("switchyard up when the sim-provider's port is taken", () => {
   });
 });
 
-/** The first group of `pattern` once the process prints it; rejects with its output if it exits first. */
-async function printed(p: CliProcess, pattern: RegExp, timeoutMs = 30_000): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
-  let code: number | string | undefined;
-  void p.exited.then((c) => (code = c));
-  for (;;) {
-    const m = pattern.exec(p.output());
-    if (m) return m[1]!;
-    if (code !== undefined || Date.now() > deadline) throw new Error(`${code === undefined ? "timed out" : `exited ${code}`} before printing ${pattern}:\n${p.output()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}

@@ -9,9 +9,10 @@ import { InvalidArgumentError } from "@nats-io/transport-node";
 /** nats-server's JSStreamMessageExceedsMaximumErr: larger than the stream's `max_msg_size`. */
 const STREAM_MESSAGE_TOO_LARGE = 10054;
 
-/** True when a publish failed because the message exceeds the server's `max_payload` or the stream's `max_msg_size`. */
+/** For a publish to a subject the caller built: true when it failed because the message exceeds the server's `max_payload` or the stream's `max_msg_size`. */
 export function isMessageTooLarge(err: unknown): boolean {
-  // The client checks max_payload before sending and throws InvalidArgumentError("payload", …).
-  if (err instanceof InvalidArgumentError) return /payload/.test(err.message);
+  // The client checks max_payload before sending. For a publish of a valid subject and headers
+  // (the callers' own) the payload is the only argument it can refuse, so the type says enough.
+  if (err instanceof InvalidArgumentError) return true;
   return err instanceof JetStreamApiError && err.code === STREAM_MESSAGE_TOO_LARGE;
 }

@@ -36,3 +36,19 @@ export function natsServersUnder(dir: string): number[] {
     })
     .map(Number);
 }
+
+/**
+ * Resolves with the match once the process's output shows `pattern` (use its groups for what
+ * was printed); rejects with the whole output if the process exits first or the time runs out.
+ */
+export async function printed(p: Pick<CliProcess, "output" | "exited">, pattern: RegExp, timeoutMs = 30_000): Promise<RegExpExecArray> {
+  const deadline = Date.now() + timeoutMs;
+  let code: number | string | undefined;
+  void p.exited.then((c) => (code = c));
+  for (;;) {
+    const m = pattern.exec(p.output());
+    if (m) return m;
+    if (code !== undefined || Date.now() > deadline) throw new Error(`${code === undefined ? "timed out" : `exited ${code}`} before printing ${pattern}:\n${p.output()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
