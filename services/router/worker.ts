@@ -79,7 +79,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
   const js = jetstream(nc);
   // The deployment's names, fixed for the worker's life (a reload does not move it to another namespace).
   const names = namesOf(config);
-  const { canonicalJobSubject, dlqSubject, resultSubject, telemetrySubject: TELEMETRY_SUBJECT } = names;
+  const { canonicalJobSubject, dlqSubject, resultSubject, telemetrySubject } = names;
   const live = new LiveState(new LocalHealth(), clock);
   const router = config.router;
   const caller = createModelCaller(config, { env });
@@ -321,7 +321,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
     const payload = JSON.stringify(event);
     void nextTurn().then(() => {
       try {
-        nc.publish(`${TELEMETRY_SUBJECT}.${model.provider}`, payload);
+        nc.publish(`${telemetrySubject}.${model.provider}`, payload);
       } catch {
         // A closed connection: the job's own publish will fail and redeliver it.
       }
