@@ -245,7 +245,8 @@ describe("a worker paused past ack_wait (SIGSTOP, as a long GC pause or a frozen
     try {
       const a = await router(proxy.url);
       proxy.dropAcks(true);
-      const deadline = Date.now() + 1_500;
+      // Past ack_wait (1 s), with room for a slow first call on a loaded machine.
+      const deadline = Date.now() + 3_000;
       const before = await count(STREAMS.results);
       await nats.js.publish("jobs.moderation", JSON.stringify(moderationJob(0, { id: "lostack-1", deadline: new Date(deadline).toISOString() })), { msgID: "lostack-1" });
       await vi.waitFor(async () => expect(await count(STREAMS.results)).toBe(before + 1), { timeout: 10_000, interval: 50 });
@@ -258,6 +259,32 @@ describe("a worker paused past ack_wait (SIGSTOP, as a long GC pause or a frozen
       await jobsSettled(nats.jsm, 10_000);
       expect(await stopped(a)).toBe(0);
       expect(await dlqIds()).not.toContain("lostack-1");
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it("a delivery that arrives while the worker is still on the job (its working() lost) waits for it: one call, one outcome", async () => {
+    // The heartbeat's working() never reaches the server, so ack_wait runs out under a call
+    // still running and the job comes back to the same worker. Worked at once, the two
+    // deliveries would call twice, and a dead letter from one could follow a result from the other.
+    const proxy = await startAckProxy(Number(new URL(nats.url).port));
+    try {
+      sim.control("budget", "budget-lite", { latency_ms: { min: 1_600, max: 1_600 } });
+      const a = await router(proxy.url);
+      proxy.dropAcks(true);
+      const before = await count(STREAMS.results);
+      await nats.js.publish("jobs.moderation", JSON.stringify(moderationJob(0, { id: "overlap-1" })), { msgID: "overlap-1" });
+      await vi.waitFor(async () => expect(await count(STREAMS.results)).toBe(before + 1), { timeout: 10_000, interval: 50 });
+      // The premise: the job was delivered again while its first call ran (ack_wait 1 s, call 1.6 s).
+      const info = await nats.jsm.consumers.info(STREAMS.jobs, "router");
+      expect(info.num_redelivered).toBeGreaterThan(0);
+      proxy.dropAcks(false);
+      await jobsSettled(nats.jsm, 10_000);
+      expect(await stopped(a)).toBe(0);
+      expect(budgetCalls()).toBe(1);
+      expect(await count(STREAMS.results)).toBe(before + 1);
+      expect(await dlqIds()).not.toContain("overlap-1");
     } finally {
       await proxy.close();
     }

@@ -70,7 +70,7 @@ export interface Router {
   readonly stats: Readonly<RouterStats>;
 }
 
-/** Attempts of jobs awaiting redelivery, keyed by stream sequence, so the final result or dead letter lists them all. */
+/** Jobs remembered by stream sequence, each kind at most this many: attempts awaiting redelivery (so the final outcome lists them all), outcomes stored. */
 const HISTORY_LIMIT = 50_000;
 /** After the grace period, how long cut-off jobs get to hand themselves back. */
 const ABORT_SETTLE_MS = 500;
@@ -94,6 +94,12 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
   };
   // Only this process's view: a redelivery that lands on another worker starts a fresh list.
   const history = new Map<number, Attempt[]>();
+  // A job's ack or `working()` can be lost, and ack_wait then runs out under a delivery still
+  // being worked on here: the next delivery of that job waits for it (`inHand`, by stream
+  // sequence), and if it stored an outcome (`served`) only acks. Working both at once would pay
+  // twice, and could give the job a result and a dead letter, two streams no duplicate window spans.
+  const inHand = new Map<number, Promise<void>>();
+  const served = new Set<number>();
   let stopping = false;
   let watch: ModelWatch | undefined;
 
@@ -109,7 +115,9 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
     handle: (hold) => {
       stats.received++;
       if (tracing !== undefined) hold.trace = new JobTrace(tracing, hold.m, hold.startedAt);
-      const done = handle(hold).catch((err: unknown) => {
+      const seq = hold.m.seq;
+      const before = inHand.get(seq);
+      const done = (before === undefined ? handle(hold) : before.then(() => handle(hold))).catch((err: unknown) => {
         // The outcome could not be stored (NATS down, a stream leader election): the job goes
         // back with the backoff its delivery count calls for, and is never dropped, since the
         // consumer sets no max_deliver (the delivery budget is enforced here, on intake).
@@ -117,8 +125,12 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
         const backoff = router.redelivery_backoff;
         nak(hold, backoff[Math.min(hold.m.info.deliveryCount, backoff.length) - 1]);
       });
+      inHand.set(seq, done);
       const t = hold.trace;
-      return t === undefined ? done : done.finally(() => t.end());
+      return done.finally(() => {
+        if (inHand.get(seq) === done) inHand.delete(seq);
+        t?.end();
+      });
     },
   });
 
@@ -141,6 +153,11 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
 
   async function handle(hold: Hold): Promise<void> {
     const { m } = hold;
+    if (served.has(m.seq)) {
+      // Its outcome is stored; only the ack went missing.
+      m.ack();
+      return;
+    }
     const kept = store.takeKept(m.seq);
     if (kept) {
       if (kept.task !== undefined) delivered(hold, kept.task, true);
@@ -266,6 +283,8 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
   /** Stores the outcome; false when nothing was published (the hold lapsed, or a stop cut the job off and handed it back). */
   async function finish(hold: Hold, outcome: KeptOutcome, providerMs = 0): Promise<boolean> {
     if (await store.finish(hold, outcome)) {
+      if (served.size >= HISTORY_LIMIT) served.delete(served.values().next().value as number);
+      served.add(hold.m.seq);
       stats[outcome.kind === "result" ? "succeeded" : "deadLettered"]++;
       if (metrics && outcome.task !== undefined) {
         const t = metrics.task(outcome.task, true);
