@@ -101,13 +101,17 @@ describe("first minutes on the embedded default", () => {
         expect(LABELS).toContain(body.output);
         expect(content).toBe(body.output);
       } else if (body.task === "extraction") {
-        expect(typeof body.output.reply).toBe("string");
+        expect(body.output).toEqual(expect.any(Object));
+        expect(JSON.parse(content)).toEqual(body.output);
       } else {
         expect(content).not.toMatch(/^Simulated/);
       }
     }
     const verdict = (fragment: string) => results.find((r) => sent.get(r.body.id)!.prompt.includes(fragment))?.body.output;
     expect(verdict("absolute moron")).toMatchObject({ flagged: true });
+    // An extraction answers with the fields asked for, taken from the text.
+    expect(verdict("Order A-5531")).toEqual({ order_number: "A-5531", city: "Lisbon" });
+    expect(verdict("Maria Lopez")).toEqual({ customer_name: "Maria Lopez" });
     expect(verdict("Great write-up")).toMatchObject({ flagged: false });
     expect(verdict("billed twice")).toBe("billing");
     expect(verdict("package never arrived")).toBe("shipping");

@@ -92,6 +92,20 @@ describe("sim-provider replies", () => {
     expect(JSON.parse(good.json().choices[0].message.content)).toEqual({ flagged: false, categories: [], score: 0 });
   });
 
+  it("in JSON mode without a schema, answers an extraction prompt with the fields it names, taken from the text", async () => {
+    const { url } = await start();
+    const ask = async (content: string) =>
+      JSON.parse((await chat(url, { model: "steady", response_format: { type: "json_object" }, messages: [user(content)] })).json().choices[0].message.content);
+    expect(await ask("Extract the name, email and phone number from this message: 'Hi, I'm John Park, john@park.io, +1 415 555 0100'")).toEqual({
+      name: "John Park",
+      email: "john@park.io",
+      phone_number: "+1 415 555 0100",
+    });
+    expect(await ask("Can you get the invoice total and due date from 'Invoice 7731: $1,240.50 due March 3, 2027'")).toEqual({ invoice_total: "$1,240.50", due_date: "March 3, 2027" });
+    // Nothing named to extract: the sim's plain JSON answer.
+    expect(await ask("How are trains coupled?")).toEqual({ reply: expect.stringMatching(/^Simulated steady reply: /) });
+  });
+
   it("pure reply functions are deterministic", () => {
     expect(classify(["a", "b", "c"], "nothing matches")).toBe(classify(["a", "b", "c"], "nothing matches"));
     expect(moderate("you idiot, buy now or I attack").score).toBe(1);

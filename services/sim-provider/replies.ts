@@ -3,11 +3,13 @@
  * or benchmark can check the router's output end to end, and it obeys the request the way a
  * real model does: a forced tool choice gets a tool call whose arguments fit the tool's
  * parameters, a schema gets JSON valid against it, offered choices get one of them, the sim's
- * moderation prompt gets the keyword verdict, anything else a short prose answer. The same
+ * moderation prompt gets the keyword verdict, JSON mode the fields a prompt asks to have
+ * extracted (or `{"reply": …}`), anything else a short prose answer. The same
  * request always gets the same answer; only `disobey` (drawn by the server from the model's
  * seeded stream) makes it deliberately break the request's contract.
  */
 import { estimateTextTokens } from "../../shared/tokens.ts";
+import { extractionSchema } from "./extraction.ts";
 import { findChoices, findLabels, offChoice, pickChoice, subjectWithoutInstruction, type Choices } from "./instructions.ts";
 import { isModerationPrompt, moderate } from "./moderation.ts";
 import { isRecord } from "../../shared/json.ts";
@@ -176,6 +178,8 @@ function replyContent(model: string, request: SimChatRequest, disobey: boolean):
   }
   if (json) {
     if (disobey) return { content: disobedientProse(text), disobeyed: true };
+    const asked = extractionSchema(text);
+    if (asked) return { content: JSON.stringify(valueForSchema(asked, context(model, text, choices))), disobeyed: false };
     return { content: JSON.stringify({ reply: jsonReply(model, text) }), disobeyed: false };
   }
   return { content: prose(text), disobeyed: false };

@@ -425,14 +425,15 @@ class Generator {
     if (has(EMAIL_FIELD)) return EMAIL.exec(text)?.[0];
     if (has(PHONE_FIELD)) return PHONE.exec(text)?.[0];
     if (has(URL_FIELD)) return URL_TEXT.exec(text)?.[0];
+    // Before ids: an invoice's total or an order's date is money or a date, not the invoice's number.
+    if (has(MONEY_FIELD)) return MONEY.exec(text)?.[0];
+    if (has(DATE_FIELD)) return DATE_TEXT.exec(text)?.[0];
     if (has(ID_FIELD)) return (ID_TOKEN.exec(text) ?? NUMBER_TOKEN.exec(text))?.[0];
     if (has(PLACE_FIELD)) return PLACE.exec(text)?.[1];
     if (has(ADDRESS_FIELD)) return ADDRESS.exec(text)?.[0];
     if (has(PERSON_FIELD)) {
       return (NAME_AFTER.exec(text) ?? FULL_NAME.exec(text))?.[1];
     }
-    if (has(MONEY_FIELD)) return MONEY.exec(text)?.[0];
-    if (has(DATE_FIELD)) return DATE_TEXT.exec(text)?.[0];
     return undefined;
   }
 
