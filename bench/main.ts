@@ -4,10 +4,11 @@
  * figures in docs/ (a `--quick` smoke run writes to bench/out/ instead, leaving the published
  * figures alone). `--cpu-prof` also writes a V8 CPU profile of every router worker into
  * bench/out/profiles (read them with bench/profile-summary.ts); profiling slows the workers,
- * so figures from such a run are not for publishing.
+ * so figures from such a run are not for publishing. `--only metrics` runs scenario 9 alone and
+ * puts its figures into the last report of the same profile, the other figures left as they were.
  */
 import { execFileSync } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, release, totalmem } from "node:os";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -20,16 +21,20 @@ import { NOISY_CORES, renderMarkdown, renderText, type BenchRun, type Stage } fr
 import { FAILOVER_MODES, failover, type FailoverFigures } from "./scenarios/failover.ts";
 import { convergence, costVsBaselines } from "./scenarios/live-routing.ts";
 import { addedLatency } from "./scenarios/latency.ts";
+import { metricsOverhead } from "./scenarios/metrics.ts";
 import { plannerScale } from "./scenarios/planner.ts";
 import { providerLimit } from "./scenarios/provider-limit.ts";
 import { idleRouterRssKiB, slowProvider, type SlowFigures } from "./scenarios/slow.ts";
 import { endToEnd, jetStreamLimit, resultBytes } from "./scenarios/throughput.ts";
 
-const { values } = parseArgs({ options: { quick: { type: "boolean", default: false }, "cpu-prof": { type: "boolean", default: false } } });
+const ONLY = ["metrics"] as const;
+const { values } = parseArgs({ options: { quick: { type: "boolean", default: false }, "cpu-prof": { type: "boolean", default: false }, only: { type: "string" } } });
+if (values.only !== undefined && !(ONLY as readonly string[]).includes(values.only)) throw new Error(`--only: one of ${ONLY.join(", ")}, not "${values.only}"`);
 const profile = values.quick ? QUICK : FULL;
 const outDir = fileURLToPath(new URL(values.quick || values["cpu-prof"] ? "./out/" : "../docs/", import.meta.url));
 const profileDir = fileURLToPath(new URL("./out/profiles/", import.meta.url));
 
+const METRICS_STAGE = "9. metrics overhead";
 const stages: Stage[] = [];
 /**
  * Runs one scenario and records how much CPU the rest of the machine used meanwhile: other
@@ -77,6 +82,32 @@ function codeState(): { commit: string; uncommitted: string[] } {
   }
 }
 
+const suffix = values.quick ? "-quick" : "";
+function writeReport(run: BenchRun, what: string): void {
+  mkdirSync(outDir, { recursive: true });
+  writeFileSync(`${outDir}benchmarks${suffix}.json`, `${JSON.stringify(run, null, 2)}\n`);
+  writeFileSync(`${outDir}BENCHMARKS${suffix}.md`, renderMarkdown(run));
+  process.stdout.write(renderText(run));
+  process.stdout.write(`\nwrote ${what}\n`);
+}
+
+if (values.only === "metrics") {
+  const reportFile = `${outDir}benchmarks${suffix}.json`;
+  if (!existsSync(reportFile)) throw new Error(`--only metrics updates ${reportFile}, which a full run writes first`);
+  const last = JSON.parse(readFileSync(reportFile, "utf8")) as BenchRun;
+  const stack = await startStack();
+  const metrics = await (async () => {
+    try {
+      return await stage(METRICS_STAGE, () => metricsOverhead(stack, profile));
+    } finally {
+      await stack.close();
+    }
+  })();
+  const run: BenchRun = { ...last, metrics: { ...metrics, code: codeState() }, stages: [...last.stages.filter((s) => s.name !== METRICS_STAGE), ...stages] };
+  writeReport(run, `${reportFile} (scenario 9 only)`);
+  process.exit(0);
+}
+
 const started = Date.now();
 if (values["cpu-prof"]) mkdirSync(profileDir, { recursive: true });
 const stack = await startStack(values["cpu-prof"] ? { cpuProfDir: profileDir } : {});
@@ -93,7 +124,8 @@ const measured = await (async () => {
     for (const s of profile.slow) slow.push(await stage(`4. slow provider, ${s.latencyMs} ms`, () => slowProvider(stack, profile, s.latencyMs, s.jobs, idleRss)));
     const failovers: FailoverFigures[] = [];
     for (const mode of FAILOVER_MODES) failovers.push(await stage(`6. failover, primary ${mode}`, () => failover(stack, profile, mode)));
-    return { resultBytes: bytes, jetstream, provider, e2e1, e2e2, latency, slow, failover: failovers };
+    const metrics = await stage(METRICS_STAGE, () => metricsOverhead(stack, profile));
+    return { resultBytes: bytes, jetstream, provider, e2e1, e2e2, latency, slow, failover: failovers, metrics };
   } finally {
     await stack.close();
   }
@@ -131,9 +163,4 @@ const run: BenchRun = {
   live,
   gateway,
 };
-mkdirSync(outDir, { recursive: true });
-const suffix = values.quick ? "-quick" : "";
-writeFileSync(`${outDir}benchmarks${suffix}.json`, `${JSON.stringify(run, null, 2)}\n`);
-writeFileSync(`${outDir}BENCHMARKS${suffix}.md`, renderMarkdown(run));
-process.stdout.write(renderText(run));
-process.stdout.write(`\nwrote ${outDir}BENCHMARKS${suffix}.md and benchmarks${suffix}.json in ${Math.round(run.seconds)} s\n`);
+writeReport(run, `${outDir}BENCHMARKS${suffix}.md and benchmarks${suffix}.json in ${Math.round(run.seconds)} s`);

@@ -82,7 +82,7 @@ describe("a job's delivery, step by step", () => {
     expect(step.result).toMatchObject({ output: "yes", provider: "a", model: "m", latency_ms: 30, queued_ms: 40, cost_usd: (100 * 1 + 10 * 2) / 1e6 });
     // The wrapped label reaches the caller bare.
     expect(step.result.response).toMatchObject({ choices: [{ message: { content: "yes" } }] });
-    expect(step.result.attempts).toEqual([{ provider: "a", model: "m", tier: 0, outcome: "ok", http_status: 200, latency_ms: 30, error: null }]);
+    expect(step.result.attempts).toEqual([{ provider: "a", model: "m", tier: 0, outcome: "ok", http_status: 200, latency_ms: 30, error: null, usage: { prompt_tokens: 100, completion_tokens: 10, total_tokens: 110 }, cost_usd: (100 * 1 + 10 * 2) / 1e6 }]);
   });
 
   it("an invalid answer escalates to the next candidate and tier, one call each, then dead-letters invalid_output at once", () => {

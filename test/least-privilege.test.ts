@@ -6,6 +6,7 @@
  * back as a result, a chat request and a batch are served through the gateway, and the server
  * logged no permission violation. A stream that differs from the config stops a service with
  * the difference named; a router user missing a permission stops with the violation named.
+ * The same permission sets on nkey users (keys made in the test) serve the same traffic.
  */
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -13,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
-import { errors, nanos, type NatsConnection } from "@nats-io/transport-node";
+import { errors, nanos, nkeys, type NatsConnection } from "@nats-io/transport-node";
 import OpenAI, { toFile } from "openai";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { startGateway, type RunningGateway } from "../services/gateway/main.ts";
@@ -28,7 +29,7 @@ import { BUCKETS, HEARTBEAT_KEY, STREAMS } from "../shared/contract/subjects.ts"
 import { SwitchyardError } from "../shared/errors.ts";
 import { createLogger } from "../shared/log.ts";
 import { connectNats } from "../shared/nats/connect.ts";
-import { natsTarget, type NatsTarget } from "../shared/nats/auth.ts";
+import { natsSettings, natsTarget, type NatsTarget } from "../shared/nats/auth.ts";
 import { authorizationBlock, authorizationConfig, PERMISSIONS, USERS, userEntry, type User } from "../shared/nats/permissions.ts";
 import { allResources, compareResources, NotProvisionedError, permissionViolation, resourcesFor } from "../shared/nats/provision.ts";
 import { startNatsServer, type NatsServerHandle } from "../shared/nats/server-process.ts";
@@ -64,14 +65,67 @@ async function cli(args: string[], env: Record<string, string>): Promise<{ code:
 }
 
 /** Permission violations the server has logged so far. */
-function violations(): string[] {
+function violations(file = logFile): string[] {
   let text = "";
   try {
-    text = readFileSync(logFile, "utf8");
+    text = readFileSync(file, "utf8");
   } catch {
     return [];
   }
   return text.split("\n").filter((l) => /violation/i.test(l));
+}
+
+/**
+ * What the stack's users must be able to do together: a producer's job comes back as a result
+ * and a broken one as a dead letter (read by `admin`), and the gateway serves a chat request,
+ * the model list (from the pricing service's bucket), a Batch API batch (the files object
+ * store, the batches bucket, BATCH_LINES and the collectors) and a background response. Job
+ * ids start with `prefix`.
+ */
+async function servesTraffic(as: (user: User) => NatsTarget, admin: NatsConnection, gateway: RunningGateway, prefix: string): Promise<void> {
+  const producer = await connectNats(as("producer"), "test-producer");
+  try {
+    await jetstream(producer).publish("jobs.moderation", JSON.stringify(moderationJob(0, { id: `${prefix}-1` })), { msgID: `${prefix}-1` });
+    // A broken job: dead-lettered (dlq.>), and seen by the gateways' collector on DLQ.
+    await jetstream(producer).publish("jobs.moderation", "not json", { msgID: `${prefix}-bad` });
+  } finally {
+    await producer.close();
+  }
+  await vi.waitFor(
+    async () => {
+      const result = (await readAll<Result>(jetstream(admin), STREAMS.results)).find((r) => r.id === `${prefix}-1`);
+      expect(result?.status).toBe("succeeded");
+      expect((await readAll<{ id: string; reason: string }>(jetstream(admin), STREAMS.dlq)).find((d) => d.id === `${prefix}-bad`)?.reason).toBe("invalid_job");
+    },
+    { timeout: 20_000, interval: 100 },
+  );
+
+  const client = new OpenAI({ apiKey: KEYS.acme, baseURL: gateway.url, maxRetries: 0 });
+  const chat = await client.chat.completions.create({ model: "auto", messages: [{ role: "user", content: "I will kill you" }], response_format: { type: "json_object" } });
+  expect(chat.choices[0]!.message.content).toContain("I will kill you");
+  await vi.waitFor(async () => expect((await client.models.list()).data.length).toBeGreaterThan(0), { timeout: 10_000 });
+
+  const lines = [0, 1, 2].map((i) =>
+    JSON.stringify({ custom_id: `req-${i}`, method: "POST", url: "/v1/chat/completions", body: { model: "auto", messages: [{ role: "user", content: ["have a nice day", "I will kill you", "buy now"][i] }] } }),
+  );
+  const file = await client.files.create({ file: await toFile(Buffer.from(`${lines.join("\n")}\n`), "requests.jsonl"), purpose: "batch" });
+  let batch = await client.batches.create({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" });
+  await vi.waitFor(
+    async () => {
+      batch = await client.batches.retrieve(batch.id);
+      expect(batch.status).toBe("completed");
+    },
+    { timeout: 30_000, interval: 200 },
+  );
+  expect(batch.request_counts).toMatchObject({ total: 3, completed: 3, failed: 0 });
+  const output = await (await client.files.content(batch.output_file_id!)).text();
+  expect(output.trim().split("\n")).toHaveLength(3);
+  await client.files.delete(file.id);
+
+  // A background response: its entry in the responses bucket, its job on the batch lane, settled by the collectors.
+  const queued = await client.responses.create({ model: "auto", input: "have a nice day", background: true });
+  await vi.waitFor(async () => expect((await client.responses.retrieve(queued.id)).status).toBe("completed"), { timeout: 20_000, interval: 100 });
+  await client.responses.delete(queued.id);
 }
 
 beforeAll(async () => {
@@ -147,18 +201,20 @@ describe("a stack whose services each have only their own permissions", () => {
     const check = await cli(["provision", "--check"], envOf("admin", passwords.admin));
     expect(check.code, check.out).toBe(1);
     expect(check.out).toMatch(/stream JOBS\s+missing/);
-    expect(check.out).toContain("13 to provision: run `switchyard provision`");
+    // Every resource of every service: counted from the one list, so a bucket added there needs no edit here.
+    const all = allResources(config).length;
+    expect(check.out).toContain(`${all} to provision: run \`switchyard provision\``);
 
     const first = await cli(["provision"], envOf("admin", passwords.admin));
     expect(first.code, first.out).toBe(0);
     expect(first.out).toMatch(/stream JOBS\s+created/);
     expect(first.out).toMatch(/consumer JOBS\/router-interactive\s+created/);
     expect(first.out).toMatch(/object store switchyard-files\s+created/);
-    expect(first.out).toContain("13 created, 0 updated, 0 unchanged");
+    expect(first.out).toContain(`${all} created, 0 updated, 0 unchanged`);
 
     const again = await cli(["provision"], envOf("admin", passwords.admin));
     expect(again.code, again.out).toBe(0);
-    expect(again.out).toContain("0 created, 0 updated, 13 unchanged");
+    expect(again.out).toContain(`0 created, 0 updated, ${all} unchanged`);
     const clean = await cli(["provision", "--check"], envOf("admin", passwords.admin));
     expect(clean.code, clean.out).toBe(0);
     expect(clean.out).toContain("everything as the config says");
@@ -179,46 +235,7 @@ describe("a stack whose services each have only their own permissions", () => {
     router = await startRouter({ natsUrl: as("router"), config, logger });
     gateway = await startGateway({ natsUrl: as("gateway"), config, logger, batchTuning: { leaseMs: 2_000 } });
 
-    const producer = await connectNats(as("producer"), "test-producer");
-    try {
-      await jetstream(producer).publish("jobs.moderation", JSON.stringify(moderationJob(0, { id: "lp-1" })), { msgID: "lp-1" });
-      // A broken job: dead-lettered (dlq.>), and seen by the gateways' collector on DLQ.
-      await jetstream(producer).publish("jobs.moderation", "not json", { msgID: "lp-bad" });
-    } finally {
-      await producer.close();
-    }
-    await vi.waitFor(
-      async () => {
-        const result = (await readAll<Result>(jetstream(admin), STREAMS.results)).find((r) => r.id === "lp-1");
-        expect(result?.status).toBe("succeeded");
-        expect((await readAll<{ id: string; reason: string }>(jetstream(admin), STREAMS.dlq)).find((d) => d.id === "lp-bad")?.reason).toBe("invalid_job");
-      },
-      { timeout: 20_000, interval: 100 },
-    );
-
-    const client = new OpenAI({ apiKey: KEYS.acme, baseURL: gateway.url, maxRetries: 0 });
-    const chat = await client.chat.completions.create({ model: "auto", messages: [{ role: "user", content: "I will kill you" }], response_format: { type: "json_object" } });
-    expect(chat.choices[0]!.message.content).toContain("I will kill you");
-    // The model catalogue comes from the pricing service's bucket.
-    await vi.waitFor(async () => expect((await client.models.list()).data.length).toBeGreaterThan(0), { timeout: 10_000 });
-
-    // The Batch API: the files object store, the batches bucket, BATCH_LINES and the collectors.
-    const lines = [0, 1, 2].map((i) =>
-      JSON.stringify({ custom_id: `req-${i}`, method: "POST", url: "/v1/chat/completions", body: { model: "auto", messages: [{ role: "user", content: ["have a nice day", "I will kill you", "buy now"][i] }] } }),
-    );
-    const file = await client.files.create({ file: await toFile(Buffer.from(`${lines.join("\n")}\n`), "requests.jsonl"), purpose: "batch" });
-    let batch = await client.batches.create({ input_file_id: file.id, endpoint: "/v1/chat/completions", completion_window: "24h" });
-    await vi.waitFor(
-      async () => {
-        batch = await client.batches.retrieve(batch.id);
-        expect(batch.status).toBe("completed");
-      },
-      { timeout: 30_000, interval: 200 },
-    );
-    expect(batch.request_counts).toMatchObject({ total: 3, completed: 3, failed: 0 });
-    const output = await (await client.files.content(batch.output_file_id!)).text();
-    expect(output.trim().split("\n")).toHaveLength(3);
-    await client.files.delete(file.id);
+    await servesTraffic(as, admin, gateway, "lp");
 
     // Every provider down: the job is redelivered, then dead-lettered, after the router has read RESULTS for an earlier result.
     const models = [["budget", "budget-lite"], ["swift", "swift-mini"], ["premium", "premium-large"]] as const;
@@ -262,7 +279,7 @@ describe("a stack whose services each have only their own permissions", () => {
       const fixed = await cli(["provision"], envOf("admin", passwords.admin));
       expect(fixed.code, fixed.out).toBe(0);
       expect(fixed.out).toMatch(/stream JOBS\s+updated/);
-      expect(fixed.out).toContain("0 created, 1 updated, 12 unchanged");
+      expect(fixed.out).toContain(`0 created, 1 updated, ${allResources(config).length - 1} unchanged`);
     }
     expect((await jsm.streams.info(STREAMS.jobs)).config.max_age).toBe(nanos(7 * 86_400_000));
   });
@@ -297,5 +314,60 @@ describe("provision: auto (the default)", () => {
       await gateway.stop();
       await open.stop();
     }
+  });
+});
+
+describe("the same permission sets on nkey users", () => {
+  const keys = Object.fromEntries(Object.keys(USERS).map((u) => [u, nkeys.createUser()])) as Record<User, ReturnType<typeof nkeys.createUser>>;
+  const seedFile = (user: User) => join(dir, `${user}.nk`);
+  const nkeyLog = join(dir, "nats-nkey.log");
+  let server: NatsServerHandle;
+  let nkeyAdmin: NatsConnection;
+  const asNkey = (user: User): NatsTarget => natsTarget(natsSettings({ NATS_URL: server.url, NATS_NKEY: seedFile(user) }));
+  const nkeyEnv = (user: User) => ({ ...NO_NATS_ENV, SWITCHYARD_CONFIG: configFile, NATS_URL: server.url, NATS_NKEY: seedFile(user) });
+
+  beforeAll(async () => {
+    for (const user of Object.keys(USERS) as User[]) writeFileSync(seedFile(user), `${new TextDecoder().decode(keys[user].getSeed())}\n`);
+    // The README's entries with the user and password swapped for the user's public nkey, the permissions untouched.
+    const entries = (Object.keys(USERS) as User[]).map((user) => {
+      const entry = userEntry(user, USERS[user], PERMISSIONS[user]);
+      const swapped = entry.replace(`{ user: ${user}, password: $${USERS[user]},`, `{ nkey: "${keys[user].getPublicKey()}",`);
+      expect(swapped).not.toBe(entry);
+      return swapped;
+    });
+    server = await startNatsServer({ extraConfig: [`log_file: "${nkeyLog}"`, authorizationBlock(entries)].join("\n") });
+    nkeyAdmin = await connectNats(asNkey("admin"), "test-nkey-admin");
+  });
+
+  afterAll(async () => {
+    await nkeyAdmin?.close();
+    await server?.stop();
+  });
+
+  it("the router's nkey may not provision; the admin's provisions, and pricing, router and gateway on their own nkeys serve everything with no violation", async () => {
+    const refused = await cli(["provision"], nkeyEnv("router"));
+    expect(refused.code).toBe(1);
+    expect(refused.out).toContain('switchyard: stream JOBS: NATS refused creating it: Permissions Violation for Publish to "$JS.API.STREAM.CREATE.JOBS"');
+
+    const provisioned = await cli(["provision"], nkeyEnv("admin"));
+    expect(provisioned.code, provisioned.out).toBe(0);
+    expect(provisioned.out).toMatch(/^\d+ created, 0 updated, 0 unchanged$/m);
+    expect(provisioned.out).toMatch(/stream JOBS\s+created/);
+    expect(provisioned.out).not.toContain(new TextDecoder().decode(keys.admin.getSeed()));
+
+    const before = violations(nkeyLog).length;
+    const pricing = await startPricing({ natsUrl: asNkey("pricing"), config, logger, configFile });
+    const router = await startRouter({ natsUrl: asNkey("router"), config, logger });
+    const gateway = await startGateway({ natsUrl: asNkey("gateway"), config, logger, batchTuning: { leaseMs: 2_000 } });
+    try {
+      await servesTraffic(asNkey, nkeyAdmin, gateway, "nk");
+      const live = await new Kvm(nkeyAdmin).open(BUCKETS.models);
+      await vi.waitFor(async () => expect(await live.get(HEARTBEAT_KEY)).not.toBeNull(), { timeout: 10_000 });
+    } finally {
+      await gateway.stop();
+      await router.stop();
+      await pricing.stop();
+    }
+    expect(violations(nkeyLog).slice(before), "the server logged permission violations").toEqual([]);
   });
 });

@@ -55,7 +55,7 @@ describe("names(namespace)", () => {
     expect(n.subjects).toEqual({ ...SUBJECTS });
     expect(n.buckets).toEqual({ models: "switchyard-models", prices: "switchyard-prices", lease: "switchyard-pricing-lease" });
     expect(n.buckets).toEqual({ ...BUCKETS });
-    expect(n.gatewayBuckets).toEqual({ files: "switchyard-files", batches: "switchyard-batches" });
+    expect(n.gatewayBuckets).toEqual({ files: "switchyard-files", batches: "switchyard-batches", responses: "switchyard-responses" });
     expect(n.gatewayBuckets).toEqual({ ...GATEWAY_BUCKETS });
     expect([n.telemetrySubject, n.routerDurable, n.interactiveSubject, n.interactiveDurable, n.replyPrefix]).toEqual([
       "telemetry.attempts",
@@ -83,7 +83,7 @@ describe("names(namespace)", () => {
     expect(n.streams).toEqual({ jobs: "STAGING_JOBS", results: "STAGING_RESULTS", dlq: "STAGING_DLQ" });
     expect(n.subjects).toEqual({ jobs: "staging.jobs", results: "staging.results", dlq: "staging.dlq" });
     expect(n.buckets).toEqual({ models: "staging-switchyard-models", prices: "staging-switchyard-prices", lease: "staging-switchyard-pricing-lease" });
-    expect(n.gatewayBuckets).toEqual({ files: "staging-switchyard-files", batches: "staging-switchyard-batches" });
+    expect(n.gatewayBuckets).toEqual({ files: "staging-switchyard-files", batches: "staging-switchyard-batches", responses: "staging-switchyard-responses" });
     expect([n.telemetrySubject, n.routerDurable, n.interactiveSubject, n.interactiveDurable, n.replyPrefix]).toEqual([
       "staging.telemetry.attempts",
       "staging-router",
@@ -156,6 +156,10 @@ describe("the namespace setting", () => {
       "staging-switchyard-prices",
       "staging-switchyard-pricing-lease",
       "staging-switchyard-batches",
+      "staging-switchyard-responses",
+      "staging-switchyard-budgets",
+      "staging-switchyard-spend",
+      "staging-switchyard-limits",
       "staging-switchyard-files",
     ]);
   });

@@ -28,11 +28,11 @@ interface Sample {
 
 const POLL_MS = 50;
 
-export async function measureDrain(jsm: JetStreamManager, jobs: number, pids: readonly number[], timeoutMs: number): Promise<Drain> {
+export async function measureDrain(jsm: JetStreamManager, jobs: number, pids: readonly number[], timeoutMs: number, resultsStream: string = STREAMS.results): Promise<Drain> {
   const samples: Sample[] = [];
   const t0 = performance.now();
   for (;;) {
-    const done = await streamCount(jsm, STREAMS.results);
+    const done = await streamCount(jsm, resultsStream);
     samples.push({ t: performance.now(), done, cpu: pids.map(cpuMs) });
     if (done >= jobs) break;
     if (performance.now() - t0 > timeoutMs) throw new Error(`${done} of ${jobs} results after ${timeoutMs} ms`);

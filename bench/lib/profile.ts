@@ -22,6 +22,8 @@ export interface Profile {
   readonly live: { readonly priceTrials: number; readonly outageTrials: number; readonly costJobs: number; readonly costRate: number };
   /** Scenario 8: seconds per gateway measurement run. */
   readonly gatewaySeconds: number;
+  /** Scenario 9: jobs per router per run, off/on pairs and A/A (on/on) pairs. */
+  readonly metrics: { readonly jobs: number; readonly reps: number; readonly controlReps: number };
 }
 
 export const FULL: Profile = {
@@ -40,6 +42,7 @@ export const FULL: Profile = {
   failover: { rate: 200, healthyMs: 2_000, faultyMs: 5_000, timeoutMs: 1_000 },
   live: { priceTrials: 20, outageTrials: 5, costJobs: 10_000, costRate: 500 },
   gatewaySeconds: 5,
+  metrics: { jobs: 20_000, reps: 6, controlReps: 2 },
 };
 
 export const QUICK: Profile = {
@@ -55,4 +58,5 @@ export const QUICK: Profile = {
   failover: { rate: 200, healthyMs: 1_000, faultyMs: 1_500, timeoutMs: 500 },
   live: { priceTrials: 4, outageTrials: 1, costJobs: 1_500, costRate: 500 },
   gatewaySeconds: 1,
+  metrics: { jobs: 2_000, reps: 2, controlReps: 1 },
 };

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { parseConfig } from "../../shared/config/load.ts";
-import { jobSubject, ROUTER_DURABLE, STREAMS } from "../../shared/contract/subjects.ts";
+import { jobSubject, names, ROUTER_DURABLE, STREAMS } from "../../shared/contract/subjects.ts";
 import { connectNats } from "../../shared/nats/connect.ts";
 import { provision } from "../../shared/nats/provision.ts";
 import { startNatsServer, type NatsServerHandle } from "../../shared/nats/server-process.ts";
@@ -50,7 +50,7 @@ export interface RouterSettings {
 export const DEFAULT_ROUTER: RouterSettings = { maxInFlight: 1024, maxAckPending: 20_000, maxConcurrency: 256, primaryTimeoutMs: 5_000 };
 
 /** The embedded config's shape (three providers, moderation: cheapest tier, then premium) with the run's limits. */
-function configYaml(simUrl: string, r: RouterSettings): string {
+function configYaml(simUrl: string, r: RouterSettings, namespace?: string): string {
   const provider = (name: string, model: string, upstream: string, price: string, timeoutMs: number) => `
   ${name}:
     dialect: openai
@@ -60,9 +60,9 @@ function configYaml(simUrl: string, r: RouterSettings): string {
     max_concurrency: ${r.maxConcurrency}
     models:
       ${model}: { upstream: ${upstream}, ${price}, context_window: 131072 }`;
-  return `
+  return `${namespace ? `namespace: ${namespace}\n` : ""}
 streams:
-  duplicate_window: 15m
+  duplicate_window: 15m${namespace ? "\n  max_bytes: 1GiB" : ""}
 router:
   max_in_flight: ${r.maxInFlight}
   ack_wait: 30s
@@ -96,8 +96,12 @@ export interface Stack {
   readonly nc: NatsConnection;
   readonly js: JetStreamClient;
   readonly jsm: JetStreamManager;
-  /** Empty streams and a fresh router consumer with these settings; returns the config file for the workers. */
-  reset(settings: RouterSettings): Promise<string>;
+  /**
+   * Empty streams and a fresh router consumer with these settings; returns the config file for
+   * the workers. With a namespace, that deployment's streams (several can run side by side,
+   * their streams smaller so that the server's storage holds them all).
+   */
+  reset(settings: RouterSettings, namespace?: string): Promise<string>;
   /**
    * A router worker process: `switchyard router` as users run it, or with `timed` the same
    * worker with a sub-millisecond clock (bench/workers/router.ts). `ready` resolves once it consumes.
@@ -140,9 +144,9 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     nc,
     js: jetstream(nc),
     jsm,
-    async reset(settings) {
-      for (const name of Object.values(STREAMS)) await jsm.streams.delete(name).catch(() => {});
-      const yaml = configYaml(simUrl, settings);
+    async reset(settings, namespace) {
+      for (const name of Object.values(names(namespace).streams)) await jsm.streams.delete(name).catch(() => {});
+      const yaml = configYaml(simUrl, settings, namespace);
       await provision(jsm, parseConfig(yaml, "bench-config.yaml", {}));
       const file = join(dir, `config-${++runs}.yaml`);
       await writeFile(file, yaml);
@@ -166,8 +170,8 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
 }
 
 /** Publishes jobs `0..n-1` as fast as PubAcks allow, a bounded window of them outstanding (as `switchyard publish` does). */
-export async function publishBacklog(js: JetStreamClient, runId: string, n: number): Promise<void> {
-  const subject = jobSubject(TASK);
+export async function publishBacklog(js: JetStreamClient, runId: string, n: number, namespace?: string): Promise<void> {
+  const subject = names(namespace).jobSubject(TASK);
   const pending = boundedWindow(512);
   for (let i = 0; i < n; i++) {
     const id = `${runId}-${i}`;

@@ -1,5 +1,5 @@
 /**
- * API keys and per-key rate limits. Keys are configured as SHA-256 digests; a presented key
+ * API keys. Keys are configured as SHA-256 digests; a presented key
  * is hashed and looked up, so the gateway never holds the keys themselves (except the
  * development key `switchyard up` takes from SWITCHYARD_DEV_API_KEY, hashed on arrival).
  */
@@ -16,6 +16,10 @@ export interface Caller {
   readonly tasks: ReadonlySet<string> | undefined;
   readonly ratePerSecond: number;
   readonly burst: number;
+  /** Undefined: no token limit. */
+  readonly tokensPerMinute: number | undefined;
+  /** Models (ids or aliases) the key may be served by; undefined allows any. */
+  readonly models: readonly string[] | undefined;
 }
 
 export const DEV_KEY_NAME = "dev";
@@ -38,9 +42,11 @@ export class KeyTable {
         tasks: k.tasks ? new Set([task, ...k.tasks]) : undefined,
         ratePerSecond: k.requests_per_second,
         burst: k.burst ?? Math.max(1, Math.ceil(2 * k.requests_per_second)),
+        tokensPerMinute: k.tokens_per_minute,
+        models: k.models,
       });
     }
-    if (devKey) this.#byHash.set(hashKey(devKey), { keyName: DEV_KEY_NAME, tenant: DEV_KEY_NAME, task: defaultTask, tasks: undefined, ratePerSecond: 1000, burst: 2000 });
+    if (devKey) this.#byHash.set(hashKey(devKey), { keyName: DEV_KEY_NAME, tenant: DEV_KEY_NAME, task: defaultTask, tasks: undefined, ratePerSecond: 1000, burst: 2000, tokensPerMinute: undefined, models: undefined });
   }
 
   get size(): number {
@@ -57,33 +63,5 @@ export class KeyTable {
     // The key is not echoed back, not even partly: error bodies end up in logs.
     if (!caller) throw new GatewayError(401, "Incorrect API key provided.", { code: "invalid_api_key" });
     return caller;
-  }
-}
-
-/** A token bucket per key, per gateway instance: `burst` requests at once, refilled at `ratePerSecond`. */
-export class RateLimiter {
-  readonly #buckets = new Map<string, { tokens: number; at: number }>();
-  readonly #clock: () => number;
-
-  constructor(clock: () => number = Date.now) {
-    this.#clock = clock;
-  }
-
-  /** Takes one request's token, or throws a 429 saying when the next one will be there. */
-  take(caller: Caller): void {
-    const now = this.#clock();
-    const b = this.#buckets.get(caller.keyName) ?? { tokens: caller.burst, at: now };
-    b.tokens = Math.min(caller.burst, b.tokens + ((now - b.at) * caller.ratePerSecond) / 1000);
-    b.at = now;
-    this.#buckets.set(caller.keyName, b);
-    if (b.tokens >= 1) {
-      b.tokens -= 1;
-      return;
-    }
-    const waitMs = Math.ceil(((1 - b.tokens) / caller.ratePerSecond) * 1000);
-    throw new GatewayError(429, `Rate limit reached for key "${caller.keyName}": ${caller.ratePerSecond} requests per second. Please try again in ${waitMs}ms.`, {
-      code: "rate_limit_exceeded",
-      headers: { "retry-after": String(Math.max(1, Math.ceil(waitMs / 1000))), "retry-after-ms": String(waitMs) },
-    });
   }
 }

@@ -34,6 +34,8 @@ export interface OutcomeFilerDeps {
   readonly window: number;
   /** The deployment's names. @defaultValue names() (no namespace) */
   readonly names?: Names;
+  /** Settles a background response (`resp_…`) from its job's outcome (`responses.ts`); throws to have it redelivered. */
+  readonly fileResponse?: (outcomeText: string) => Promise<void>;
 }
 
 export async function startOutcomeFiler(deps: OutcomeFilerDeps): Promise<OutcomeFiler> {
@@ -56,8 +58,20 @@ export async function startOutcomeFiler(deps: OutcomeFilerDeps): Promise<Outcome
   );
 
   async function file(m: JsMsg): Promise<void> {
+    const msgId = m.headers?.get("Nats-Msg-Id") ?? "";
+    // Background responses ride this consumer too: one durable reads every outcome once, for whatever the gateway waits on.
+    if (deps.fileResponse && msgId.startsWith("resp_")) {
+      await deps.fileResponse(m.string()).then(
+        () => m.ack(),
+        (err: unknown) => {
+          logger.warn({ err: (err as Error).message }, "settling a background response failed; it will be redelivered");
+          m.nak(1_000);
+        },
+      );
+      return;
+    }
     // Batch jobs' ids start with their batch's id: anything else is not a batch line.
-    if (!(m.headers?.get("Nats-Msg-Id") ?? "").startsWith("batch_")) {
+    if (!msgId.startsWith("batch_")) {
       m.ack();
       return;
     }

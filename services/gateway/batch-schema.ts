@@ -102,6 +102,12 @@ export const BatchRecordSchema = z.object({
   /** How a batch in `finalizing` ends: `expired` when its window ran out first. */
   ending: z.literal("expired").optional(),
   lease: LeaseSchema,
+  /**
+   * The W3C trace context of the create request (its span's when the gateway traces, else the
+   * caller's own `traceparent`): every line's job carries it, so the lines' job spans join the
+   * trace of the request that made the batch.
+   */
+  trace: z.object({ traceparent: z.string(), tracestate: z.string().optional() }).optional(),
 });
 export type BatchRecord = z.output<typeof BatchRecordSchema>;
 

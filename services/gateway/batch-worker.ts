@@ -7,15 +7,17 @@
  * next tick starts from what the entry then says.
  */
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
 import type { JobInput } from "../../shared/contract/job.ts";
 import { names as namesFor, type Names } from "../../shared/contract/subjects.ts";
 import type { Logger } from "../../shared/log.ts";
+import { TRACEPARENT, TRACESTATE } from "../../shared/ops/tracing.ts";
 import type { Catalog } from "../../shared/routing/catalog.ts";
 import { collectBatch, discardLines } from "./batch-collector.ts";
 import { linesSubject } from "./batch-filer.ts";
 import type { BatchLeases } from "./batch-lease.ts";
 import { fileLines, jobIdFor, notRunLine, parseLine } from "./batch-lines.ts";
-import { isTerminal, type LineSeqs } from "./batch-schema.ts";
+import { isTerminal, type BatchRecord, type LineSeqs } from "./batch-schema.ts";
 import { endingOf, nextStep, transition, type BatchEvent } from "./batch-status.ts";
 import type { BatchEntry, BatchStore } from "./batch-store.ts";
 import type { FileStore } from "./files.ts";
@@ -130,7 +132,7 @@ export function createBatchWorker(deps: BatchWorkerDeps): (id: string) => Promis
         pending.push(js.publish(linesSubject(id, "err", n), notRunLine(jobId, line.customId, "invalid_request", line.message), { msgID: jobId }));
       } else {
         const job: JobInput = { id: jobId, task: rec.task, request: line.request, deadline, metadata: { tenant: rec.tenant, batch_id: id, custom_id: line.customId } };
-        pending.push(js.publish(jobSubject(rec.task), JSON.stringify(job), { msgID: jobId }).then((ack) => seqs.push([lineNo, ack.seq])));
+        pending.push(js.publish(jobSubject(rec.task), JSON.stringify(job), { msgID: jobId, headers: traceHeaders(rec.trace) }).then((ack) => seqs.push([lineNo, ack.seq])));
       }
       handled = lineNo;
       if (pending.length >= deps.publishWindow) await Promise.all(pending.splice(0));
@@ -161,4 +163,13 @@ export function createBatchWorker(deps: BatchWorkerDeps): (id: string) => Promis
   }
 
   return step;
+}
+
+/** The batch's trace context as a line job's headers (README "Tracing"); one set per publish, since the client adds the message id to them. */
+function traceHeaders(trace: BatchRecord["trace"]): MsgHdrs | undefined {
+  if (!trace) return undefined;
+  const h = natsHeaders();
+  h.set(TRACEPARENT, trace.traceparent);
+  if (trace.tracestate) h.set(TRACESTATE, trace.tracestate);
+  return h;
 }

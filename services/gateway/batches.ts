@@ -59,6 +59,8 @@ export interface BatchServiceDeps {
   readonly tuning?: BatchTuning;
   /** The deployment's names. @defaultValue names() (no namespace) */
   readonly names?: Names;
+  /** Background responses' outcomes, read by the same outcome filer (`responses.ts`). */
+  readonly fileResponse?: (outcomeText: string) => Promise<void>;
 }
 
 export interface BatchList {
@@ -71,7 +73,8 @@ export interface BatchList {
 
 export interface BatchService {
   /** POST /v1/batches; `body` is the parsed JSON, checked here. */
-  create(caller: Caller, taskHeader: string | string[] | undefined, body: unknown): Promise<Batch>;
+  /** `trace`: the create request's trace context, which every line's job carries. */
+  create(caller: Caller, taskHeader: string | string[] | undefined, body: unknown, trace?: { readonly traceparent?: string | undefined; readonly tracestate?: string | undefined }): Promise<Batch>;
   get(caller: Caller, id: string): Promise<Batch>;
   list(caller: Caller, after: string | undefined, limit: number): BatchList;
   cancel(caller: Caller, id: string): Promise<Batch>;
@@ -122,7 +125,7 @@ export function createBatchService(deps: BatchServiceDeps): BatchService {
     return got;
   }
 
-  async function create(caller: Caller, taskHeader: string | string[] | undefined, body: unknown): Promise<Batch> {
+  async function create(caller: Caller, taskHeader: string | string[] | undefined, body: unknown, trace?: { readonly traceparent?: string | undefined; readonly tracestate?: string | undefined }): Promise<Batch> {
     const parsed = CreateBatchBodySchema.safeParse(body);
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;
@@ -135,7 +138,9 @@ export function createBatchService(deps: BatchServiceDeps): BatchService {
     });
     if (input.purpose !== "batch") throw new GatewayError(400, `File ${input.id} has purpose "${input.purpose}"; a batch needs purpose "batch".`, { param: "input_file_id" });
     const id = `batch_${nuid.next()}`;
-    const { record } = await store.create(id, newBatchRecord({ id, inputFileId: input.id, metadata: b.metadata, tenant: caller.tenant, task }, clock()));
+    const fresh = newBatchRecord({ id, inputFileId: input.id, metadata: b.metadata, tenant: caller.tenant, task }, clock());
+    const traced = trace?.traceparent ? { ...fresh, trace: { traceparent: trace.traceparent, ...(trace.tracestate ? { tracestate: trace.tracestate } : {}) } } : fresh;
+    const { record } = await store.create(id, traced);
     schedule(id);
     return record.batch;
   }
@@ -186,7 +191,7 @@ export function createBatchService(deps: BatchServiceDeps): BatchService {
     list,
     cancel,
     async start() {
-      filer = await startOutcomeFiler({ js: deps.js, logger, window: FILER_WINDOW, names: deps.names });
+      filer = await startOutcomeFiler({ js: deps.js, logger, window: FILER_WINDOW, names: deps.names, fileResponse: deps.fileResponse });
       watch = await store.watch((id, record) => {
         if (record) known.set(id, record);
         else known.delete(id);

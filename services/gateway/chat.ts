@@ -20,7 +20,9 @@ import { isTransient } from "../../shared/routing/outcomes.ts";
 import { formatUsd } from "../../shared/usd.ts";
 import type { Caller } from "./auth.ts";
 import { GatewayError, paramOf } from "./openai-error.ts";
-import type { ReplyInbox } from "./replies.ts";
+import type { Outcome, ReplyInbox } from "./replies.ts";
+import type { FastPath } from "./fast-path.ts";
+import type { KeyLimits } from "./key-limits.ts";
 import { isRecord } from "../../shared/json.ts";
 
 export const TASK_HEADER = "x-switchyard-task";
@@ -34,6 +36,10 @@ export interface ChatDeps {
   readonly clock: () => number;
   /** The deployment's names (the interactive lane's subject). @defaultValue names() (no namespace) */
   readonly names?: Names;
+  /** Set when `gateway.interactive` is `request`: jobs go to the routers over core NATS (fast-path.ts), not through the JetStream lane. */
+  readonly fastPath?: FastPath | undefined;
+  /** The keys' allowed models and tokens per minute, shared by every gateway (key-limits.ts); none enforced without it. */
+  readonly keyLimits?: KeyLimits;
 }
 
 export interface ParsedChat {
@@ -81,14 +87,37 @@ export function timeoutFor(h: IncomingHttpHeaders, configuredMs: number): number
   return ms;
 }
 
+/** What a request learns for the access log, metrics and traces: its task, the model that served it, the caller's trace context. */
+export interface JobNote {
+  task: string | undefined;
+  model: string | undefined;
+  traceparent?: string | undefined;
+  tracestate?: string | undefined;
+}
+
 /** `note` learns the request's task and the model that served it, for the access log and metrics. */
-export async function chatCompletion(deps: ChatDeps, caller: Caller, h: IncomingHttpHeaders, body: unknown, res: ServerResponse, note?: { task: string | undefined; model: string | undefined; traceparent?: string | undefined; tracestate?: string | undefined }): Promise<void> {
+export async function chatCompletion(deps: ChatDeps, caller: Caller, h: IncomingHttpHeaders, body: unknown, res: ServerResponse, note?: JobNote): Promise<void> {
   const catalog = deps.catalog();
   const { request, stream, includeUsage } = parseChatBody(body, catalog);
   const task = taskFor(caller, h[TASK_HEADER], catalog);
   if (note) note.task = task;
+  const o = await runInteractive(deps, caller, h, task, `chatcmpl-${nuid.next()}`, request, note);
+  const completion = completionOf(o);
+  const extra = resultHeaders(o);
+  if (stream) return writeStream(res, completion, includeUsage, extra);
+  res.writeHead(200, { "content-type": "application/json", ...extra });
+  res.end(JSON.stringify(completion));
+}
+
+/**
+ * Serves `request` as job `id` on the interactive lane and waits for it: the result, or the
+ * OpenAI-shaped error its dead letter (or the deadline passing) means. Every OpenAI endpoint
+ * that answers at once (chat completions, responses) goes through here.
+ */
+export async function runInteractive(deps: ChatDeps, caller: Caller, h: IncomingHttpHeaders, task: string, id: string, request: ChatRequest, note?: JobNote): Promise<Result> {
+  // The key's models and tokens per minute, shared by every gateway (key-limits.ts).
+  await deps.keyLimits?.admit(caller, request, task, deps.catalog());
   const timeoutMs = timeoutFor(h, deps.requestTimeoutMs);
-  const id = `chatcmpl-${nuid.next()}`;
   const job: JobInput = {
     id,
     task,
@@ -96,6 +125,18 @@ export async function chatCompletion(deps: ChatDeps, caller: Caller, h: Incoming
     deadline: new Date(deps.clock() + timeoutMs).toISOString(),
     metadata: { tenant: caller.tenant, key: caller.keyName },
   };
+  const o = deps.fastPath !== undefined ? await deps.fastPath.request(task, id, job, timeoutMs, note) : await viaQueue(deps, task, id, job, timeoutMs, note);
+  if (o === undefined) {
+    throw new GatewayError(504, `No model answered within ${timeoutMs} ms; the request was not served.`, { code: "deadline_exceeded", headers: { "x-request-id": id } });
+  }
+  if (o.status === "failed") throw errorFromDeadLetter(o);
+  deps.keyLimits?.used(caller, request, o.usage);
+  if (note) note.model = `${o.provider}/${o.model}`;
+  return o;
+}
+
+/** The job on the JetStream interactive lane; its outcome comes to this instance's reply subject. Undefined once `timeoutMs` has passed. */
+async function viaQueue(deps: ChatDeps, task: string, id: string, job: JobInput, timeoutMs: number, note: JobNote | undefined): Promise<Outcome | undefined> {
   const hdrs = natsHeaders();
   hdrs.set(REPLY_HEADER, deps.inbox.subject);
   // The router's job span joins the caller's trace (README "Tracing").
@@ -113,17 +154,7 @@ export async function chatCompletion(deps: ChatDeps, caller: Caller, h: Incoming
     }
     throw new GatewayError(503, `The job queue is unavailable (${(err as Error).message}); try again shortly.`, { code: "queue_unavailable" });
   }
-  const o = await outcome;
-  if (o === undefined) {
-    throw new GatewayError(504, `No model answered within ${timeoutMs} ms; the request was not served.`, { code: "deadline_exceeded", headers: { "x-request-id": id } });
-  }
-  if (o.status === "failed") throw errorFromDeadLetter(o);
-  if (note) note.model = `${o.provider}/${o.model}`;
-  const completion = completionOf(o);
-  const extra = resultHeaders(o);
-  if (stream) return writeStream(res, completion, includeUsage, extra);
-  res.writeHead(200, { "content-type": "application/json", ...extra });
-  res.end(JSON.stringify(completion));
+  return outcome;
 }
 
 export function completionOf(r: Result): ChatCompletion {
@@ -149,9 +180,13 @@ export function errorFromDeadLetter(dl: DeadLetter): GatewayError {
   switch (dl.reason) {
     case "deadline_exceeded":
       return new GatewayError(504, `No model answered before the deadline; the request was not served. ${dl.error}`, { code: "deadline_exceeded", headers: h });
+    case "budget_exceeded":
+      // A spent budget (README "Budgets") is OpenAI's out-of-quota 429. Retrying cannot help before
+      // the window turns, so `x-should-retry: false` keeps the SDKs from retrying it.
+      if (dl.budget) return new GatewayError(429, dl.error, { type: "insufficient_quota", code: "insufficient_quota", headers: { ...h, "x-should-retry": "false" } });
+      return new GatewayError(400, dl.error, { code: dl.reason, headers: h });
     case "invalid_job":
     case "no_route":
-    case "budget_exceeded":
       return new GatewayError(400, dl.error, { code: dl.reason, headers: h });
     case "invalid_output":
       // Retrying cannot help (no model is asked again for an answer it failed), so not a 5xx the SDKs would retry.

@@ -16,12 +16,16 @@ import { watchNatsHealth } from "../../shared/ops/nats-health.ts";
 import { Probes } from "../../shared/ops/probes.ts";
 import type { Ops } from "../../shared/ops/server.ts";
 import { startTracing } from "../../shared/ops/tracing.ts";
-import { RateLimiter } from "./auth.ts";
+import { openLimitsBucket } from "../../shared/limits/bucket.ts";
+import { createKeyLimits } from "./key-limits.ts";
 import { createBatchService, type BatchTuning } from "./batches.ts";
+import type { ChatDeps } from "./chat.ts";
+import { createFastPath } from "./fast-path.ts";
 import { FileStore } from "./files.ts";
 import { watchModelCatalogue } from "./models.ts";
 import { provisionGateway } from "./provision.ts";
 import { createReplyInbox } from "./replies.ts";
+import { createResponsesService } from "./responses.ts";
 import { createGatewayServer, listenOn } from "./server.ts";
 import { gatewaySettings, watchGatewaySettings, type GatewaySettings } from "./settings.ts";
 
@@ -86,6 +90,26 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
     const inbox = createReplyInbox(nc, logger, names);
     stops.push(() => inbox.close());
     const files = new FileStore(stores.files);
+    const fastPath = createFastPath(nc, names);
+    // Per-key limits shared by every gateway; the bucket is opened at start so a missing one (provision: check) stops it here.
+    const limitsKv = await openLimitsBucket(nc, config);
+    const keyLimits = createKeyLimits(async () => limitsKv);
+    const chat: ChatDeps = {
+      js,
+      inbox,
+      catalog: () => settings.catalog,
+      get requestTimeoutMs() {
+        return settings.gateway.request_timeout;
+      },
+      clock: Date.now,
+      names,
+      // Read per request, so a reload that switches `gateway.interactive` applies to the next one.
+      get fastPath() {
+        return settings.gateway.interactive === "request" ? fastPath : undefined;
+      },
+      keyLimits,
+    };
+    const responses = createResponsesService({ chat, jsm, kv: stores.responses, logger });
     const batches = createBatchService({
       js,
       jsm,
@@ -96,25 +120,18 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
       logger,
       tuning: opts.batchTuning,
       names,
+      fileResponse: responses.file,
     });
     await batches.start();
     stops.push(() => batches.stop());
     const server = createGatewayServer({
       settings: current,
-      limiter: new RateLimiter(),
-      chat: {
-        js,
-        inbox,
-        catalog: () => settings.catalog,
-        get requestTimeoutMs() {
-          return settings.gateway.request_timeout;
-        },
-        clock: Date.now,
-        names,
-      },
+      limiter: keyLimits,
+      chat,
       models,
       files,
       batches,
+      responses,
       logger,
       probes,
       metrics: opts.ops ? gatewayMetrics(opts.ops) : undefined,

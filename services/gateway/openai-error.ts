@@ -23,21 +23,24 @@ export type ErrorStatus = keyof typeof ERROR_TYPES;
 
 export class GatewayError extends Error {
   readonly status: ErrorStatus;
+  /** OpenAI's error `type`: the status's usual one unless given (a 429 is `insufficient_quota` when a budget is spent). */
+  readonly type: string;
   readonly code: string | null;
   readonly param: string | null;
   /** Extra response headers, e.g. retry-after on a 429. */
   readonly headers: Readonly<Record<string, string>>;
-  constructor(status: ErrorStatus, message: string, opts: { code?: string | null; param?: string | null; headers?: Record<string, string> } = {}) {
+  constructor(status: ErrorStatus, message: string, opts: { type?: string; code?: string | null; param?: string | null; headers?: Record<string, string> } = {}) {
     super(message);
     this.name = "GatewayError";
     this.status = status;
+    this.type = opts.type ?? ERROR_TYPES[status];
     this.code = opts.code ?? null;
     this.param = opts.param ?? null;
     this.headers = opts.headers ?? {};
   }
 
   body(): string {
-    return JSON.stringify({ error: { message: this.message, type: ERROR_TYPES[this.status], param: this.param, code: this.code } });
+    return JSON.stringify({ error: { message: this.message, type: this.type, param: this.param, code: this.code } });
   }
 }
 

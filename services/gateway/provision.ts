@@ -1,7 +1,7 @@
 /**
  * What the gateway needs beyond the core streams: the BATCH_LINES stream, the batch outcome
- * collectors' durable consumers on RESULTS and DLQ, the batches KV bucket and the files object
- * store (their configs: shared/nats/provision.ts, with every other resource). Under
+ * collectors' durable consumers on RESULTS and DLQ, the batches and responses KV buckets and the
+ * files object store (their configs: shared/nats/provision.ts, with every other resource). Under
  * `provision: auto` they are created or updated here, idempotently; under `provision: check`
  * the gateway's start-up check (`prepareNats("gateway", …)`) has already read them, and the
  * stores are only bound, with no request.
@@ -17,6 +17,7 @@ import { namesOf } from "../../shared/contract/subjects.ts";
 export interface GatewayStores {
   readonly batches: KV;
   readonly files: ObjectStore;
+  readonly responses: KV;
 }
 
 /** The gateway's own resources, as `resourcesFor("gateway")` lists them: all but the core streams and the models bucket, which others provision too. */
@@ -35,6 +36,10 @@ export async function provisionGateway(nc: NatsConnection, jsm: JetStreamManager
   // No account-info request ($JS.API.INFO) on open: the stores were just provisioned or checked.
   const js = jetstream(nc, { checkAPI: false });
   const GATEWAY_BUCKETS = namesOf(cfg).gatewayBuckets;
-  const [batches, files] = await Promise.all([new Kvm(js).open(GATEWAY_BUCKETS.batches, { allow_direct: true }), new Objm(js).open(GATEWAY_BUCKETS.files, false)]);
-  return { batches, files };
+  const [batches, files, responses] = await Promise.all([
+    new Kvm(js).open(GATEWAY_BUCKETS.batches, { allow_direct: true }),
+    new Objm(js).open(GATEWAY_BUCKETS.files, false),
+    new Kvm(js).open(GATEWAY_BUCKETS.responses, { allow_direct: true }),
+  ]);
+  return { batches, files, responses };
 }

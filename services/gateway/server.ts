@@ -10,13 +10,15 @@ import type { Logger } from "../../shared/log.ts";
 import { logRequest, newRequestNote, type GatewayMetrics, type RequestNote } from "../../shared/ops/gateway-metrics.ts";
 import type { Probes } from "../../shared/ops/probes.ts";
 import { writeProbe } from "../../shared/ops/server.ts";
-import type { RateLimiter, Caller } from "./auth.ts";
+import type { Caller } from "./auth.ts";
+import type { KeyLimits } from "./key-limits.ts";
 import { ListBatchesQuerySchema } from "./batch-schema.ts";
 import type { BatchService } from "./batches.ts";
 import { chatCompletion, TASK_HEADER, type ChatDeps } from "./chat.ts";
 import type { FileStore } from "./files.ts";
 import type { ModelCatalogue } from "./models.ts";
 import { GatewayError } from "./openai-error.ts";
+import type { ResponsesService } from "./responses.ts";
 import { endRequestSpan, passTraceContext, startRequestSpan } from "./request-trace.ts";
 import type { Tracing } from "../../shared/ops/tracing.ts";
 import type { GatewaySettings } from "./settings.ts";
@@ -24,11 +26,13 @@ import type { GatewaySettings } from "./settings.ts";
 export interface GatewayHttpDeps {
   /** The settings in force (keys, limits): read per request, so a config reload applies to the next one. */
   readonly settings: () => GatewaySettings;
-  readonly limiter: RateLimiter;
+  /** Per-key request rates, shared by every gateway (key-limits.ts). */
+  readonly limiter: Pick<KeyLimits, "take">;
   readonly chat: ChatDeps;
   readonly models: ModelCatalogue;
   readonly files: FileStore;
   readonly batches: BatchService;
+  readonly responses: ResponsesService;
   readonly logger: Logger;
   /** Served at /livez and /readyz on the API port too (they reveal nothing; /metrics stays on the ops port). */
   readonly probes?: Probes;
@@ -108,7 +112,7 @@ async function handle(deps: GatewayHttpDeps, req: IncomingMessage, res: ServerRe
   const { keys, gateway: limits } = deps.settings();
   const caller = keys.authenticate(req.headers.authorization);
   note.key = caller.keyName;
-  deps.limiter.take(caller);
+  await deps.limiter.take(caller);
   const json = (status: number, value: unknown) => {
     res.writeHead(status, { "content-type": "application/json" });
     res.end(JSON.stringify(value));
@@ -135,7 +139,7 @@ async function handle(deps: GatewayHttpDeps, req: IncomingMessage, res: ServerRe
       return;
     }
     case "batch-create":
-      return json(200, await deps.batches.create(caller, req.headers[TASK_HEADER], await readJson(req, limits.max_body_bytes)));
+      return json(200, await deps.batches.create(caller, req.headers[TASK_HEADER], await readJson(req, limits.max_body_bytes), note));
     case "batch-list": {
       const q = ListBatchesQuerySchema.parse({ after: url.searchParams.get("after") ?? undefined, limit: url.searchParams.get("limit") });
       return json(200, deps.batches.list(caller, q.after, q.limit));
@@ -144,10 +148,20 @@ async function handle(deps: GatewayHttpDeps, req: IncomingMessage, res: ServerRe
       return json(200, await deps.batches.get(caller, route.id));
     case "batch-cancel":
       return json(200, await deps.batches.cancel(caller, route.id));
+    case "response-create":
+      return deps.responses.create(caller, req.headers, await readJson(req, limits.max_body_bytes), res, note);
+    case "response":
+      return json(200, await deps.responses.get(caller, route.id));
+    case "response-cancel":
+      return json(200, await deps.responses.cancel(caller, route.id));
+    case "response-delete":
+      return json(200, await deps.responses.delete(caller, route.id));
   }
 }
 
-type Route = { name: "chat" | "models" | "file-create" | "file-list" | "batch-create" | "batch-list" } | { name: "model" | "file" | "file-delete" | "file-content" | "batch" | "batch-cancel"; id: string };
+type Route =
+  | { name: "chat" | "models" | "file-create" | "file-list" | "batch-create" | "batch-list" | "response-create" }
+  | { name: "model" | "file" | "file-delete" | "file-content" | "batch" | "batch-cancel" | "response" | "response-cancel" | "response-delete"; id: string };
 
 /** The route, or 404/405 in OpenAI's shape; checked before the key, as neither reveals anything. */
 function matchRoute(method: string, path: string): Route {
@@ -170,6 +184,13 @@ function matchRoute(method: string, path: string): Route {
   if (m) {
     const id = decodeURIComponent(m[1]!);
     return m[2] ? allow("POST", { name: "batch-cancel", id }) : allow("GET", { name: "batch", id });
+  }
+  if (path === "/v1/responses") return allow("POST", { name: "response-create" });
+  m = /^\/v1\/responses\/([^/]+)(\/cancel)?$/.exec(path);
+  if (m) {
+    const id = decodeURIComponent(m[1]!);
+    if (m[2]) return allow("POST", { name: "response-cancel", id });
+    return method === "DELETE" ? { name: "response-delete", id } : allow("GET", { name: "response", id });
   }
   throw new GatewayError(404, `Unknown request URL: ${method} ${path}.`, { code: "unknown_url" });
 }

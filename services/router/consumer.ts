@@ -56,6 +56,8 @@ export interface ConsumerDeps {
    * (about 6 s measured, NATS-NOTES). @defaultValue 15000
    */
   readonly missingGraceMs?: number;
+  /** Told whenever a slot may have freed (a job settled, a pull ended, a slot given back). */
+  readonly onCapacity?: () => void;
 }
 
 export interface Consumer {
@@ -69,6 +71,12 @@ export interface Consumer {
   idle(ms: number): Promise<void>;
   /** Stops renewing holds. */
   close(): void;
+  /** Takes an interactive slot for a job that came another way (a fast-path request); false when none is free. */
+  takeInteractive(): boolean;
+  /** Whether takeInteractive would succeed now. */
+  interactiveFree(): boolean;
+  /** Gives back a slot takeInteractive took. */
+  giveBackInteractive(): void;
 }
 
 /** Largest single pull; bigger pulls save little and delay the first job of the batch. */
@@ -81,7 +89,7 @@ const FETCH_EXPIRES_MS = 1_000;
  */
 const VERIFY_EVERY_MS = 2_000;
 
-export function createConsumer({ js, router, lanes, logger, clock, handle, onMissing, missingGraceMs = 15_000, names = namesFor() }: ConsumerDeps): Consumer {
+export function createConsumer({ js, router, lanes, logger, clock, handle, onMissing, onCapacity, missingGraceMs = 15_000, names = namesFor() }: ConsumerDeps): Consumer {
   const STREAMS = names.streams;
   const holds = new Set<Hold>();
   // Each lane's jobs in flight plus its open pull; a lane with nothing to pull waits in `waiting`.
@@ -114,14 +122,29 @@ export function createConsumer({ js, router, lanes, logger, clock, handle, onMis
       waiting[lane] = undefined;
       w?.();
     }
+    onCapacity?.();
   }
+
+  // Jobs of each lane being worked (held counts open pulls too), and slots lent to fast-path requests.
+  const running: LaneHeld = { interactive: 0, batch: 0 };
+  let lent = 0;
+  /**
+   * Whether a fast-path request may take a slot: under max_in_flight and the interactive cap,
+   * counting the jobs being worked rather than open pulls, which hold slots they may never fill
+   * (idle, the two lanes' pulls hold them all). A lent slot counts in `held`, so the next pulls
+   * shrink by it; in flight may exceed max_in_flight by what open pulls still bring, for at most
+   * one pull's expiry.
+   */
+  const interactiveFree = () => holds.size + lent < slots.max && running.interactive + lent < slots.max - slots.batchReserved;
 
   function dispatch(m: JsMsg, lane: Lane): void {
     const now = clock();
     const hold: Hold = { m, startedAt: now, renewedAt: now, cancel: new CallCancel(), lane, trace: undefined };
     holds.add(hold);
+    running[lane]++;
     void handle(hold).finally(() => {
       holds.delete(hold);
+      running[lane]--;
       held[lane]--;
       wake();
       if (holds.size === 0) idleWaiter?.();
@@ -221,6 +244,18 @@ export function createConsumer({ js, router, lanes, logger, clock, handle, onMis
     },
     close() {
       clearInterval(heartbeat);
+    },
+    interactiveFree,
+    takeInteractive() {
+      if (!interactiveFree()) return false;
+      lent++;
+      held.interactive++;
+      return true;
+    },
+    giveBackInteractive() {
+      lent--;
+      held.interactive--;
+      wake();
     },
   };
 }

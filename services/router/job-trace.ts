@@ -9,21 +9,36 @@
  * - `publish <subject>` (PRODUCER): storing the outcome in RESULTS or DLQ.
  */
 import type { JsMsg } from "@nats-io/jetstream";
+import type { MsgHdrs } from "@nats-io/transport-node";
 import type { Completion } from "../../shared/adapters/types.ts";
 import type { AttemptOutcome } from "../../shared/contract/job.ts";
 import type { ModelInfo } from "../../shared/routing/catalog.ts";
 import { failSpan, KIND, STATUS_ERROR, TRACEPARENT, TRACESTATE, type Context, type Span, type Tracing } from "../../shared/ops/tracing.ts";
+
+/** Where a job came from, as its span describes it: a JOBS message, or a fast-path request (no stream sequence, no queue). */
+export interface JobOrigin {
+  readonly subject: string;
+  readonly headers: MsgHdrs | undefined;
+  /** When the job was published (epoch ms); for a request, when it reached the worker. */
+  readonly publishedAt: number;
+  readonly deliveryCount: number;
+  readonly seq: number | undefined;
+}
+
+export function originOf(m: JsMsg): JobOrigin {
+  return { subject: m.subject, headers: m.headers, publishedAt: m.info.timestampNanos / 1e6, deliveryCount: m.info.deliveryCount, seq: m.seq };
+}
 
 export class JobTrace {
   readonly #tracing: Tracing;
   readonly #span: Span;
   readonly #ctx: Context;
 
-  constructor(tracing: Tracing, m: JsMsg, startedAt: number) {
+  constructor(tracing: Tracing, m: JobOrigin, startedAt: number) {
     this.#tracing = tracing;
     const traceparent = m.headers?.get(TRACEPARENT);
     const parent = tracing.extract(traceparent, traceparent ? m.headers?.get(TRACESTATE) : undefined);
-    const publishedAt = m.info.timestampNanos / 1e6;
+    const publishedAt = m.publishedAt;
     const task = m.subject.slice(m.subject.lastIndexOf(".") + 1);
     this.#span = tracing.tracer.startSpan(
       `job ${task}`,
@@ -36,14 +51,14 @@ export class JobTrace {
           "messaging.destination.name": m.subject,
           "messaging.message.id": m.headers?.get("Nats-Msg-Id") || undefined,
           "switchyard.task": task,
-          "switchyard.delivery_count": m.info.deliveryCount,
+          "switchyard.delivery_count": m.deliveryCount,
           "switchyard.stream_sequence": m.seq,
         },
       },
       parent,
     );
     this.#ctx = tracing.withSpan(parent, this.#span);
-    tracing.tracer.startSpan("queue wait", { startTime: Math.min(publishedAt, startedAt), attributes: { "switchyard.delivery_count": m.info.deliveryCount } }, this.#ctx).end(startedAt);
+    tracing.tracer.startSpan("queue wait", { startTime: Math.min(publishedAt, startedAt), attributes: { "switchyard.delivery_count": m.deliveryCount } }, this.#ctx).end(startedAt);
   }
 
   /** The job as intake read it. */

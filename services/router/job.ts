@@ -8,9 +8,9 @@
 import type { BadRequestError, ProviderError } from "../../shared/adapters/errors.ts";
 import type { Completion } from "../../shared/adapters/types.ts";
 import type { JobContract } from "../../shared/acceptance/contract.ts";
-import type { Attempt, AttemptOutcome, ChatRequest, DeadLetter, DlqReason, Job, Result } from "../../shared/contract/job.ts";
+import type { Attempt, AttemptOutcome, ChatRequest, DeadLetter, DlqReason, Job, Result, Usage } from "../../shared/contract/job.ts";
 import type { TaskPolicy } from "../../shared/routing/catalog.ts";
-import { costUsd } from "../../shared/routing/cost.ts";
+import { costBreakdown } from "../../shared/routing/cost.ts";
 import { decideAfterFailure } from "../../shared/routing/decide.ts";
 import { OUTCOMES, permanentFailureReason } from "../../shared/routing/outcomes.ts";
 import type { Plan, PlannedAttempt } from "../../shared/routing/planner.ts";
@@ -70,7 +70,14 @@ export interface Moment {
  * rejections, deadlines and exhausted jobs all come through here.
  */
 export function buildDeadLetter(job: Job, reason: DlqReason, error: string, attempts: readonly Attempt[], now: number): DeadLetter {
-  return { id: job.id, task: job.task, status: "failed", reason, error, attempts: [...attempts], job, metadata: job.metadata ?? {}, failed_at: new Date(now).toISOString() };
+  return { id: job.id, task: job.task, status: "failed", reason, error, attempts: [...attempts], billed_usd: billedUsd(attempts), job, metadata: job.metadata ?? {}, failed_at: new Date(now).toISOString() };
+}
+
+/** What the providers billed for these attempts: those that answered carry their cost. */
+export function billedUsd(attempts: readonly Attempt[]): number {
+  let sum = 0;
+  for (const a of attempts) if (a.cost_usd !== undefined) sum += a.cost_usd;
+  return sum;
 }
 
 /** A job whose deadline passed before it came, or whose delivery budget is spent, ends before any planning. */
@@ -177,17 +184,20 @@ export class Delivery {
     const { planned, at: t0 } = this.#take();
     const message = completion.response.choices[0]?.message;
     const judged = this.#in.contract.judge(message?.content ?? null);
+    // Whatever becomes of the answer, the provider billed it (the outcome table's `billed`).
+    const cost = costBreakdown(completion.usage, planned);
+    const billed: Billed = { usage: completion.usage, cost_usd: cost.total };
     if (!judged.ok) {
-      this.#record(planned, "invalid_output", 200, at.now - t0, judged.error);
+      this.#record(planned, "invalid_output", 200, at.now - t0, judged.error, billed);
       return "invalid_output";
     }
     // The answer came, but too late (a busy machine can overrun the call's own timer).
     if (this.#deadline !== undefined && at.now > this.#deadline) {
-      this.#attempts.push(attempt(planned, "timeout", 200, at.now - t0, "answered after the job's deadline"));
+      this.#attempts.push(attempt(planned, "timeout", 200, at.now - t0, "answered after the job's deadline", billed));
       this.#finish(buildDeadLetter(this.#in.job, "deadline_exceeded", `The answer came after the deadline ${this.#in.job.deadline}.`, this.#attempts, at.now), at);
       return "timeout";
     }
-    this.#attempts.push(attempt(planned, "ok", 200, at.now - t0, null));
+    this.#attempts.push(attempt(planned, "ok", 200, at.now - t0, null, billed));
     // A label that travelled wrapped as {"label": …} reaches the caller bare.
     const response = message && judged.content !== message.content
       ? { ...completion.response, choices: completion.response.choices.map((c, i) => (i === 0 ? { ...c, message: { ...c.message, content: judged.content } } : c)) }
@@ -203,7 +213,9 @@ export class Delivery {
       ...(judged.output === undefined ? {} : { output: judged.output }),
       usage: completion.usage,
       ...(completion.usageEstimated ? { usage_estimated: true as const } : {}),
-      cost_usd: costUsd(completion.usage, planned),
+      cost_usd: cost.total,
+      cost,
+      billed_usd: billedUsd(this.#attempts),
       latency_ms: at.now - this.#in.startedAt,
       queued_ms: Math.max(0, this.#in.startedAt - this.#in.publishedAt),
       attempts: this.#attempts,
@@ -228,8 +240,8 @@ export class Delivery {
     this.#take();
   }
 
-  #record(planned: PlannedAttempt, outcome: AttemptOutcome, status: number | null, latencyMs: number, error: string): void {
-    this.#attempts.push(attempt(planned, outcome, status, latencyMs, error));
+  #record(planned: PlannedAttempt, outcome: AttemptOutcome, status: number | null, latencyMs: number, error: string, billed?: Billed): void {
+    this.#attempts.push(attempt(planned, outcome, status, latencyMs, error, billed));
     this.#failures.push(outcome);
     this.#lastError = error;
     if (!OUTCOMES[outcome].retrySameModel) (this.#excluded ??= new Set()).add(planned.model.id);
@@ -262,6 +274,17 @@ export function holdLapsed(now: number, renewedAt: number, ackWaitMs: number): b
   return now - renewedAt > ackWaitMs;
 }
 
-function attempt(p: PlannedAttempt, outcome: AttemptOutcome, status: number | null, latencyMs: number, error: string | null): Attempt {
-  return { provider: p.model.provider, model: p.model.name, tier: p.tier, outcome, http_status: status, latency_ms: latencyMs, error };
+/** An answered call's usage and what it cost; a call that got no answer was not billed and has none. */
+interface Billed {
+  readonly usage: Usage;
+  readonly cost_usd: number;
+}
+
+function attempt(p: PlannedAttempt, outcome: AttemptOutcome, status: number | null, latencyMs: number, error: string | null, billed?: Billed): Attempt {
+  const a: Attempt = { provider: p.model.provider, model: p.model.name, tier: p.tier, outcome, http_status: status, latency_ms: latencyMs, error };
+  if (billed !== undefined) {
+    a.usage = billed.usage;
+    a.cost_usd = billed.cost_usd;
+  }
+  return a;
 }

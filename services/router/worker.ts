@@ -5,31 +5,36 @@
  * against the same consumer, in one process or many.
  */
 import { jetstream } from "@nats-io/jetstream";
-import type { NatsConnection } from "@nats-io/transport-node";
+import { headers as natsHeaders, nuid, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { bindContract } from "../../shared/acceptance/contract.ts";
 import { ProviderError } from "../../shared/adapters/errors.ts";
 import { CallAbortedError } from "../../shared/adapters/http.ts";
 import type { Completion } from "../../shared/adapters/types.ts";
 import { routerLanes, type Config } from "../../shared/config/schema.ts";
-import type { Attempt, AttemptOutcome, DeadLetter } from "../../shared/contract/job.ts";
+import type { Attempt, AttemptOutcome, DeadLetter, DlqReason, Result } from "../../shared/contract/job.ts";
 import type { AttemptEvent } from "../../shared/contract/live.ts";
-import { namesOf } from "../../shared/contract/subjects.ts";
+import { INTERACTIVE_QUEUE, namesOf } from "../../shared/contract/subjects.ts";
 import type { Logger } from "../../shared/log.ts";
 import { openBuckets } from "../../shared/nats/buckets.ts";
 import type { RouterMetrics, TaskChildren } from "../../shared/ops/router-metrics.ts";
 import { watchModelStates, type ModelWatch } from "../../shared/nats/model-watch.ts";
 import { createModelCaller, type ProviderLease } from "../../shared/providers/caller.ts";
+import { openLimitsBucket } from "../../shared/limits/bucket.ts";
+import { createProviderLimits } from "../../shared/limits/provider-limits.ts";
 import type { ModelInfo } from "../../shared/routing/catalog.ts";
 import { LocalHealth } from "../../shared/routing/health.ts";
 import { LiveState } from "../../shared/routing/live-state.ts";
 import { costUsd } from "../../shared/routing/cost.ts";
 import { plan } from "../../shared/routing/planner.ts";
 import { createConsumer, type Hold } from "./consumer.ts";
+import { createRequestServer, sleepUnlessCancelled, type RequestTurn } from "./interactive.ts";
 import { intake } from "./intake.ts";
-import { beforePlanning, buildDeadLetter, Delivery, type Moment, type Step } from "./job.ts";
-import { createOutcomeStore, nextTurn, type KeptOutcome } from "./outcome-store.ts";
+import { beforePlanning, buildDeadLetter, Delivery, holdLapsed, type Moment, type Step } from "./job.ts";
+import { afterRefusal, refusalMessage } from "../../shared/spend/budget.ts";
+import { budgetField, createRouterBudgets, type Reservation } from "./budgets.ts";
+import { createOutcomeStore, nextTurn, type KeptOutcome, type OutcomeKind } from "./outcome-store.ts";
 import type { Tracing } from "../../shared/ops/tracing.ts";
-import { JobTrace } from "./job-trace.ts";
+import { JobTrace, originOf } from "./job-trace.ts";
 
 export interface RouterDeps {
   readonly nc: NatsConnection;
@@ -75,6 +80,36 @@ const HISTORY_LIMIT = 50_000;
 /** After the grace period, how long cut-off jobs get to hand themselves back. */
 const ABORT_SETTLE_MS = 500;
 
+/**
+ * One delivery of a job as the job logic sees it, whichever way it came: a JetStream hold, or
+ * a fast-path request (`interactive.ts`). The job logic (`work`) reads only this.
+ */
+type Turn = Pick<Hold, "startedAt" | "renewedAt" | "cancel" | "lane" | "trace">;
+
+/** A job as it arrived, before intake. */
+interface Arrival {
+  /** Its subject as `<ns>.jobs.<task>`, whichever lane or path brought it. */
+  readonly subject: string;
+  readonly msgId: string | undefined;
+  readonly data: Uint8Array;
+  /** The id of a job that names none. */
+  readonly newId: () => string;
+  /** 1 on the first delivery. */
+  readonly deliveryCount: number;
+  /** When the job was sent (epoch ms), for its queue wait. */
+  readonly publishedAt: number;
+  /** Attempts of earlier deliveries this worker made. */
+  readonly earlier: readonly Attempt[];
+}
+
+/** How a delivery of a job ended; the path that brought it carries this out (store and ack, or reply). */
+type Ending =
+  | { readonly kind: "result"; readonly result: Result; readonly providerMs: number }
+  /** `task` as labelled in metrics (`other` for a subject no task has). */
+  | { readonly kind: "dead_letter"; readonly subject: string; readonly deadLetter: DeadLetter; readonly task: string; readonly providerMs: number }
+  | { readonly kind: "redeliver"; readonly delayMs: number; readonly attempts: readonly Attempt[] }
+  | { readonly kind: "let_go"; readonly why: "hold_lapsed" | "stopping"; readonly id: string };
+
 export function createRouter({ nc, config, logger, clock = Date.now, random = Math.random, env = process.env, metrics, onConsumerMissing, tracing }: RouterDeps): Router {
   const js = jetstream(nc);
   // The deployment's names, fixed for the worker's life (a reload does not move it to another namespace).
@@ -83,13 +118,23 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
   const live = new LiveState(new LocalHealth(), clock);
   const router = config.router;
   const caller = createModelCaller(config, { env });
+  // Provider limits shared by every worker, and the Retry-After pauses any of them hears (shared/limits).
+  const limits = createProviderLimits({
+    nc,
+    kv: () => openLimitsBucket(nc, config),
+    config,
+    pauseSubject: names.limitsPauseSubject,
+    clock,
+    logger,
+    onPause: (p) => live.local.failed(p.m, p.p, "rate_limited", clock(), Math.max(0, p.until - clock())),
+  });
   const stats: RouterStats = {
     received: 0,
     succeeded: 0,
     deadLettered: 0,
     redelivered: 0,
     get inFlight() {
-      return consumer.holds.size;
+      return consumer.holds.size + requests.turns.size;
     },
   };
   // Only this process's view: a redelivery that lands on another worker starts a fresh list.
@@ -104,6 +149,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
   let watch: ModelWatch | undefined;
 
   const store = createOutcomeStore({ nc, js, logger, clock, ackWaitMs: router.ack_wait, stopping: () => stopping, names });
+  const budgets = createRouterBudgets({ nc, config, logger, clock });
   const consumer = createConsumer({
     js,
     router,
@@ -112,9 +158,10 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
     clock,
     onMissing: onConsumerMissing,
     names,
+    onCapacity: () => requests.resume(),
     handle: (hold) => {
       stats.received++;
-      if (tracing !== undefined) hold.trace = new JobTrace(tracing, hold.m, hold.startedAt);
+      if (tracing !== undefined) hold.trace = new JobTrace(tracing, originOf(hold.m), hold.startedAt);
       const seq = hold.m.seq;
       const before = inHand.get(seq);
       const done = (before === undefined ? handle(hold) : before.then(() => handle(hold))).catch((err: unknown) => {
@@ -134,8 +181,19 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
     },
   });
 
+  // Fast-path requests take the interactive lane's slots, shared with the jobs it pulls.
+  const requests = createRequestServer({
+    nc,
+    prefix: names.interactiveRequestPrefix,
+    queue: INTERACTIVE_QUEUE,
+    logger,
+    clock,
+    slots: { take: () => consumer.takeInteractive(), free: () => consumer.interactiveFree(), giveBack: () => consumer.giveBackInteractive() },
+    serve: serveRequest,
+  });
+
   /** The job's moment, brought up to date in place: one object per job, not one per step. */
-  const moment = (hold: Hold, at: Moment): Moment => {
+  const moment = (hold: Turn, at: Moment): Moment => {
     at.now = clock();
     at.renewedAt = hold.renewedAt;
     at.stopping = hold.cancel.cancelled;
@@ -143,11 +201,11 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
   };
 
   /** This delivery's queue wait and, for a repeated delivery, the redelivery: counted once the task is known. */
-  function delivered(hold: Hold, task: string, known: boolean): TaskChildren | undefined {
+  function delivered(turn: Turn, a: Pick<Arrival, "publishedAt" | "deliveryCount">, task: string, known: boolean): TaskChildren | undefined {
     if (!metrics) return undefined;
     const t = metrics.task(task, known);
-    t.queueWait[hold.lane].observe(Math.max(0, hold.startedAt - hold.m.info.timestampNanos / 1e6) / 1000);
-    if (hold.m.info.deliveryCount > 1) t.redeliveries.inc();
+    t.queueWait[turn.lane].observe(Math.max(0, turn.startedAt - a.publishedAt) / 1000);
+    if (a.deliveryCount > 1) t.redeliveries.inc();
     return t;
   }
 
@@ -160,36 +218,75 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
     }
     const kept = store.takeKept(m.seq);
     if (kept) {
-      if (kept.task !== undefined) delivered(hold, kept.task, true);
+      if (kept.task !== undefined) delivered(hold, { deliveryCount: m.info.deliveryCount, publishedAt: m.info.timestampNanos / 1e6 }, kept.task, true);
       await finish(hold, kept);
       return;
     }
-    const lease = caller.lease();
-    try {
-      const got = intake(canonicalJobSubject(m.subject), m.headers?.get("Nats-Msg-Id") || undefined, m.data, {
-        maxBytes: router.max_job_bytes,
-        isKnownTask: (t) => lease.catalog.tasks.has(t),
+    const earlier = history.get(m.seq) ?? [];
+    history.delete(m.seq);
+    const end = await work(
+      {
+        subject: canonicalJobSubject(m.subject),
+        msgId: m.headers?.get("Nats-Msg-Id") || undefined,
+        data: m.data,
         // The stream sequence, not a random id: every redelivery of the job must get the same one.
         newId: () => `jobs-${m.seq}`,
+        deliveryCount: m.info.deliveryCount,
+        publishedAt: m.info.timestampNanos / 1e6,
+        earlier,
+      },
+      hold,
+    );
+    switch (end.kind) {
+      case "result": {
+        const r = end.result;
+        await finish(hold, { kind: "result", subject: resultSubject(r.task), payload: JSON.stringify(r), id: r.id, task: r.task }, end.providerMs);
+        return;
+      }
+      case "dead_letter":
+        return deadLetter(hold, end.subject, end.deadLetter, end.providerMs, end.task);
+      case "redeliver":
+        if (history.size >= HISTORY_LIMIT) history.delete(history.keys().next().value as number);
+        history.set(m.seq, [...end.attempts]);
+        stats.redelivered++;
+        hold.trace?.outcome("redelivered");
+        m.nak(end.delayMs);
+        return;
+      case "let_go":
+        return letGo(hold, end.id, end.why);
+    }
+  }
+
+  /**
+   * The job logic of one delivery, whichever way the job came: intake, planning, the calls the
+   * delivery asks for, until it ends. Publishes nothing: the caller carries out the ending.
+   */
+  async function work(a: Arrival, turn: Turn): Promise<Ending> {
+    const lease = caller.lease();
+    try {
+      const got = intake(a.subject, a.msgId, a.data, {
+        maxBytes: router.max_job_bytes,
+        isKnownTask: (t) => lease.catalog.tasks.has(t),
+        newId: a.newId,
         names,
       });
       if (got.kind === "reject") {
         const { id, task, reason, error, job, metadata } = got;
         const known = lease.catalog.tasks.has(task);
-        delivered(hold, task, known);
-        return deadLetter(hold, got.dlqSubject, { id, task, status: "failed", reason, error, attempts: [], job, metadata, failed_at: new Date(clock()).toISOString() }, 0, known ? task : "other");
+        delivered(turn, a, task, known);
+        const deadLetter: DeadLetter = { id, task, status: "failed", reason, error, attempts: [], job, metadata, failed_at: new Date(clock()).toISOString() };
+        return { kind: "dead_letter", subject: got.dlqSubject, deadLetter, task: known ? task : "other", providerMs: 0 };
       }
       const job = got.job;
-      hold.trace?.identify(job.id, job.task);
-      const t = delivered(hold, job.task, true);
+      turn.trace?.identify(job.id, job.task);
+      const t = delivered(turn, a, job.task, true);
       const policy = lease.catalog.tasks.get(job.task)!;
-      const earlier = history.get(m.seq) ?? [];
-      history.delete(m.seq);
       const deadline = job.deadline === undefined ? undefined : Date.parse(job.deadline);
-      const early = beforePlanning(job, policy, earlier, m.info.deliveryCount, deadline, hold.startedAt);
-      if (early) return deadLetter(hold, dlqSubject(job.task), early, 0, job.task);
+      const dead = (deadLetter: DeadLetter, providerMs: number): Ending => ({ kind: "dead_letter", subject: dlqSubject(job.task), deadLetter, task: job.task, providerMs });
+      const early = beforePlanning(job, policy, a.earlier, a.deliveryCount, deadline, turn.startedAt);
+      if (early) return dead(early, 0);
       const contract = bindContract(policy.contract, job.request);
-      if ("kind" in contract) return deadLetter(hold, dlqSubject(job.task), buildDeadLetter(job, "invalid_job", contract.message, earlier, clock()), 0, job.task);
+      if ("kind" in contract) return dead(buildDeadLetter(job, "invalid_job", contract.message, a.earlier, clock()), 0);
       // Time in provider calls, taken out of the job's router overhead.
       let providerMs = 0;
       const tenant = t === undefined ? "" : metrics!.tenantOf(job.metadata);
@@ -198,37 +295,47 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
         job,
         policy,
         contract,
-        plan: plan({ policy, catalog: lease.catalog, view: live, job, now: hold.startedAt, random }),
-        earlier,
-        deliveryCount: m.info.deliveryCount,
+        plan: plan({ policy, catalog: lease.catalog, view: live, job, now: turn.startedAt, random }),
+        earlier: a.earlier,
+        deliveryCount: a.deliveryCount,
         backoffMs: router.redelivery_backoff,
         timeoutOf: (model) => lease.config.providers[model.provider]!.timeout_ms,
-        startedAt: hold.startedAt,
-        publishedAt: m.info.timestampNanos / 1e6,
+        startedAt: turn.startedAt,
+        publishedAt: a.publishedAt,
         ackWaitMs: router.ack_wait,
         random,
       });
       const at: Moment = { now: 0, renewedAt: 0, stopping: false };
       for (;;) {
-        const step: Step = delivery.next(live, moment(hold, at));
+        const step: Step = delivery.next(live, moment(turn, at));
         switch (step.kind) {
-          case "call":
-            providerMs += await call(lease, delivery, step, hold, job.task, at, t, tenant);
+          case "call": {
+            // Budgets (README "Budgets"): the worst case reserved before the call; none apply, no KV touched.
+            const applying = budgets.applying(job.task, job.metadata);
+            let reservation: Reservation | undefined;
+            if (applying.length > 0) {
+              const r = await budgets.reserve(applying, step.planned, step.request);
+              if (r.kind === "refused") {
+                delivery.aborted();
+                const now = clock();
+                if (holdLapsed(now, turn.renewedAt, router.ack_wait)) return { kind: "let_go", why: "hold_lapsed", id: job.id };
+                const next = afterRefusal(r.refusals, now, deadline);
+                if (next.kind === "wait") return { kind: "redeliver", delayMs: next.delayMs, attempts: delivery.attempts };
+                return dead({ ...buildDeadLetter(job, "budget_exceeded", refusalMessage(next.refusal), delivery.attempts, now), budget: budgetField(next.refusal) }, providerMs);
+              }
+              reservation = r.reservation;
+            }
+            providerMs += await call(lease, delivery, step, turn, job.task, at, t, tenant, reservation);
             continue;
+          }
           case "result":
-            await finish(hold, { kind: "result", subject: resultSubject(job.task), payload: JSON.stringify(step.result), id: job.id, task: job.task }, providerMs);
-            return;
+            return { kind: "result", result: step.result, providerMs };
           case "dead_letter":
-            return deadLetter(hold, dlqSubject(job.task), step.deadLetter, providerMs, job.task);
+            return dead(step.deadLetter, providerMs);
           case "redeliver":
-            if (history.size >= HISTORY_LIMIT) history.delete(history.keys().next().value as number);
-            history.set(m.seq, [...delivery.attempts]);
-            stats.redelivered++;
-            hold.trace?.outcome("redelivered");
-            m.nak(step.delayMs);
-            return;
+            return { kind: "redeliver", delayMs: step.delayMs, attempts: delivery.attempts };
           case "let_go":
-            return letGo(hold, job.id, step.why);
+            return { kind: "let_go", why: step.why, id: job.id };
         }
       }
     } finally {
@@ -237,17 +344,86 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
   }
 
   /**
+   * A fast-path request (`interactive.ts`): the same job logic, its ending replied to the
+   * caller. A redelivery happens here, after its backoff, since no queue holds the job; a stop
+   * that cuts the job off hands it back to the gateway, which may send it to another router.
+   * The outcome is also recorded in RESULTS or DLQ, fire-and-forget (README, "Gateway"): the
+   * caller has its answer already, and a lost record costs only the audit trail.
+   */
+  async function serveRequest(msg: Msg, task: string, turn: RequestTurn): Promise<void> {
+    stats.received++;
+    const newId = () => `req-${nuid.next()}`;
+    if (tracing !== undefined) turn.trace = new JobTrace(tracing, { subject: msg.subject, headers: msg.headers, publishedAt: turn.startedAt, deliveryCount: 1, seq: undefined }, turn.startedAt);
+    try {
+      let earlier: readonly Attempt[] = [];
+      for (let deliveryCount = 1; ; deliveryCount++) {
+        const end = await work({ subject: names.jobSubject(task), msgId: undefined, data: msg.data, newId, deliveryCount, publishedAt: turn.startedAt, earlier }, turn);
+        switch (end.kind) {
+          case "result": {
+            const r = end.result;
+            answer(msg, turn, "result", resultSubject(r.task), JSON.stringify(r), r.id, r.task, undefined, end.providerMs);
+            return;
+          }
+          case "dead_letter": {
+            const dl = end.deadLetter;
+            answer(msg, turn, "dead_letter", end.subject, JSON.stringify(dl), dl.id, end.task, dl.reason, end.providerMs);
+            logger.warn({ id: dl.id, task: dl.task, reason: dl.reason, attempts: dl.attempts.length }, dl.error);
+            return;
+          }
+          case "redeliver":
+            stats.redelivered++;
+            if (await sleepUnlessCancelled(turn.cancel, end.delayMs)) {
+              requests.handBack(msg);
+              return;
+            }
+            earlier = end.attempts;
+            continue;
+          case "let_go":
+            turn.trace?.outcome(end.why);
+            requests.handBack(msg);
+            return;
+        }
+      }
+    } finally {
+      turn.trace?.end();
+    }
+  }
+
+  /** Replies to a fast-path request with its outcome, then records it (`router.record_interactive`) and counts it. */
+  function answer(msg: Msg, turn: Turn, kind: OutcomeKind, subject: string, payload: string, id: string, task: string, reason: DlqReason | undefined, providerMs: number): void {
+    requests.reply(msg, payload);
+    if (router.record_interactive) {
+      turn.trace?.publish(kind, subject, id, reason).end();
+      const h = natsHeaders();
+      h.set("Nats-Msg-Id", id);
+      void nextTurn().then(() => {
+        try {
+          nc.publish(subject, payload, { headers: h });
+        } catch {
+          // A closed connection: the caller has its answer; only the record is lost.
+        }
+      });
+    }
+    counted(kind, task, reason, turn.startedAt, providerMs);
+  }
+
+  /**
    * Carries out a `call` step and reports what happened to the delivery, local health, the
    * pricing service and the metrics. Returns the call's duration in ms.
    */
-  async function call(lease: ProviderLease, delivery: Delivery, step: Extract<Step, { kind: "call" }>, hold: Hold, task: string, at: Moment, t: TaskChildren | undefined, tenant: string): Promise<number> {
+  async function call(lease: ProviderLease, delivery: Delivery, step: Extract<Step, { kind: "call" }>, hold: Turn, task: string, at: Moment, t: TaskChildren | undefined, tenant: string, reservation: Reservation | undefined): Promise<number> {
     const model = step.planned.model;
+    // Provider limits shared by every worker: waits for quota, or refuses by the task's `on_rate_limited`; a refusal fails the attempt below.
+    const refused = await limits.admit(model, step.request, task, step.timeoutMs, hold.cancel)?.then(() => undefined, (err: unknown) => err);
     const t0 = clock();
     const span = hold.trace?.attempt(model, step.planned.tier);
     let completion: Completion;
     try {
-      completion = await lease.call(model, step.request, step.timeoutMs, hold.cancel);
+      if (refused !== undefined) throw refused;
+      completion = await limits.during(step.request, lease.call(model, step.request, step.timeoutMs, hold.cancel));
     } catch (err) {
+      // No answer, no bill: the reservation is given back whole.
+      reservation?.release();
       if (err instanceof CallAbortedError) {
         span?.aborted();
         delivery.aborted();
@@ -260,12 +436,15 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
       span?.failed(err.kind, err.status, err);
       const now = clock();
       live.local.failed(model.id, model.provider, err.kind, now, err.retryAfterMs);
+      limits.failed(model, err, now);
       report(model, task, err.kind, err.status, now - t0, undefined, t0);
       metrics?.attempt(model, err.kind, now - t0);
       delivery.failed(err, err.message, moment(hold, at));
       return now - t0;
     }
+    reservation?.settle(costUsd(completion.usage, step.planned));
     const outcome = delivery.answered(completion, moment(hold, at));
+    limits.used(step.request, completion.usage);
     const latency = clock() - t0;
     span?.answered(completion, outcome, costUsd(completion.usage, step.planned));
     if (outcome === "ok") live.local.succeeded(model.id, latency);
@@ -275,7 +454,8 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
       metrics!.attempt(model, outcome, latency);
       // Every answer is billed, a rejected one too (the outcome table).
       const u = completion.usage;
-      metrics!.billed(t, model, tenant, costUsd(u, step.planned), u.prompt_tokens, u.completion_tokens);
+      const d = u.prompt_tokens_details;
+      metrics!.billed(t, model, tenant, costUsd(u, step.planned), u.prompt_tokens, u.completion_tokens, d?.cached_tokens, d?.cache_write_tokens, u.completion_tokens_details?.reasoning_tokens);
     }
     return latency;
   }
@@ -285,24 +465,32 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
     if (await store.finish(hold, outcome)) {
       if (served.size >= HISTORY_LIMIT) served.delete(served.values().next().value as number);
       served.add(hold.m.seq);
-      stats[outcome.kind === "result" ? "succeeded" : "deadLettered"]++;
-      if (metrics && outcome.task !== undefined) {
-        const t = metrics.task(outcome.task, true);
-        if (outcome.kind === "result") t.result.inc();
-        else metrics.deadLettered(t, outcome.reason ?? "exhausted");
-        t.overhead.observe(Math.max(0, clock() - hold.startedAt - providerMs) / 1000);
-      }
+      counted(outcome.kind, outcome.task, outcome.reason, hold.startedAt, providerMs);
       return true;
     }
     if (hold.cancel.cancelled) nak(hold);
     return false;
   }
 
+  /** A job's outcome in the stats and metrics, once it is stored or replied. */
+  function counted(kind: OutcomeKind, task: string | undefined, reason: DlqReason | undefined, startedAt: number, providerMs: number): void {
+    stats[kind === "result" ? "succeeded" : "deadLettered"]++;
+    if (metrics && task !== undefined) {
+      const t = metrics.task(task, true);
+      if (kind === "result") t.result.inc();
+      else metrics.deadLettered(t, reason ?? "exhausted");
+      t.overhead.observe(Math.max(0, clock() - startedAt - providerMs) / 1000);
+    }
+  }
+
   /** `task` is the job's task as labelled in metrics (`other` for a subject no task has). */
   async function deadLetter(hold: Hold, subject: string, dl: DeadLetter, providerMs: number, task: string): Promise<void> {
-    // A redelivered job may have been served already, its ack lost on the way: a dead letter
-    // now would give it two outcomes in two streams, which no duplicate window catches.
-    if (hold.m.info.deliveryCount > 1 && dl.reason !== "invalid_job" && (await store.resultStored(dl.task, dl.id, hold.m.info.timestampNanos / 1e6))) {
+    // A redelivered job may have been served already, its ack lost on the way, and a job held
+    // here past ack_wait may have been redelivered to another worker that served it (this
+    // worker's working() lost): a dead letter now would give it two outcomes in two streams,
+    // which no duplicate window catches.
+    const maybeServed = hold.m.info.deliveryCount > 1 || clock() - hold.startedAt > router.ack_wait;
+    if (maybeServed && dl.reason !== "invalid_job" && (await store.resultStored(dl.task, dl.id, hold.m.info.timestampNanos / 1e6))) {
       hold.m.ack();
       return;
     }
@@ -369,34 +557,45 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
   }
 
   const removeInFlight = metrics?.addInFlight(() => {
-    let interactive = 0;
+    let interactive = requests.turns.size;
     for (const h of consumer.holds) if (h.lane === "interactive") interactive++;
-    return { interactive, batch: consumer.holds.size - interactive };
+    return { interactive, batch: consumer.holds.size + requests.turns.size - interactive };
   });
 
   async function run(): Promise<void> {
     void watchLiveState().catch((err: unknown) => logger.error({ err: (err as Error).message }, "live state watch failed; routing on configured prices and local health"));
+    // Budgets must be known before the first job is served.
+    await budgets.start();
+    requests.start();
     await consumer.run();
   }
 
   async function stop(): Promise<void> {
     stopping = true;
+    // Out of the queue group first: requests already on their way are still served.
+    await requests.stop();
     consumer.stop();
-    await consumer.idle(router.shutdown_grace);
-    // Past the grace period: cut the calls off. Each job hands itself back (nak) with nothing
-    // published, so the next worker serves it and this one cannot also publish a late result.
+    await Promise.all([consumer.idle(router.shutdown_grace), requests.idle(router.shutdown_grace)]);
+    // Past the grace period: cut the calls off. Each job hands itself back (nak, or a handback
+    // reply to the gateway) with nothing published, so another worker serves it and this one
+    // cannot also publish a late result.
     for (const h of consumer.holds) h.cancel.cancel();
-    await consumer.idle(ABORT_SETTLE_MS);
+    for (const r of requests.turns) r.cancel.cancel();
+    await Promise.all([consumer.idle(ABORT_SETTLE_MS), requests.idle(ABORT_SETTLE_MS)]);
     for (const h of consumer.holds) nak(h);
     consumer.close();
     removeInFlight?.();
     watch?.stop();
+    await limits.close();
+    await budgets.stop();
     await caller.close();
   }
 
   function reload(next: Config): void {
     // Jobs running keep the setup they leased; its pools close when the last of them ends.
     caller.reload(next);
+    limits.reload(next);
+    budgets.reload(next);
     if (JSON.stringify(next.router) !== JSON.stringify(config.router) || JSON.stringify(next.streams) !== JSON.stringify(config.streams)) {
       logger.warn("config reloaded; changes to `router` and `streams` take effect at the next restart");
     }

@@ -8,6 +8,7 @@
  */
 import type { IncomingHttpHeaders } from "node:http";
 import type { Reply, SimChatRequest, SimMessage, SimTool, SimToolChoice } from "./replies.ts";
+import type { UsageDetails } from "./scenario.ts";
 import { fromOpenApiSchema } from "./schema-value.ts";
 import { isRecord } from "../../shared/json.ts";
 
@@ -27,6 +28,36 @@ export interface ParsedChat {
 export interface SimModel {
   readonly modelJson: string;
   readonly fingerprintJson: string;
+  /** The usage parts the model reports (`usage_details`); undefined: none, and the usage is the plain one. */
+  readonly usageDetails: UsageDetails | undefined;
+}
+
+/** A model's usage parts fitted to one call: cache reads, then writes, within the prompt. */
+function partsOf(d: UsageDetails, prompt: number): { cached: number; written: number; reasoning: number } {
+  const cached = Math.min(d.cached_tokens, prompt);
+  return { cached, written: Math.min(d.cache_write_tokens, prompt - cached), reasoning: d.reasoning_tokens };
+}
+
+/** OpenAI's usage: the parts inside the totals, in its details objects. */
+function openAiUsage(m: SimModel, prompt: number, completion: number): string {
+  if (!m.usageDetails) return `{"prompt_tokens":${prompt},"completion_tokens":${completion},"total_tokens":${prompt + completion}}`;
+  const { cached, reasoning } = partsOf(m.usageDetails, prompt);
+  const out = completion + reasoning;
+  return `{"prompt_tokens":${prompt},"completion_tokens":${out},"total_tokens":${prompt + out},"prompt_tokens_details":{"cached_tokens":${cached},"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":${reasoning},"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}`;
+}
+
+/** Anthropic's usage: input_tokens without the cache, the cache counts beside it, thinking inside output_tokens. */
+function anthropicUsage(m: SimModel, prompt: number, completion: number): string {
+  if (!m.usageDetails) return `{"input_tokens":${prompt},"output_tokens":${completion}}`;
+  const { cached, written, reasoning } = partsOf(m.usageDetails, prompt);
+  return `{"input_tokens":${prompt - cached - written},"cache_creation_input_tokens":${written},"cache_read_input_tokens":${cached},"output_tokens":${completion + reasoning}}`;
+}
+
+/** Gemini's usageMetadata: the cache inside promptTokenCount, thoughts counted apart from the candidates. */
+function geminiUsage(m: SimModel, prompt: number, completion: number): string {
+  if (!m.usageDetails) return `{"promptTokenCount":${prompt},"candidatesTokenCount":${completion},"totalTokenCount":${prompt + completion}}`;
+  const { cached, reasoning } = partsOf(m.usageDetails, prompt);
+  return `{"promptTokenCount":${prompt},"candidatesTokenCount":${completion},"totalTokenCount":${prompt + completion + reasoning},"cachedContentTokenCount":${cached},"thoughtsTokenCount":${reasoning}}`;
 }
 
 export interface SimDialect {
@@ -132,7 +163,7 @@ export const openaiDialect: SimDialect = {
   completion(id, m, reply, n, prompt, completion) {
     let choices = openAiChoice(id, reply, 0);
     for (let i = 1; i < n; i++) choices += `,${openAiChoice(id, reply, i)}`;
-    return `{"id":"chatcmpl-sim-${id}","object":"chat.completion","created":${Math.floor(Date.now() / 1000)},"model":${m.modelJson},"choices":[${choices}],"usage":{"prompt_tokens":${prompt},"completion_tokens":${completion},"total_tokens":${prompt + completion}},"system_fingerprint":${m.fingerprintJson}}`;
+    return `{"id":"chatcmpl-sim-${id}","object":"chat.completion","created":${Math.floor(Date.now() / 1000)},"model":${m.modelJson},"choices":[${choices}],"usage":${openAiUsage(m, prompt, completion)},"system_fingerprint":${m.fingerprintJson}}`;
   },
   malformed: (id) => `{"id":"chatcmpl-sim-${id}","object":"chat.completion","choices":[{"index":0,"message":${MALFORMED}`,
 };
@@ -267,10 +298,10 @@ export const anthropicDialect: SimDialect = {
   completion(id, m, reply, _n, prompt, completion) {
     const call = reply.toolCall;
     if (call) {
-      return `{"id":"msg_sim_${id}","type":"message","role":"assistant","model":${m.modelJson},"content":[{"type":"tool_use","id":"toolu_sim_${id}","name":${JSON.stringify(call.name)},"input":${call.arguments}}],"stop_reason":"tool_use","stop_sequence":null,"usage":{"input_tokens":${prompt},"output_tokens":${completion}}}`;
+      return `{"id":"msg_sim_${id}","type":"message","role":"assistant","model":${m.modelJson},"content":[{"type":"tool_use","id":"toolu_sim_${id}","name":${JSON.stringify(call.name)},"input":${call.arguments}}],"stop_reason":"tool_use","stop_sequence":null,"usage":${anthropicUsage(m, prompt, completion)}}`;
     }
     const stop = reply.finish_reason === "length" ? "max_tokens" : "end_turn";
-    return `{"id":"msg_sim_${id}","type":"message","role":"assistant","model":${m.modelJson},"content":[{"type":"text","text":${JSON.stringify(reply.content)}}],"stop_reason":"${stop}","stop_sequence":null,"usage":{"input_tokens":${prompt},"output_tokens":${completion}}}`;
+    return `{"id":"msg_sim_${id}","type":"message","role":"assistant","model":${m.modelJson},"content":[{"type":"text","text":${JSON.stringify(reply.content)}}],"stop_reason":"${stop}","stop_sequence":null,"usage":${anthropicUsage(m, prompt, completion)}}`;
   },
   malformed: (id) => `{"id":"msg_sim_${id}","type":"message","role":"assistant","content":${MALFORMED}`,
 };
@@ -455,7 +486,7 @@ export const geminiDialect: SimDialect = {
     const part = reply.toolCall ? `{"functionCall":{"name":${JSON.stringify(reply.toolCall.name)},"args":${reply.toolCall.arguments}}}` : `{"text":${JSON.stringify(reply.content)}}`;
     let candidates = "";
     for (let i = 0; i < n; i++) candidates += `${i === 0 ? "" : ","}{"content":{"parts":[${part}],"role":"model"},"finishReason":"${finish}","index":${i}}`;
-    return `{"candidates":[${candidates}],"usageMetadata":{"promptTokenCount":${prompt},"candidatesTokenCount":${completion},"totalTokenCount":${prompt + completion}},"modelVersion":${m.modelJson},"responseId":"sim-${id}"}`;
+    return `{"candidates":[${candidates}],"usageMetadata":${geminiUsage(m, prompt, completion)},"modelVersion":${m.modelJson},"responseId":"sim-${id}"}`;
   },
   malformed: (id) => `{"candidates":[{"content":{"parts":${MALFORMED}],"responseId":"sim-${id}"`,
 };

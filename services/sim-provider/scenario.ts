@@ -101,8 +101,23 @@ export const ModelBehaviourSchema = z.strictObject({
    * seeded stream (separate from its faults), so a run replays. Default 0.
    */
   disobey_rate: probability.default(0),
+  /**
+   * Usage parts every answer reports, in the dialect's own fields, so cost ledgers meet cached
+   * and reasoning tokens: `cached_tokens` of the prompt read from the prompt cache (at most
+   * the prompt), `cache_write_tokens` written to it (reported by the anthropic dialect only;
+   * the others count them as plain prompt), and `reasoning_tokens` of thinking on top of the
+   * answer's own tokens. Fixed counts, so a test can price them by hand. Absent: none reported.
+   */
+  usage_details: z
+    .strictObject({
+      cached_tokens: z.int().nonnegative().default(0),
+      cache_write_tokens: z.int().nonnegative().default(0),
+      reasoning_tokens: z.int().nonnegative().default(0),
+    })
+    .optional(),
 });
 export type ModelBehaviour = z.output<typeof ModelBehaviourSchema>;
+export type UsageDetails = NonNullable<ModelBehaviour["usage_details"]>;
 
 export const SimProviderSchema = z.strictObject({
   /**
@@ -114,8 +129,20 @@ export const SimProviderSchema = z.strictObject({
   models: z
     .record(z.string().min(1), ModelBehaviourSchema)
     .refine((m) => Object.keys(m).length > 0, { message: "a provider needs at least one model" }),
+  /** How the provider's batch APIs behave (see `batches.ts`). Default: 1 s turnaround, a 24 h window, no line errors. */
+  batch: z
+    .strictObject({
+      /** Time from submission until every line is answered; lines finish evenly over it. Scaled down for tests. Default 1000. */
+      turnaround_ms: z.int().nonnegative().default(1000),
+      /** A batch whose turnaround exceeds this expires when it closes: finished lines keep their answers, the rest come back expired. Default 86400000 (24 h). */
+      window_ms: z.int().positive().default(86_400_000),
+      /** Share of lines answered with the dialect's server error instead of a completion, chosen by a hash of the seed and the line's id. Default 0. */
+      line_error_rate: probability.default(0),
+    })
+    .default({ turnaround_ms: 1000, window_ms: 86_400_000, line_error_rate: 0 }),
 });
 export type SimProviderConfig = z.output<typeof SimProviderSchema>;
+export type SimBatchBehaviour = SimProviderConfig["batch"];
 
 export const ScenarioSchema = z.strictObject({
   /** Seeds every model's fault and latency draws, so a run replays exactly given the same request order. Default 0. */

@@ -3,7 +3,8 @@
  * with scripted latency and faults. Every provider speaks all three dialects: OpenAI chat
  * completions (`POST /<provider>/v1/chat/completions`), Anthropic messages
  * (`POST /<provider>/v1/messages`) and Gemini generateContent
- * (`POST /<provider>/v1beta/models/<model>:generateContent`).
+ * (`POST /<provider>/v1beta/models/<model>:generateContent`). Each also serves its batch API
+ * on the same prefixes (`batches.ts`).
  *
  * The benchmark drives it at many thousands of requests per second, so the request path
  * avoids frameworks, zod, logging and per-request objects it can do without; the control
@@ -12,6 +13,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { estimatePromptTokens } from "../../shared/tokens.ts";
+import { createSimBatches } from "./batches.ts";
 import { anthropicDialect, geminiDialect, openaiDialect, type SimDialect, type WireReply } from "./dialects.ts";
 import { buildReply, completionLimit, replyTokens, type SimChatRequest } from "./replies.ts";
 import { fnv1a } from "./text.ts";
@@ -22,6 +24,7 @@ import {
   type ModelBehaviour,
   type Outage,
   type Scenario,
+  type UsageDetails,
 } from "./scenario.ts";
 
 export interface SimProviderOptions {
@@ -96,6 +99,7 @@ interface ModelState {
   /** Pre-serialised for the response template. */
   readonly modelJson: string;
   readonly fingerprintJson: string;
+  readonly usageDetails: UsageDetails | undefined;
   behaviour: ModelBehaviour;
   outage: Outage | null;
   /** Separate streams, so changing the latency or the disobedience never shifts the sequence of faults. */
@@ -162,6 +166,7 @@ export function createSimProvider(scenario: Scenario, opts: SimProviderOptions =
         scripted: behaviour,
         modelJson: JSON.stringify(model),
         fingerprintJson: JSON.stringify(`fp_sim_${fnv1a(`${provider}/${model}`).toString(16)}`),
+        usageDetails: behaviour.usage_details,
         behaviour,
         outage: null,
         faultDraw: draws(scenario.seed, provider, model, "fault"),
@@ -179,6 +184,7 @@ export function createSimProvider(scenario: Scenario, opts: SimProviderOptions =
   /** Latency and hang timers, cleared on close so a stopped server holds no event-loop work. */
   const timers = new Set<NodeJS.Timeout>();
   let completions = 0;
+  const batches = createSimBatches({ scenario, answer: completionBody });
 
   const server = createServer({ noDelay: true }, (req, res) => {
     const url = req.url ?? "/";
@@ -193,6 +199,7 @@ export function createSimProvider(scenario: Scenario, opts: SimProviderOptions =
     const rest = slash === -1 ? "" : path.slice(slash);
     const route = chatRoute(rest);
     if (provider && route && req.method === "POST") return chat(req, res, provider, route, q === -1 ? "" : url.slice(q + 1));
+    if (provider && batches.handle(req, res, path.slice(1, slash), provider, rest, q === -1 ? "" : url.slice(q + 1))) return;
     if (provider && rest === "/v1/models" && req.method === "GET") {
       if (!authorized(req, res, provider, openaiDialect, "")) return;
       return send(res, 200, provider.modelList);

@@ -10,6 +10,7 @@ import {
   createdFrom,
   functionTools,
   jsonInstruction,
+  normalUsage,
   parseErrorBody,
   parseReply,
   responseSchema,
@@ -260,11 +261,12 @@ export function fromResponse(reply: HttpReply, request: ChatRequest): Completion
   const message = { role: "assistant" as const, content: text, ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}) };
   const finish = body.stop_reason ? (FINISH_REASONS[body.stop_reason] ?? null) : null;
   const u = body.usage;
-  // input_tokens leaves out cached prompt tokens, which are still billed; OpenAI's prompt_tokens includes them.
-  const usage = u && {
-    prompt_tokens: u.input_tokens + (u.cache_creation_input_tokens ?? 0) + (u.cache_read_input_tokens ?? 0),
-    completion_tokens: u.output_tokens,
-  };
+  // input_tokens leaves out the tokens read from and written to the cache, which are billed
+  // too (at their own prices); OpenAI's prompt_tokens includes them. Thinking tokens are in
+  // output_tokens and the API reports no count of their own, so they are priced as output.
+  const read = u?.cache_read_input_tokens ?? 0;
+  const written = u?.cache_creation_input_tokens ?? 0;
+  const usage = u && normalUsage(u.input_tokens + read + written, u.output_tokens, undefined, { cached: read, cacheWrite: written });
   return completion(
     {
       id: body.id ?? "",

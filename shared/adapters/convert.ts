@@ -174,15 +174,33 @@ export function createdFrom(reply: HttpReply): number {
   return Number.isFinite(ms) ? Math.floor(ms / 1000) : 0;
 }
 
+/** The parts of a provider's usage that are priced apart, each already counted in its total. */
+export interface UsageParts {
+  readonly cached?: number | null | undefined;
+  readonly cacheWrite?: number | null | undefined;
+  readonly reasoning?: number | null | undefined;
+}
+
+/**
+ * Usage in the normal form (`Usage` in the contract): the totals, and the details only for
+ * parts that are non-zero, so a provider without caching or reasoning gives the three v1
+ * fields alone.
+ */
+export function normalUsage(prompt: number, completionTokens: number, total: number | undefined, parts: UsageParts = {}): Usage {
+  const usage: Usage = { prompt_tokens: prompt, completion_tokens: completionTokens, total_tokens: total ?? prompt + completionTokens };
+  if (parts.cached || parts.cacheWrite) {
+    usage.prompt_tokens_details = {
+      ...(parts.cached ? { cached_tokens: parts.cached } : {}),
+      ...(parts.cacheWrite ? { cache_write_tokens: parts.cacheWrite } : {}),
+    };
+  }
+  if (parts.reasoning) usage.completion_tokens_details = { reasoning_tokens: parts.reasoning };
+  return usage;
+}
+
 /** The normalised completion; usage is estimated, and flagged so, when the provider sent none. */
-export function completion(
-  base: ChatCompletion,
-  usage: (Omit<Usage, "total_tokens"> & { total_tokens?: number | undefined }) | undefined,
-  request: ChatRequest,
-): Completion {
+export function completion(base: ChatCompletion, usage: Usage | undefined, request: ChatRequest): Completion {
   const estimated = usage === undefined;
-  const prompt = usage?.prompt_tokens ?? estimatePromptTokens(request.messages);
-  const completionTokens = usage?.completion_tokens ?? estimateTextTokens(base.choices[0]?.message.content ?? "");
-  const counted: Usage = { prompt_tokens: prompt, completion_tokens: completionTokens, total_tokens: usage?.total_tokens ?? prompt + completionTokens };
+  const counted = usage ?? normalUsage(estimatePromptTokens(request.messages), estimateTextTokens(base.choices[0]?.message.content ?? ""), undefined);
   return { response: { ...base, usage: counted }, usage: counted, usageEstimated: estimated };
 }

@@ -9,6 +9,7 @@ import {
   completionLimit,
   createdFrom,
   functionTools,
+  normalUsage,
   parseErrorBody,
   parseReply,
   responseSchema,
@@ -73,6 +74,7 @@ const ResponseSchema = z.looseObject({
       promptTokenCount: z.number().int().nonnegative().optional(),
       candidatesTokenCount: z.number().int().nonnegative().optional(),
       thoughtsTokenCount: z.number().int().nonnegative().optional(),
+      cachedContentTokenCount: z.number().int().nonnegative().optional(),
       totalTokenCount: z.number().int().nonnegative().optional(),
     })
     .optional(),
@@ -266,12 +268,14 @@ export function fromResponse(reply: HttpReply, request: ChatRequest): Completion
   // Gemini reports STOP when it calls a function; OpenAI clients look for tool_calls.
   const finish = toolCalls.length > 0 ? "tool_calls" : candidate.finishReason ? (FINISH_REASONS[candidate.finishReason] ?? null) : null;
   const u = body.usageMetadata;
-  // Thinking tokens are billed as output but counted apart from the candidates'.
-  const usage = u?.promptTokenCount === undefined ? undefined : {
-    prompt_tokens: u.promptTokenCount,
-    completion_tokens: (u.candidatesTokenCount ?? 0) + (u.thoughtsTokenCount ?? 0),
-    total_tokens: u.totalTokenCount,
-  };
+  // promptTokenCount already includes cachedContentTokenCount; thinking tokens are billed as
+  // output but counted apart from the candidates', so they are added to the completion.
+  const usage = u?.promptTokenCount === undefined ? undefined : normalUsage(
+    u.promptTokenCount,
+    (u.candidatesTokenCount ?? 0) + (u.thoughtsTokenCount ?? 0),
+    u.totalTokenCount,
+    { cached: u.cachedContentTokenCount, reasoning: u.thoughtsTokenCount },
+  );
   return completion(
     {
       id: body.responseId ?? "",

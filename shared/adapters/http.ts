@@ -82,11 +82,13 @@ export function createProviderClient(provider: Pick<ProviderConfig, "base_url" |
       try {
         const pool = pools[turn]!;
         turn = (turn + 1) % shards;
-        const res = await pool.request({ method: "POST", path: prefix + call.path, headers: call.headers, body: call.body, signal: abort.signal });
+        const method = call.method ?? "POST";
+        const res = await pool.request({ method, path: prefix + call.path, headers: call.headers, body: method === "GET" ? null : call.body, signal: abort.signal });
         const length = Number(res.headers["content-length"]);
-        if (length > MAX_RESPONSE_BYTES) {
+        const limit = call.maxResponseBytes ?? MAX_RESPONSE_BYTES;
+        if (length > limit) {
           res.body.destroy();
-          throw new NetworkError(`response of ${length} bytes exceeds the ${MAX_RESPONSE_BYTES}-byte limit`);
+          throw new NetworkError(`response of ${length} bytes exceeds the ${limit}-byte limit`);
         }
         const body = await res.body.text();
         return { status: res.statusCode, headers: res.headers, body };

@@ -5,7 +5,7 @@
 import { z } from "zod";
 import type { ChatRequest } from "../contract/job.ts";
 import { estimatePromptTokens, estimateTextTokens } from "../tokens.ts";
-import { parseReply } from "./convert.ts";
+import { normalUsage, parseReply } from "./convert.ts";
 import { errorForStatus } from "./errors.ts";
 import type { Adapter, ChatCompletion, Completion, HttpCall, HttpReply, ProviderTarget } from "./types.ts";
 
@@ -24,7 +24,13 @@ const ResponseSchema = z.looseObject({
     )
     .min(1),
   usage: z
-    .looseObject({ prompt_tokens: z.number().int().nonnegative(), completion_tokens: z.number().int().nonnegative(), total_tokens: z.number().int().nonnegative().optional() })
+    .looseObject({
+      prompt_tokens: z.number().int().nonnegative(),
+      completion_tokens: z.number().int().nonnegative(),
+      total_tokens: z.number().int().nonnegative().optional(),
+      prompt_tokens_details: z.looseObject({ cached_tokens: z.number().int().nonnegative().nullable().optional() }).nullable().optional(),
+      completion_tokens_details: z.looseObject({ reasoning_tokens: z.number().int().nonnegative().nullable().optional() }).nullable().optional(),
+    })
     .nullable()
     .optional(),
 });
@@ -43,17 +49,19 @@ export function fromResponse(reply: HttpReply, request: ChatRequest): Completion
   if (reply.status < 200 || reply.status >= 300) throw errorFromReply(reply);
   const body = parseReply(reply, ResponseSchema, "a chat.completion");
   const response = { ...body, object: "chat.completion", id: body.id ?? "", created: body.created ?? 0, model: body.model ?? "" } as ChatCompletion;
-  if (body.usage) {
-    const usage = {
-      prompt_tokens: body.usage.prompt_tokens,
-      completion_tokens: body.usage.completion_tokens,
-      total_tokens: body.usage.total_tokens ?? body.usage.prompt_tokens + body.usage.completion_tokens,
-    };
+  const u = body.usage;
+  if (u) {
+    // OpenAI's parts are already inside its totals: cached_tokens in prompt_tokens,
+    // reasoning_tokens in completion_tokens. It reports no cache writes (it charges none).
+    const usage = normalUsage(u.prompt_tokens, u.completion_tokens, u.total_tokens, {
+      cached: u.prompt_tokens_details?.cached_tokens,
+      reasoning: u.completion_tokens_details?.reasoning_tokens,
+    });
     return { response, usage, usageEstimated: false };
   }
   const prompt = estimatePromptTokens(request.messages);
   const completion = body.choices.reduce((n, c) => n + estimateTextTokens(c.message.content ?? ""), 0);
-  const usage = { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+  const usage = normalUsage(prompt, completion, undefined);
   response.usage = usage;
   return { response, usage, usageEstimated: true };
 }

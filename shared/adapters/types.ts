@@ -18,9 +18,14 @@ export interface ProviderTarget {
 
 /** A call relative to the provider's base URL. */
 export interface HttpCall {
+  /** @defaultValue "POST" (every chat call); the batch APIs also poll and download with GET. */
+  readonly method?: "GET" | "POST";
   readonly path: string;
   readonly headers: Record<string, string>;
+  /** Ignored for GET. */
   readonly body: string;
+  /** Replies above this size are refused. @defaultValue 8 MiB; a batch's result file may be far larger than any chat reply. */
+  readonly maxResponseBytes?: number;
 }
 
 export interface HttpReply {

@@ -28,10 +28,14 @@ export function gatewayConfigSchema({ duration, size }: Units) {
     task: z.string().regex(TASK_PATTERN, "task must match [a-z0-9_-]{1,64}").optional(),
     /** Tasks this key may name in `x-switchyard-task`; any configured task when absent. Others get 403. */
     tasks: z.array(z.string().regex(TASK_PATTERN)).min(1).optional(),
-    /** Sustained requests per second this key may make to one gateway instance. @defaultValue 50 */
+    /** Sustained requests per second this key may make, across every gateway instance together. @defaultValue 50 */
     requests_per_second: z.number().positive().default(50),
     /** Requests the key may make at once above the sustained rate. @defaultValue 2 × requests_per_second */
     burst: z.int().positive().optional(),
+    /** Prompt plus completion tokens per minute this key may use, across every gateway; a request reserves its prompt estimate plus `max_tokens` (or the task's expected completion). Unlimited when absent. */
+    tokens_per_minute: z.number().positive().optional(),
+    /** Models (`provider/model` or aliases) this key may be served by; any when absent. With `model: auto`, every candidate of the task must be among them. Others get 403. */
+    models: z.array(z.string().min(1)).min(1).optional(),
   });
 
   return z.strictObject({
@@ -42,6 +46,14 @@ export function gatewayConfigSchema({ duration, size }: Units) {
       .default("127.0.0.1:8080"),
     /** Longest a chat request waits for its job; past it the client gets 504 and the job is not served late. @defaultValue 60s */
     request_timeout: duration.default(60_000),
+    /**
+     * How chat requests reach the routers. `request`: a core NATS request to the routers' queue
+     * group, answered directly (no JetStream on the way; 503 at once when no router has a free
+     * slot); the outcome is recorded in RESULTS or DLQ without waiting for the store. `queue`: a
+     * job on the JetStream interactive lane, stored, pulled and its outcome stored before the reply.
+     * @defaultValue queue
+     */
+    interactive: z.enum(["request", "queue"]).default("queue"),
     /** Largest JSON request body (chat, batch creation); larger ones get 413. @defaultValue 1MiB */
     max_body_bytes: size.default(1024 * 1024),
     /** Largest uploaded file. @defaultValue 100MiB */

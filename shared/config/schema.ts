@@ -11,6 +11,9 @@ import { duplicateWindowProblem, retrySpan } from "./retry-span.ts";
 import { DEFAULT_LANES, LanesSchema, type LaneShares } from "./lanes-schema.ts";
 import { NatsConfigSchema } from "./nats-schema.ts";
 import { OpsConfigSchema } from "../ops/config-schema.ts";
+import { BudgetsConfigSchema } from "./budgets-schema.ts";
+import { LimitsSchema, OnRateLimitedSchema } from "./limits-schema.ts";
+import { batchConfigSchema, batchPriceFields } from "./batch-schema.ts";
 
 const NAME = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
 const name = (what: string) =>
@@ -49,6 +52,12 @@ export const ModelConfigSchema = z.strictObject({
   input_per_mtok: z.number().nonnegative(),
   /** USD per million completion (output) tokens. */
   output_per_mtok: z.number().nonnegative(),
+  /** USD per million prompt tokens read from the provider's prompt cache. @defaultValue input_per_mtok */
+  cached_input_per_mtok: z.number().nonnegative().optional(),
+  /** USD per million prompt tokens written to the prompt cache (Anthropic). @defaultValue input_per_mtok */
+  cache_write_per_mtok: z.number().nonnegative().optional(),
+  /** USD per million reasoning ("thinking") tokens. @defaultValue output_per_mtok */
+  reasoning_per_mtok: z.number().nonnegative().optional(),
   /** Prompt plus completion tokens the model accepts. */
   context_window: z.int().positive(),
   /**
@@ -57,6 +66,10 @@ export const ModelConfigSchema = z.strictObject({
    * @defaultValue true
    */
   structured_output: z.boolean().default(true),
+  /** This model's requests and tokens per minute across every worker (see `limits-schema.ts`). */
+  limits: LimitsSchema.optional(),
+  /** Batch-API prices: `batch_discount`, or `batch_input_per_mtok` / `batch_output_per_mtok` (see `batch-schema.ts`). */
+  ...batchPriceFields,
 });
 
 export const ProviderConfigSchema = z.strictObject({
@@ -70,6 +83,8 @@ export const ProviderConfigSchema = z.strictObject({
   timeout_ms: duration.default(30_000),
   /** Connections (and so concurrent calls) to this provider per worker process. */
   max_concurrency: z.int().positive().default(256),
+  /** Requests and tokens per minute for all of the provider's models together, across every worker (see `limits-schema.ts`). */
+  limits: LimitsSchema.optional(),
   models: z.record(name("model name"), ModelConfigSchema).refine((m) => Object.keys(m).length > 0, {
     message: "a provider needs at least one model",
   }),
@@ -106,6 +121,10 @@ export const TaskConfigSchema = z.strictObject({
   min_quality: z.number().min(0).max(1).optional(),
   /** Models a job may name in `request.model` for this task; any configured model when absent. */
   allow_models: z.array(z.string().min(1)).optional(),
+  /** When a candidate's provider limit is used up: `wait` for quota, or try the `next` candidate (see `limits-schema.ts`). @defaultValue "wait" */
+  on_rate_limited: OnRateLimitedSchema.default("wait"),
+  /** When jobs with slack may go through the providers' batch APIs, and how they group (see `batch-schema.ts`). Absent: always live. */
+  batch: batchConfigSchema({ duration }).optional(),
 });
 
 export const StreamsConfigSchema = z.strictObject({
@@ -138,6 +157,12 @@ export const RouterConfigSchema = z.strictObject({
   max_job_bytes: size.default(256 * 1024),
   /** On SIGTERM, time given to in-flight jobs before the worker exits. */
   shutdown_grace: duration.default(10_000),
+  /**
+   * Whether the outcome of a fast-path request (`gateway.interactive: request`) is also
+   * recorded in RESULTS or DLQ, fire-and-forget after the reply, for `switchyard tail` and
+   * auditing. The store is most of nats-server's work per request (bench scenario 8). @defaultValue true
+   */
+  record_interactive: z.boolean().default(true),
   /** How each worker's slots are shared between the interactive and batch lanes (see `lanes-schema.ts`). @defaultValue {interactive_reserved: 0.25, batch_reserved: 0.1} */
   lanes: LanesSchema.optional(),
 });
@@ -158,6 +183,8 @@ export const ConfigSchema = z
     nats: NatsConfigSchema.optional(),
     /** Metrics, probes and the access log (see `shared/ops/config-schema.ts`). */
     ops: OpsConfigSchema.optional(),
+    /** Spending limits per tenant, task and deployment, reserved before each call (see `budgets-schema.ts`, README "Budgets"). */
+    budgets: BudgetsConfigSchema.optional(),
     /**
      * What each service does at start with the streams, consumers and buckets it uses:
      * `auto` creates and updates them (needs JetStream admin rights); `check` only reads their

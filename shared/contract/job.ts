@@ -85,12 +85,39 @@ export type JobInput = z.infer<typeof JobSchema>;
 /** A job after parsing: id and task are always known. */
 export type Job = JobInput & { id: string; task: string };
 
+/**
+ * Token usage in one normal form whatever dialect served the call: OpenAI's. The parts in the
+ * details are included in the totals, never added to them (added after v1, present only when
+ * non-zero):
+ * - `prompt_tokens`: every input token, cache reads and cache writes included.
+ * - `prompt_tokens_details.cached_tokens`: of those, read from the provider's prompt cache.
+ * - `prompt_tokens_details.cache_write_tokens`: of those, written to the cache (Anthropic).
+ * - `completion_tokens`: every output token, reasoning ("thinking") included.
+ * - `completion_tokens_details.reasoning_tokens`: of those, reasoning.
+ */
 export const UsageSchema = z.object({
   prompt_tokens: z.int().nonnegative(),
   completion_tokens: z.int().nonnegative(),
   total_tokens: z.int().nonnegative(),
+  prompt_tokens_details: z.object({ cached_tokens: z.int().nonnegative().optional(), cache_write_tokens: z.int().nonnegative().optional() }).optional(),
+  completion_tokens_details: z.object({ reasoning_tokens: z.int().nonnegative().optional() }).optional(),
 });
 export type Usage = z.infer<typeof UsageSchema>;
+
+/**
+ * What a call cost in USD, by part (added after v1). The parts are disjoint and add up to
+ * `total`: `input` is the prompt tokens neither read from nor written to the cache, `output`
+ * the completion tokens that are not reasoning.
+ */
+export const CostSchema = z.object({
+  input: z.number().nonnegative(),
+  cached_input: z.number().nonnegative(),
+  cache_write: z.number().nonnegative(),
+  output: z.number().nonnegative(),
+  reasoning: z.number().nonnegative(),
+  total: z.number().nonnegative(),
+});
+export type Cost = z.infer<typeof CostSchema>;
 
 export const AttemptSchema = z.object({
   provider: z.string(),
@@ -100,6 +127,12 @@ export const AttemptSchema = z.object({
   http_status: z.int().nullable(),
   latency_ms: z.number().nonnegative(),
   error: z.string().nullable(),
+  /**
+   * Added after v1: present when the provider answered (so billed the call), whatever became
+   * of the answer (`ok`, `invalid_output`, a `timeout` that answered after the deadline).
+   */
+  usage: UsageSchema.optional(),
+  cost_usd: z.number().nonnegative().optional(),
 });
 export type Attempt = z.infer<typeof AttemptSchema>;
 
@@ -114,7 +147,15 @@ export const ResultSchema = z.object({
   usage: UsageSchema,
   /** Present (true) only when the provider sent no usage and the counts are Switchyard's estimate. */
   usage_estimated: z.literal(true).optional(),
+  /** The answering call's cost: the same as `cost.total`. */
   cost_usd: z.number().nonnegative(),
+  /** Added after v1: the answering call's cost by part. */
+  cost: CostSchema.optional(),
+  /**
+   * Added after v1: what the provider billed for this job across every attempt in `attempts`
+   * (the sum of their `cost_usd`), so at least `cost_usd`.
+   */
+  billed_usd: z.number().nonnegative().optional(),
   latency_ms: z.number().nonnegative(),
   queued_ms: z.number().nonnegative(),
   attempts: z.array(AttemptSchema).min(1),
@@ -130,6 +171,25 @@ export const DeadLetterSchema = z.object({
   reason: z.enum(DLQ_REASONS),
   error: z.string(),
   attempts: z.array(AttemptSchema),
+  /** Added after v1: what the provider billed across `attempts` (the sum of their `cost_usd`; 0 when none answered). */
+  billed_usd: z.number().nonnegative().optional(),
+  /**
+   * Added after v1: on a `budget_exceeded` refused by a budget (README "Budgets"; absent when
+   * the job's own `routing.max_cost_usd` ruled every candidate out), the budget that refused and
+   * the ledger as it stood: settled, reserved by calls in flight, and what this call needed.
+   */
+  budget: z
+    .object({
+      scope: z.enum(["tenant", "task", "global"]),
+      name: z.string(),
+      window: z.enum(["day", "month"]),
+      period: z.string(),
+      limit_usd: z.number(),
+      spent_usd: z.number(),
+      reserved_usd: z.number(),
+      needed_usd: z.number(),
+    })
+    .optional(),
   job: z.record(z.string(), z.unknown()),
   metadata: z.record(z.string(), z.unknown()),
   failed_at: z.iso.datetime(),

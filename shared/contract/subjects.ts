@@ -70,6 +70,20 @@ export function canonicalJobSubject(subject: string): string {
 }
 
 /**
+ * The interactive fast path (README, "Gateway"): a gateway sends a chat request's job as a core
+ * NATS request to `switchyard.interactive.<task>`; the routers serve that subject in the queue
+ * group INTERACTIVE_QUEUE, so each request reaches one router with a free slot, and one nobody
+ * serves is answered "no responders" at once. The reply is the job's Result or DeadLetter.
+ */
+export const INTERACTIVE_REQUEST_SUBJECT = "switchyard.interactive";
+export const INTERACTIVE_QUEUE = "switchyard-routers";
+/**
+ * Header on a fast-path reply with no body: the router stopped before the job finished and
+ * published nothing for it, so the gateway may send the request again (another router takes it).
+ */
+export const HANDBACK_HEADER = "Switchyard-Handback";
+
+/**
  * A job may carry this header naming a core-NATS subject under REPLY_PREFIX: after storing
  * the result (or dead letter), the router also publishes it there. A gateway instance listens
  * on its own subject, so it receives only the outcomes of its own requests.
@@ -88,17 +102,41 @@ export function isReplySubject(subject: string): boolean {
  * BATCH_LINES: each finished line of a batch, `batchlines.<batch>.ok|err`, until the batch's
  * output and error files are written; `batchlines.<batch>.seqs` records the JOBS sequences a
  * batch published, so a cancel can withdraw the ones not yet served.
+ * RESPONSES: the Responses API's stored responses, one KV entry per response id, kept for
+ * RESPONSES_TTL_MS.
  */
 export const GATEWAY_BUCKETS = {
   files: "switchyard-files",
   batches: "switchyard-batches",
+  responses: "switchyard-responses",
 } as const;
+/** How long a stored response is kept (the bucket's max age): OpenAI keeps them 30 days. */
+export const RESPONSES_TTL_MS = 30 * 86_400_000;
 export const BATCH_LINES_STREAM = "BATCH_LINES";
 export const BATCH_LINES_SUBJECT = "batchlines";
 /** The durable consumers (one on RESULTS, one on DLQ) every gateway shares to collect batch outcomes. */
 export const GATEWAY_BATCH_DURABLE = "gateway-batches";
 /** The replay ledger (services/replay/ledger.ts): which replay ids were published. */
 export const REPLAY_BUCKET = "switchyard-replays";
+
+/**
+ * Spend control (README, "Budgets"). BUDGETS: budgets set at run time (`switchyard budgets
+ * set`), `<scope>.<name>.<window>`, watched by every router. SPEND: settled spend and the
+ * workers' reservations per budget and window, `<scope>.<name>.<window>.<period>`, written
+ * by routers with compare-and-set.
+ */
+export const SPEND_BUCKETS = {
+  budgets: "switchyard-budgets",
+  spend: "switchyard-spend",
+} as const;
+
+/**
+ * Cluster-wide limits (shared/limits): one KV entry per provider, model or gateway key limit,
+ * moved forward by compare-and-set. LIMITS_PAUSE_SUBJECT: core NATS, `<subject>.<provider>`, a
+ * model a provider answered 429 with Retry-After, paused at every worker at once.
+ */
+export const LIMITS_BUCKET = "switchyard-limits";
+export const LIMITS_PAUSE_SUBJECT = "switchyard.pause";
 
 /**
  * A namespace (config `namespace:`, env `SWITCHYARD_NAMESPACE`) lets several Switchyard
@@ -136,15 +174,21 @@ export function names(namespace?: string) {
     interactiveSubject,
     interactiveDurable: dashed(INTERACTIVE_DURABLE),
     replyPrefix,
-    gatewayBuckets: { files: dashed(GATEWAY_BUCKETS.files), batches: dashed(GATEWAY_BUCKETS.batches) },
+    gatewayBuckets: { files: dashed(GATEWAY_BUCKETS.files), batches: dashed(GATEWAY_BUCKETS.batches), responses: dashed(GATEWAY_BUCKETS.responses) },
     batchLinesStream: stream(BATCH_LINES_STREAM),
     batchLinesSubject: subject(BATCH_LINES_SUBJECT),
     gatewayBatchDurable: dashed(GATEWAY_BATCH_DURABLE),
     replayBucket: dashed(REPLAY_BUCKET),
+    spendBuckets: { budgets: dashed(SPEND_BUCKETS.budgets), spend: dashed(SPEND_BUCKETS.spend) },
+    limitsBucket: dashed(LIMITS_BUCKET),
+    limitsPauseSubject: subject(LIMITS_PAUSE_SUBJECT),
     jobSubject: (task: string) => `${subjects.jobs}.${task}`,
     resultSubject: (task: string) => `${subjects.results}.${task}`,
     dlqSubject: (task: string) => `${subjects.dlq}.${task}`,
     interactiveJobSubject: (task: string) => `${interactiveSubject}.${task}`,
+    /** The fast path's request subjects, `<ns>.switchyard.interactive.<task>`. */
+    interactiveRequestPrefix: subject(INTERACTIVE_REQUEST_SUBJECT),
+    interactiveRequestSubject: (task: string) => `${subject(INTERACTIVE_REQUEST_SUBJECT)}.${task}`,
     /** The task token of `<ns>.jobs.<task>`, or null (see taskOfSubject). */
     taskOfSubject(s: string): string | null {
       const prefix = `${subjects.jobs}.`;

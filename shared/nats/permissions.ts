@@ -68,15 +68,28 @@ export function permissionsFor(n: Names): Readonly<Record<User, PermissionSet>> 
         `${SUBJECTS.dlq}.>`,
         `${REPLY_PREFIX}>`,
         `${TELEMETRY_SUBJECT}.>`,
+        // Fast-path replies go to the requesting gateway's inbox (nats.js requests reply to _INBOX.<nuid>.<n>).
+        INBOX,
         // Whether a redelivered job's result is already stored: RESULTS read headers-only.
         ...orderedPull(STREAMS.results),
         // The pricing service's live state.
         ...kvWatch(BUCKETS.models),
+        // Provider limits shared by every worker (read, compare-and-set), and the pauses a 429's Retry-After sets.
+        streamInfo(`KV_${n.limitsBucket}`),
+        ...kvGet(n.limitsBucket),
+        ...kvPut(n.limitsBucket),
+        `${n.limitsPauseSubject}.>`,
+        // Budgets: the run-time ones watched, the spend ledger read and written by compare-and-set.
+        ...[n.spendBuckets.budgets, n.spendBuckets.spend].map((b) => streamInfo(`KV_${b}`)),
+        ...kvWatch(n.spendBuckets.budgets),
+        ...kvGet(n.spendBuckets.spend),
+        ...kvPut(n.spendBuckets.spend),
       ],
       // Reading RESULTS must not take the gateways' batch outcomes.
       deny: [`${API}.CONSUMER.MSG.NEXT.${STREAMS.results}.${GATEWAY_BATCH_DURABLE}`],
     },
-    subscribe: { allow: [INBOX] },
+    // The fast path's requests, served in a queue group.
+    subscribe: { allow: [INBOX, `${n.interactiveRequestPrefix}.>`, `${n.limitsPauseSubject}.>`] },
   },
   pricing: {
     publish: {
@@ -99,6 +112,8 @@ export function permissionsFor(n: Names): Readonly<Record<User, PermissionSet>> 
         // Chat requests on the interactive lane, batch lines on the batch lane.
         `${INTERACTIVE_SUBJECT}.>`,
         `${SUBJECTS.jobs}.>`,
+        // Chat requests on the fast path (core NATS request/reply to the routers).
+        `${n.interactiveRequestPrefix}.>`,
         // A cancelled batch withdraws the jobs not yet served.
         `${API}.STREAM.MSG.DELETE.${STREAMS.jobs}`,
         // Batch outcomes collected from RESULTS and DLQ, filed as lines, read back and purged.
@@ -113,6 +128,14 @@ export function permissionsFor(n: Names): Readonly<Record<User, PermissionSet>> 
         ...kvWatch(BATCHES),
         // The model catalogue (/v1/models).
         ...kvWatch(BUCKETS.models),
+        // Stored and background responses (the Responses API): read, create, compare-and-set, delete.
+        streamInfo(`KV_${n.gatewayBuckets.responses}`),
+        ...kvGet(n.gatewayBuckets.responses),
+        ...kvPut(n.gatewayBuckets.responses),
+        // Per-key limits shared by every gateway (read, compare-and-set).
+        streamInfo(`KV_${n.limitsBucket}`),
+        ...kvGet(n.limitsBucket),
+        ...kvPut(n.limitsBucket),
         // The files object store: chunks and metadata written, read (metadata by message get, chunks by an ordered consumer), deleted (purge).
         `$O.${FILES}.>`,
         `${API}.STREAM.MSG.GET.OBJ_${FILES}`,

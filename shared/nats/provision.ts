@@ -30,7 +30,8 @@ import { Objm } from "@nats-io/obj";
 import { nanos, PermissionViolationError, type NatsConnection } from "@nats-io/transport-node";
 import type { Config } from "../config/schema.ts";
 import { SwitchyardError } from "../errors.ts";
-import { GATEWAY_BATCH_DURABLE, namesOf } from "../contract/subjects.ts";
+import { GATEWAY_BATCH_DURABLE, namesOf, RESPONSES_TTL_MS } from "../contract/subjects.ts";
+import { SPEND_TTL_MS } from "../spend/budgets-kv.ts";
 
 /** `auto`: a service creates and updates what it needs at start (the default). `check`: it only checks, and stops on a difference. */
 export type ProvisionMode = "auto" | "check";
@@ -164,6 +165,10 @@ export function allResources(cfg: Config): { readonly resource: Resource; readon
     { resource: { kind: "kv", bucket: n.buckets.prices, history: 5, replicas, ttlMs: 0 }, roles: ["pricing"] },
     { resource: { kind: "kv", bucket: n.buckets.lease, history: 1, replicas, ttlMs: LEASE_TTL_MS }, roles: ["pricing"] },
     { resource: { kind: "kv", bucket: n.gatewayBuckets.batches, history: 1, replicas, ttlMs: 0 }, roles: ["gateway"] },
+    { resource: { kind: "kv", bucket: n.gatewayBuckets.responses, history: 1, replicas, ttlMs: RESPONSES_TTL_MS }, roles: ["gateway"] },
+    { resource: { kind: "kv", bucket: n.spendBuckets.budgets, history: 5, replicas, ttlMs: 0 }, roles: ["router"] },
+    { resource: { kind: "kv", bucket: n.spendBuckets.spend, history: 1, replicas, ttlMs: SPEND_TTL_MS }, roles: ["router"] },
+    { resource: { kind: "kv", bucket: n.limitsBucket, history: 1, replicas, ttlMs: 0 }, roles: ["router", "gateway"] },
     { resource: { kind: "obj", bucket: n.gatewayBuckets.files, replicas }, roles: ["gateway"] },
   ];
 }

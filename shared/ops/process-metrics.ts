@@ -2,7 +2,8 @@
  * The Node process metrics every scrape carries, under the names prom-client and the usual
  * Node dashboards use. All are read at scrape time: nothing runs between scrapes. (prom-client's
  * `collectDefaultMetrics` also installs a GC observer and an event-loop-delay monitor; with
- * them a router measured 3.6 % more CPU per job side by side (bench/metrics-overhead.ts),
+ * them a router measured 3.6 % more CPU per job side by side (a driver since folded into
+ * bench/scenarios/metrics.ts),
  * against 0.0 % without: within this machine's noise, but over the 3 % budget for metrics.)
  */
 import { Counter, Gauge, type MetricSet } from "./metrics.ts";

@@ -20,11 +20,14 @@ import type { Ops } from "./server.ts";
 export type Lane = "interactive" | "batch";
 
 /**
- * Token kinds of `switchyard_tokens_total`. Billing classes a provider reports separately
- * (cached input, reasoning) become further kinds here: same metric, one more label value.
+ * Token kinds of `switchyard_tokens_total`: `input` and `output` are every prompt and
+ * completion token; the billing classes priced apart are parts of them, not additions
+ * (`cached` and `cache_write` of `input`, `reasoning` of `output`), as in the usage's details.
  */
-export const TOKEN_KINDS = ["input", "output"] as const;
+export const TOKEN_KINDS = ["input", "output", "cached", "cache_write", "reasoning"] as const;
 export type TokenKind = (typeof TOKEN_KINDS)[number];
+/** The parts, whose series are made on their first non-zero count: most models report none. */
+type PartKind = Exclude<TokenKind, "input" | "output">;
 
 export interface TaskChildren {
   readonly result: CounterChild;
@@ -41,7 +44,9 @@ export interface TaskChildren {
 
 export interface UsageChildren {
   readonly costUsd: CounterChild;
-  readonly tokens: Readonly<Record<TokenKind, CounterChild>>;
+  readonly tokens: Readonly<Record<"input" | "output", CounterChild>>;
+  readonly parts: Partial<Record<PartKind, CounterChild>>;
+  readonly labels: readonly [string, string, string, string];
 }
 
 export interface AttemptChildren {
@@ -82,7 +87,7 @@ export class RouterMetrics {
     this.#attempts = m.add(new Counter("switchyard_attempts_total", "Provider calls, by provider, model and outcome (see the outcome table).", ["provider", "model", "outcome"]));
     this.#callSeconds = m.add(new Histogram("switchyard_provider_call_duration_seconds", "Provider call duration, by provider, model and outcome.", ["provider", "model", "outcome"], LATENCY_BUCKETS));
     this.#cost = m.add(new Counter("switchyard_cost_usd_total", "What providers billed, in USD: every answered call (invalid answers included) at the price it was routed at.", ["task", "provider", "model", "tenant"]));
-    this.#tokens = m.add(new Counter("switchyard_tokens_total", "Tokens of answered calls, by kind (input, output).", ["task", "provider", "model", "tenant", "kind"]));
+    this.#tokens = m.add(new Counter("switchyard_tokens_total", "Tokens of answered calls, by kind: input, output, and their parts priced apart (cached and cache_write of input, reasoning of output).", ["task", "provider", "model", "tenant", "kind"]));
     m.add(
       new Gauge("switchyard_jobs_in_flight", "Jobs held by this process's router workers now, by lane.", ["lane"], (set) => {
         let interactive = 0;
@@ -139,19 +144,40 @@ export class RouterMetrics {
     a.seconds.observe(ms / 1000);
   }
 
-  /** A billed answer: its cost and tokens, under the job's tenant label (see `tenantOf`). */
-  billed(t: TaskChildren, model: ModelInfo, tenant: string, costUsd: number, inputTokens: number, outputTokens: number): void {
+  /**
+   * A billed answer: its cost and tokens, under the job's tenant label (see `tenantOf`). The
+   * cached, cache-write and reasoning counts are the parts of the input and output (0 or
+   * undefined when the provider reported none).
+   */
+  billed(
+    t: TaskChildren,
+    model: ModelInfo,
+    tenant: string,
+    costUsd: number,
+    inputTokens: number,
+    outputTokens: number,
+    cachedTokens?: number,
+    cacheWriteTokens?: number,
+    reasoningTokens?: number,
+  ): void {
     let byTenant = t.usage.get(model.ordinal);
     if (!byTenant) t.usage.set(model.ordinal, (byTenant = new Map()));
     let u = byTenant.get(tenant);
     if (!u) {
       const l = [t.label, model.provider, model.name, tenant] as const;
-      u = { costUsd: this.#cost.labels(...l), tokens: { input: this.#tokens.labels(...l, "input"), output: this.#tokens.labels(...l, "output") } };
+      u = { costUsd: this.#cost.labels(...l), tokens: { input: this.#tokens.labels(...l, "input"), output: this.#tokens.labels(...l, "output") }, parts: {}, labels: l };
       byTenant.set(tenant, u);
     }
     u.costUsd.inc(costUsd);
     u.tokens.input.inc(inputTokens);
     u.tokens.output.inc(outputTokens);
+    if (cachedTokens) this.#part(u, "cached", cachedTokens);
+    if (cacheWriteTokens) this.#part(u, "cache_write", cacheWriteTokens);
+    if (reasoningTokens) this.#part(u, "reasoning", reasoningTokens);
+  }
+
+  #part(u: UsageChildren, kind: PartKind, tokens: number): void {
+    (u.parts[kind] ??= this.#tokens.labels(...u.labels, kind)).inc(tokens);
   }
 
   /** The tenant label of a job's metadata: its `tenant` string, bounded; `none` without one. */

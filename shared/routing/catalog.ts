@@ -17,6 +17,10 @@ export interface ModelInfo {
   readonly upstream: string;
   readonly inputPerMtok: number;
   readonly outputPerMtok: number;
+  /** Part prices from the config (`cached_input_per_mtok`, …); absent ones fall back as `Prices` says. */
+  readonly cachedInputPerMtok: number | undefined;
+  readonly cacheWritePerMtok: number | undefined;
+  readonly reasoningPerMtok: number | undefined;
   readonly contextWindow: number;
   /** Takes a JSON Schema natively (`structured_output`); else the contract goes as an instruction. */
   readonly structuredOutput: boolean;
@@ -95,6 +99,9 @@ export function buildCatalog(cfg: Config, env: NodeJS.ProcessEnv = {}): Catalog 
         upstream: m.upstream ?? name,
         inputPerMtok: m.input_per_mtok,
         outputPerMtok: m.output_per_mtok,
+        cachedInputPerMtok: m.cached_input_per_mtok,
+        cacheWritePerMtok: m.cache_write_per_mtok,
+        reasoningPerMtok: m.reasoning_per_mtok,
         contextWindow: m.context_window,
         structuredOutput: m.structured_output,
       });

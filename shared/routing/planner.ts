@@ -26,6 +26,10 @@ export interface PlannedAttempt {
   /** Prices at planning time; the result's cost uses them, so a price change mid-call does not rewrite history. */
   readonly inputPerMtok: number;
   readonly outputPerMtok: number;
+  /** The model's configured part prices (a live price sets input and output only): a `PlannedAttempt` is the call's `Prices`. */
+  readonly cachedInputPerMtok: number | undefined;
+  readonly cacheWritePerMtok: number | undefined;
+  readonly reasoningPerMtok: number | undefined;
 }
 
 export type Plan =
@@ -130,7 +134,18 @@ export function plan({ policy, catalog, view, job, now, random }: PlanInput): Pl
             key = -Math.pow(random(), 1 / (tier.weights?.[i] ?? 1));
             break;
         }
-        if (best.accepts(key)) best.insert(key, { model, tier: tier.index, expectedCostUsd: cost, inputPerMtok: r.inputPerMtok, outputPerMtok: r.outputPerMtok });
+        if (best.accepts(key)) {
+          best.insert(key, {
+            model,
+            tier: tier.index,
+            expectedCostUsd: cost,
+            inputPerMtok: r.inputPerMtok,
+            outputPerMtok: r.outputPerMtok,
+            cachedInputPerMtok: model.cachedInputPerMtok,
+            cacheWritePerMtok: model.cacheWritePerMtok,
+            reasoningPerMtok: model.reasoningPerMtok,
+          });
+        }
         // In list order the first `room` are final: the rest of the tier cannot displace them.
         if (strategy === "ordered" && best.full()) break;
       }

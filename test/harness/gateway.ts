@@ -22,6 +22,8 @@ export interface GatewayStackOptions extends Omit<StackOptions, "configYaml"> {
   /** Extra config merged over the test config (e.g. more providers and tasks). */
   extra?: (simUrl: string) => Record<string, Record<string, unknown>>;
   lanes?: { interactive_reserved?: number; batch_reserved?: number };
+  /** Settings merged over the harness's `gateway:` section (e.g. `{ interactive: "request" }`). */
+  gateway?: Record<string, unknown>;
   /** Batch machinery timings for every gateway instance the stack starts (the lease is 2 s unless set). */
   batchTuning?: BatchTuning;
 }
@@ -40,6 +42,7 @@ export function gatewayConfigYaml(simUrl: string, opts: GatewayStackOptions = {}
       slow: { sha256: hashKey(KEYS.slow), tenant: "slow", task: "moderation", requests_per_second: 1, burst: 2 },
     },
   };
+  if (opts.gateway) cfg.gateway = { ...cfg.gateway, ...opts.gateway };
   if (opts.lanes) cfg.router = { ...cfg.router, lanes: opts.lanes };
   return stringify(cfg);
 }

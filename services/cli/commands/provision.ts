@@ -17,9 +17,9 @@ export const provisionCommand: Command = {
 Creates every stream, durable consumer, KV bucket and object store the stack uses — JOBS,
 RESULTS, DLQ, BATCH_LINES; the router's two lanes on JOBS and the gateways' batch
 collectors on RESULTS and DLQ; the buckets switchyard-models, switchyard-prices,
-switchyard-pricing-lease and switchyard-batches; the object store switchyard-files — and
-brings any that differs from the config (SWITCHYARD_CONFIG) to it. With a namespace
-(config \`namespace:\` or SWITCHYARD_NAMESPACE) every name carries it: STAGING_JOBS,
+switchyard-pricing-lease, switchyard-batches and switchyard-responses; the object store
+switchyard-files — and brings any that differs from the config (SWITCHYARD_CONFIG) to it.
+With a namespace (config \`namespace:\` or SWITCHYARD_NAMESPACE) every name carries it: STAGING_JOBS,
 staging-switchyard-models, … (README, "Namespaces"). Idempotent: run it again
 after a config change. Prints each resource with what it did: created, updated (and what
 changed), or unchanged. Needs JetStream admin rights (the README's admin user).
