@@ -14,6 +14,7 @@ import {
   lineOutcome,
   MAX_BATCH_RESULT_BYTES,
   outcomesInOrder,
+  parseJsonLine,
   throwIfFailed,
   type BatchApi,
   type BatchLine,
@@ -132,7 +133,7 @@ export function fromResults(body: string, lines: readonly BatchLine[], state: Ba
   const requests = new Map<string, ChatRequest>(lines.map((l) => [l.customId, l.request]));
   const found = new Map<string, BatchLineOutcome>();
   for (const raw of jsonlLines(body)) {
-    const line = parseLine(raw);
+    const line = parseJsonLine(raw, ResultLineSchema);
     const request = line && requests.get(line.custom_id);
     if (!line || !request || found.has(line.custom_id)) continue;
     const id = line.custom_id;
@@ -149,16 +150,6 @@ export function fromResults(body: string, lines: readonly BatchLine[], state: Ba
 function errorStatus(error: unknown): number {
   const inner = (error as { error?: { type?: unknown } } | null)?.error?.type;
   return (typeof inner === "string" ? ERROR_STATUS[inner] : undefined) ?? 500;
-}
-
-function parseLine(raw: string): z.output<typeof ResultLineSchema> | undefined {
-  try {
-    const parsed = ResultLineSchema.safeParse(JSON.parse(raw));
-    return parsed.success ? parsed.data : undefined;
-  } catch {
-    // An unreadable line names no custom id; the line it was stays without an outcome and is reported lost.
-    return undefined;
-  }
 }
 
 export const anthropicBatchApi: BatchApi = {

@@ -6,6 +6,7 @@
  * through the dialect's own chat `fromResponse`, so its content and usage come out exactly as
  * a live call's would.
  */
+import type { z } from "zod";
 import type { ChatRequest } from "../contract/job.ts";
 import type { ProviderClient } from "./http.ts";
 import { BadRequestError, ProviderError } from "./errors.ts";
@@ -163,6 +164,16 @@ export function jsonlLines(body: string): string[] {
 }
 
 /** Batch counts arrive as numbers, or (Gemini's int64) as strings. */
+/** A result file's line read as `schema`; undefined when it is not JSON or not that shape: it names no custom id, so its line is reported lost. */
+export function parseJsonLine<S extends z.ZodType>(raw: string, schema: S): z.output<S> | undefined {
+  try {
+    const parsed = schema.safeParse(JSON.parse(raw));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export function count(v: number | string | undefined): number {
   const n = typeof v === "string" ? Number(v) : (v ?? 0);
   return Number.isFinite(n) && n >= 0 ? n : 0;

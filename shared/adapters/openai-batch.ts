@@ -16,6 +16,7 @@ import {
   lineOutcome,
   MAX_BATCH_RESULT_BYTES,
   outcomesInOrder,
+  parseJsonLine,
   throwIfFailed,
   type BatchApi,
   type BatchLine,
@@ -154,7 +155,7 @@ export function fromResultFiles(files: readonly string[], lines: readonly BatchL
   const found = new Map<string, BatchLineOutcome>();
   for (const text of files) {
     for (const raw of jsonlLines(text)) {
-      const line = parseLine(raw);
+      const line = parseJsonLine(raw, ResultLineSchema);
       const request = line && requests.get(line.custom_id);
       if (!line || !request || found.has(line.custom_id)) continue;
       const id = line.custom_id;
@@ -170,16 +171,6 @@ export function fromResultFiles(files: readonly string[], lines: readonly BatchL
     }
   }
   return outcomesInOrder(lines, found, state, (id) => new MalformedResponseError(`the batch's result files have no line ${JSON.stringify(id)}`));
-}
-
-function parseLine(raw: string): z.output<typeof ResultLineSchema> | undefined {
-  try {
-    const parsed = ResultLineSchema.safeParse(JSON.parse(raw));
-    return parsed.success ? parsed.data : undefined;
-  } catch {
-    // An unreadable line names no custom id; the line it was stays without an outcome and is reported lost.
-    return undefined;
-  }
 }
 
 export const openaiBatchApi: BatchApi = {
