@@ -4,8 +4,9 @@
  * figures in docs/ (a `--quick` smoke run writes to bench/out/ instead, leaving the published
  * figures alone). `--cpu-prof` also writes a V8 CPU profile of every router worker into
  * bench/out/profiles (read them with bench/profile-summary.ts); profiling slows the workers,
- * so figures from such a run are not for publishing. `--only metrics` runs scenario 9 alone and
- * puts its figures into the last report of the same profile, the other figures left as they were.
+ * so figures from such a run are not for publishing. `--only metrics` runs scenario 9 alone
+ * (`--only budgets`, scenario 10) and puts its figures into the last report of the same
+ * profile, the other figures left as they were.
  */
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -18,6 +19,7 @@ import { FULL, QUICK } from "./lib/profile.ts";
 import { machineCpuMs, treeAndKernelCpuMs } from "./lib/procs.ts";
 import { startStack } from "./lib/stack.ts";
 import { NOISY_CORES, renderMarkdown, renderText, type BenchRun, type Stage } from "./report.ts";
+import { budgetsCost } from "./scenarios/budgets.ts";
 import { FAILOVER_MODES, failover, type FailoverFigures } from "./scenarios/failover.ts";
 import { convergence, costVsBaselines } from "./scenarios/live-routing.ts";
 import { addedLatency } from "./scenarios/latency.ts";
@@ -27,7 +29,7 @@ import { providerLimit } from "./scenarios/provider-limit.ts";
 import { idleRouterRssKiB, slowProvider, type SlowFigures } from "./scenarios/slow.ts";
 import { endToEnd, jetStreamLimit, resultBytes } from "./scenarios/throughput.ts";
 
-const ONLY = ["metrics"] as const;
+const ONLY = ["metrics", "budgets"] as const;
 const { values } = parseArgs({ options: { quick: { type: "boolean", default: false }, "cpu-prof": { type: "boolean", default: false }, only: { type: "string" } } });
 if (values.only !== undefined && !(ONLY as readonly string[]).includes(values.only)) throw new Error(`--only: one of ${ONLY.join(", ")}, not "${values.only}"`);
 const profile = values.quick ? QUICK : FULL;
@@ -35,6 +37,7 @@ const outDir = fileURLToPath(new URL(values.quick || values["cpu-prof"] ? "./out
 const profileDir = fileURLToPath(new URL("./out/profiles/", import.meta.url));
 
 const METRICS_STAGE = "9. metrics overhead";
+const BUDGETS_STAGE = "10. budget reservations";
 const stages: Stage[] = [];
 /**
  * Runs one scenario and records how much CPU the rest of the machine used meanwhile: other
@@ -91,20 +94,30 @@ function writeReport(run: BenchRun, what: string): void {
   process.stdout.write(`\nwrote ${what}\n`);
 }
 
-if (values.only === "metrics") {
+if (values.only !== undefined) {
   const reportFile = `${outDir}benchmarks${suffix}.json`;
-  if (!existsSync(reportFile)) throw new Error(`--only metrics updates ${reportFile}, which a full run writes first`);
+  if (!existsSync(reportFile)) throw new Error(`--only ${values.only} updates ${reportFile}, which a full run writes first`);
   const last = JSON.parse(readFileSync(reportFile, "utf8")) as BenchRun;
-  const stack = await startStack();
-  const metrics = await (async () => {
-    try {
-      return await stage(METRICS_STAGE, () => metricsOverhead(stack, profile));
-    } finally {
-      await stack.close();
-    }
-  })();
-  const run: BenchRun = { ...last, metrics: { ...metrics, code: codeState() }, stages: [...last.stages.filter((s) => s.name !== METRICS_STAGE), ...stages] };
-  writeReport(run, `${reportFile} (scenario 9 only)`);
+  let run: BenchRun;
+  let name: string;
+  if (values.only === "metrics") {
+    name = METRICS_STAGE;
+    const stack = await startStack();
+    const metrics = await (async () => {
+      try {
+        return await stage(METRICS_STAGE, () => metricsOverhead(stack, profile));
+      } finally {
+        await stack.close();
+      }
+    })();
+    run = { ...last, metrics: { ...metrics, code: codeState() } };
+  } else {
+    name = BUDGETS_STAGE;
+    const budgets = await stage(BUDGETS_STAGE, () => budgetsCost(profile));
+    run = { ...last, budgets: { ...budgets, code: codeState() } };
+  }
+  run = { ...run, stages: [...last.stages.filter((s) => s.name !== name), ...stages] };
+  writeReport(run, `${reportFile} (${name} only)`);
   process.exit(0);
 }
 
@@ -143,6 +156,8 @@ const gateway = await stage("8. gateway", () =>
 );
 // In-process and last, with no other bench process left running.
 const planner = await stage("5. planner scale", () => plannerScale(profile));
+// In-process too (its own nats-server, a router worker in this process), after the planner so neither disturbs the other.
+const budgets = await stage(BUDGETS_STAGE, () => budgetsCost(profile));
 
 const run: BenchRun = {
   profile,
@@ -162,5 +177,6 @@ const run: BenchRun = {
   planner,
   live,
   gateway,
+  budgets,
 };
 writeReport(run, `${outDir}BENCHMARKS${suffix}.md and benchmarks${suffix}.json in ${Math.round(run.seconds)} s`);

@@ -6,8 +6,9 @@ import { readFileSync } from "node:fs";
 import { DEFAULT_LOCAL_HEALTH } from "../shared/routing/health.ts";
 import { jobSizeRange } from "./lib/jobs.ts";
 import type { Profile } from "./lib/profile.ts";
-import type { Spread } from "./lib/stats.ts";
+import { spread, type Spread } from "./lib/stats.ts";
 import type { FailoverFigures } from "./scenarios/failover.ts";
+import type { BudgetsFigures } from "./scenarios/budgets.ts";
 import type { ConvergenceFigures, CostFigures } from "./scenarios/live-routing.ts";
 import type { LatencyFigures } from "./scenarios/latency.ts";
 import type { MetricsFigures } from "./scenarios/metrics.ts";
@@ -47,6 +48,8 @@ export interface BenchRun {
   /** The gateway driver's table, as it printed it. */
   readonly gateway: string;
   readonly metrics: MetricsFigures;
+  /** Absent from reports written before scenario 10 existed. */
+  readonly budgets?: BudgetsFigures;
 }
 
 interface Row {
@@ -153,6 +156,19 @@ function rows(run: BenchRun): Row[] {
     { scenario: "9", figure: "the same, both on (A/A): the figure's resolution", value: m.controlPct, unit: "%", digits: 1 },
     { scenario: "9", figure: "metrics recording per job, in process", value: one(m.recordingNsPerJob), unit: "ns", digits: 0 },
   );
+  const bud = run.budgets;
+  if (bud !== undefined) {
+    const pairs = bud.throughput.pairs;
+    out.push(
+      { scenario: "10", figure: "budget reservation, one job at a time: p50", value: one(bud.sequential.p50Ms), unit: "ms", digits: 3, ...target("< 0.3", bud.sequential.p50Ms < 0.3) },
+      { scenario: "10", figure: "budget reservation, one job at a time: p99", value: one(bud.sequential.p99Ms), unit: "ms", digits: 3 },
+      { scenario: "10", figure: `budget reservation, ${fmt(bud.oneWorker.inFlight, 0)} jobs at once in one worker: p50`, value: one(bud.oneWorker.p50Ms), unit: "ms", digits: 3 },
+      { scenario: "10", figure: `budget reservation, ${fmt(bud.oneWorker.inFlight, 0)} jobs at once in one worker: p99`, value: one(bud.oneWorker.p99Ms), unit: "ms", digits: 3 },
+      { scenario: "10", figure: "router throughput with budgets off", value: spread(pairs.map((q) => q.off)), unit: "jobs/s", digits: 0 },
+      { scenario: "10", figure: "router throughput with budgets on", value: spread(pairs.map((q) => q.on)), unit: "jobs/s", digits: 0 },
+      { scenario: "10", figure: "router throughput, budgets on ÷ off, per pair of runs", value: bud.throughput.ratio, unit: "×", digits: 2 },
+    );
+  }
   return out;
 }
 
@@ -179,6 +195,35 @@ export function renderText(run: BenchRun): string {
 
 const md = (cells: string[]) => `| ${cells.join(" | ")} |`;
 const spreadCell = (s: Spread, digits: number) => `${fmt(s.median, digits)} (${fmt(s.min, digits)}–${fmt(s.max, digits)})`;
+
+function budgetsSection(b: BudgetsFigures): string[] {
+  const c = (w: BudgetsFigures["oneWorker"]) => md([`${w.workers === 1 ? "one worker" : `${w.workers} workers`}, ${fmt(w.inFlight, 0)} at once`, fmt(w.p50Ms, 3), fmt(w.p99Ms, 3), fmt(w.reservationsPerSec, 0), fmt(w.clientCpuUsPerReservation, 1), fmt(w.kvWrites, 0)]);
+  const t = b.throughput;
+  return [
+    "## 10. Budget reservations",
+    "",
+    `bench/scenarios/budgets.ts, run ${b.date.slice(0, 16).replace("T", " ")} UTC${b.code ? ` by \`npm run bench -- --only budgets\`, apart from the rest of this report, on commit ${b.code.commit}${b.code.uncommitted.length > 0 ? ` with uncommitted changes to ${b.code.uncommitted.join(", ")}` : ""}` : ""}.`,
+    "Its own nats-server; in the bench process, a SpendLedger reserving and settling on one spend entry, as a router does",
+    "around every call of a budgeted job. One at a time: the latency a reservation adds to a job (one compare-and-set round",
+    "trip). Concurrently: reservations that arrive while a write is in flight go together in the next one, so each waits",
+    "for that write and its own; three ledgers on one entry contend by compare-and-set, as three workers would.",
+    "",
+    md(["reservations", "p50 ms", "p99 ms", "reservations/s", "client CPU µs each", "KV writes"]),
+    md(["---", "---:", "---:", "---:", "---:", "---:"]),
+    md([`one at a time (${fmt(b.sequential.reservations, 0)})`, fmt(b.sequential.p50Ms, 3), fmt(b.sequential.p99Ms, 3), "", "", ""]),
+    c(b.oneWorker),
+    c(b.threeWorkers),
+    "",
+    `Throughput: one router worker in the bench process, the sim-provider at 0 ms, ${fmt(t.jobsPerRun, 0)} jobs a run; budgets off, and on with`,
+    "every job under a tenant budget too large to refuse, so only the reservation differs. After one untimed run of",
+    `each, pairs of runs, which goes first alternating. The on runs settled $${fmt(t.settledUsd, 6)} into the tenant's ledger.`,
+    "",
+    md(["pair", "off jobs/s", "on jobs/s", "on ÷ off"]),
+    md(["---", "---:", "---:", "---:"]),
+    ...t.pairs.map((q, i) => md([String(i + 1), fmt(q.off, 0), fmt(q.on, 0), fmt(q.on / q.off, 2)])),
+    "",
+  ];
+}
 
 export function renderMarkdown(run: BenchRun): string {
   const m = run.machine;
@@ -296,6 +341,7 @@ export function renderMarkdown(run: BenchRun): string {
     ...run.metrics.pairs.map((q, i) => md([String(i + 1), fmt(q.off, 4), fmt(q.on, 4), `${fmt(((q.on - q.off) / q.off) * 100, 1)} %`, fmt(q.scrapes, 0)])),
     md(["A/A", "", "", `${run.metrics.controlPct.runs.map((r) => `${fmt(r, 1)} %`).join(", ")}`, ""]),
     "",
+    ...(run.budgets === undefined ? [] : budgetsSection(run.budgets)),
     "## 3. Added latency",
     "",
     `One worker, provider at 0 ms, jobs published one at a time at ${run.latency.rate}/s for ${fmt(p.latency.durationMs / 1000, 0)} s (${fmt(run.latency.jobsPerRep, 0)} jobs) after a`,
@@ -377,6 +423,7 @@ export function renderMarkdown(run: BenchRun): string {
     "npm run bench                  # this report (a few minutes)",
     "npm run bench -- --quick       # smoke run, written to bench/out/",
     "npm run bench -- --only metrics  # scenario 9 alone, its figures updated in the last report",
+    "npm run bench -- --only budgets  # scenario 10 alone, likewise",
     "npm run bench -- --cpu-prof    # also V8 profiles of every router worker in bench/out/profiles/",
     "npx tsx bench/profile-summary.ts bench/out/profiles/<file>.cpuprofile",
     "```",

@@ -11,10 +11,12 @@ import {
   budgetId,
   budgetsFor,
   decide,
+  describeBudget,
   EMPTY_ENTRY,
   fromKeyToken,
   keyToken,
   maxCompletionTokens,
+  payerOf,
   refusalMessage,
   spendKey,
   standing,
@@ -58,6 +60,8 @@ budgets:
   global: { month_usd: 100 }
   tenants:
     acme: { day_usd: 5, month_usd: 50, on_exhausted: wait }
+  keys:
+    acme-batch: { day_usd: 1 }
   tasks:
     t: { day_usd: 10 }
 `,
@@ -66,10 +70,24 @@ budgets:
     ).budgets,
   );
 
-  it("tenant, task and global, day before month, in that order", () => {
-    const ids = budgetsFor(table.lookup, "t", "acme").map(budgetId);
-    expect(ids).toEqual(["tenant.acme.day", "tenant.acme.month", "task.t.day", "global._.month"]);
-    expect(budgetsFor(table.lookup, "other", undefined).map(budgetId)).toEqual(["global._.month"]);
+  it("tenant, API key, task and global, day before month, in that order", () => {
+    const ids = budgetsFor(table.lookup, "t", payerOf({ tenant: "acme", key: "acme-batch" })).map(budgetId);
+    expect(ids).toEqual(["tenant.acme.day", "tenant.acme.month", "key.acme-batch.day", "task.t.day", "global._.month"]);
+    // Another key of the same tenant answers to the tenant's budget, not to acme-batch's.
+    expect(budgetsFor(table.lookup, "t", payerOf({ tenant: "acme", key: "acme-web" })).map(budgetId)).toEqual(["tenant.acme.day", "tenant.acme.month", "task.t.day", "global._.month"]);
+    expect(budgetsFor(table.lookup, "other", payerOf(undefined)).map(budgetId)).toEqual(["global._.month"]);
+  });
+
+  it("a job's payer is its metadata's tenant and key, each only when a non-empty string", () => {
+    expect(payerOf({ tenant: "acme", key: "acme-batch" })).toEqual({ tenant: "acme", key: "acme-batch" });
+    expect(payerOf({ tenant: "", key: 7 })).toEqual({ tenant: undefined, key: undefined });
+  });
+
+  it("a key budget set at run time has its own id, apart from a tenant of the same name", () => {
+    table.apply("key.acme.day", { limit_usd: 2, on_exhausted: "reject", set_at: new Date(T).toISOString() });
+    expect(budgetsFor(table.lookup, "other", payerOf({ key: "acme" })).map(budgetId)).toEqual(["key.acme.day", "global._.month"]);
+    expect(describeBudget(table.lookup.get("key.acme.day")!)).toBe('key "acme" per day');
+    table.apply("key.acme.day", undefined);
   });
 
   it("a run-time budget takes the config one's place, and its removal gives it back", () => {

@@ -2,7 +2,8 @@
  * Budgets on a real stack (README "Budgets"): real nats-server, the sim-provider as an HTTP
  * server, router workers as their own processes. Three workers and 2,000 concurrent jobs
  * against one tenant budget; a worker killed while holding a reservation; the CLI setting a
- * budget at run time; the gateway's 429 `insufficient_quota` through the official SDK.
+ * budget at run time; the gateway's 429 `insufficient_quota` through the official SDK, for a
+ * tenant's budget and for an API key's.
  *
  * The jobs are built so that a call's real cost equals its worst case (the sim counts prompt
  * tokens with the same estimate, and its reply is longer than `max_tokens`, so it is cut at
@@ -24,7 +25,7 @@ import { spendKey, SpendEntrySchema, worstCaseUsd, type SpendEntry } from "../sh
 import { estimatePromptTokens } from "../shared/tokens.ts";
 import { parseScenario } from "../services/sim-provider/scenario.ts";
 import { createSimProvider, type SimProvider } from "../services/sim-provider/server.ts";
-import { startGatewayStack, type GatewayStack } from "./harness/gateway.ts";
+import { KEYS, startGatewayStack, type GatewayStack } from "./harness/gateway.ts";
 import { jobsSettled, readAll, startTestNats, type TestNats } from "./harness/nats.ts";
 import { spawnCli, type CliProcess } from "./harness/processes.ts";
 import { TEST_SCENARIO, testConfigYaml } from "./harness/stack.ts";
@@ -243,6 +244,13 @@ describe("switchyard budgets, as a process", () => {
     expect((await outcomesOf("patient")).deadLetters.at(-1)).toMatchObject({ reason: "budget_exceeded", budget: { name: "patient" } });
   }, 150_000);
 
+  it("set and rm take an API key's budget by the key's name", async () => {
+    expect(await cli(["set", "key", "acme-batch", "--day", "1"])).toEqual({ code: 0, out: "key acme-batch per day: $1 (on exhausted: reject)\n" });
+    const { budgets } = JSON.parse((await cli(["--json"])).out) as { budgets: Record<string, unknown>[] };
+    expect(budgets.filter((b) => b.scope === "key")).toEqual([expect.objectContaining({ name: "acme-batch", window: "day", limit_usd: 1, source: "runtime", left_usd: 1 })]);
+    expect(await cli(["rm", "key", "acme-batch"])).toEqual({ code: 0, out: "key acme-batch per day: removed\n" });
+  }, 60_000);
+
   it("a bad command line is refused, naming what is wrong", async () => {
     const r = await cli(["set", "tenant", "x"]);
     expect(r.code).not.toBe(0);
@@ -250,10 +258,11 @@ describe("switchyard budgets, as a process", () => {
   });
 });
 
-describe("the gateway, for a tenant whose budget is spent", () => {
+describe("the gateway, for a tenant or an API key whose budget is spent", () => {
   let gs: GatewayStack;
   beforeAll(async () => {
-    gs = await startGatewayStack({ extra: () => ({ budgets: { tenants: { acme: { day_usd: 1e-12 } } } }) });
+    // Tenant globex has no budget; its API key (named globex too, under gateway.keys) has.
+    gs = await startGatewayStack({ extra: () => ({ budgets: { tenants: { acme: { day_usd: 1e-12 } }, keys: { globex: { day_usd: 1e-12 } } } }) });
   });
   afterAll(() => gs?.close());
 
@@ -274,6 +283,23 @@ describe("the gateway, for a tenant whose budget is spent", () => {
     expect(e.type).toBe("insufficient_quota");
     expect(e.message).toMatch(/Budget tenant "acme" per day .* is exhausted/);
     expect(e.headers.get("x-should-retry")).toBe("false");
+  });
+
+  it("an API key's budget refuses its requests with the same 429, the dead letter naming the key", async () => {
+    const err = await gs
+      .client(KEYS.globex)
+      .chat.completions.create({ model: "auto", messages: [{ role: "user", content: "hello" }], max_tokens: 8 })
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    expect(err).toBeInstanceOf(OpenAI.RateLimitError);
+    const e = err as InstanceType<typeof OpenAI.RateLimitError>;
+    expect(e.code).toBe("insufficient_quota");
+    expect(e.message).toMatch(/Budget key "globex" per day .* is exhausted/);
+    await jobsSettled(gs.stack.nats.jsm, 10_000);
+    const refused = (await readAll<DeadLetter>(gs.stack.nats.js, STREAMS.dlq)).filter((d) => d.metadata.key === "globex");
+    expect(refused.map((d) => d.budget)).toEqual([expect.objectContaining({ scope: "key", name: "globex", window: "day", limit_usd: 1e-12 })]);
   });
 
   it("with the SDK's default retries, the same answer after one request: a spent budget is not retried", async () => {

@@ -160,6 +160,7 @@ describe("the namespace setting", () => {
       "staging-switchyard-budgets",
       "staging-switchyard-spend",
       "staging-switchyard-limits",
+      "staging-switchyard-result-cache",
       "staging-switchyard-files",
     ]);
   });

@@ -24,6 +24,8 @@ export interface Profile {
   readonly gatewaySeconds: number;
   /** Scenario 9: jobs per router per run, off/on pairs and A/A (on/on) pairs. */
   readonly metrics: { readonly jobs: number; readonly reps: number; readonly controlReps: number };
+  /** Scenario 10: reservations one at a time and concurrently; jobs per throughput run and off/on pairs of runs. */
+  readonly budgets: { readonly sequential: number; readonly concurrent: number; readonly jobs: number; readonly pairs: number };
 }
 
 export const FULL: Profile = {
@@ -43,6 +45,7 @@ export const FULL: Profile = {
   live: { priceTrials: 20, outageTrials: 5, costJobs: 10_000, costRate: 500 },
   gatewaySeconds: 5,
   metrics: { jobs: 20_000, reps: 6, controlReps: 2 },
+  budgets: { sequential: 2_000, concurrent: 20_000, jobs: 5_000, pairs: 4 },
 };
 
 export const QUICK: Profile = {
@@ -59,4 +62,5 @@ export const QUICK: Profile = {
   live: { priceTrials: 4, outageTrials: 1, costJobs: 1_500, costRate: 500 },
   gatewaySeconds: 1,
   metrics: { jobs: 2_000, reps: 2, controlReps: 1 },
+  budgets: { sequential: 500, concurrent: 5_000, jobs: 1_500, pairs: 2 },
 };

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { parseConfig } from "../../shared/config/load.ts";
-import { jobSubject, names, ROUTER_DURABLE, STREAMS } from "../../shared/contract/subjects.ts";
+import { interactiveJobSubject, jobSubject, names, ROUTER_DURABLE, STREAMS } from "../../shared/contract/subjects.ts";
 import { connectNats } from "../../shared/nats/connect.ts";
 import { provision } from "../../shared/nats/provision.ts";
 import { startNatsServer, type NatsServerHandle } from "../../shared/nats/server-process.ts";
@@ -45,6 +45,8 @@ export interface RouterSettings {
   readonly maxConcurrency: number;
   /** The primary's per-attempt timeout. */
   readonly primaryTimeoutMs: number;
+  /** The task's `hedge.after` (ms); no hedging when absent. */
+  readonly hedgeAfterMs?: number;
 }
 
 export const DEFAULT_ROUTER: RouterSettings = { maxInFlight: 1024, maxAckPending: 20_000, maxConcurrency: 256, primaryTimeoutMs: 5_000 };
@@ -80,7 +82,7 @@ tasks:
         models: [budget/lite, swift/mini]
       - strategy: ordered
         models: [premium/large]
-`;
+${r.hedgeAfterMs === undefined ? "" : `    hedge: { after: ${Math.round(r.hedgeAfterMs)}ms }\n`}`;
 }
 
 export interface Spawned {
@@ -184,8 +186,9 @@ export async function publishBacklog(js: JetStreamClient, runId: string, n: numb
  * Publishes at a fixed rate for `durationMs`, one job at a time rather than in bursts, so a
  * job's latency holds no wait behind its burst-mates. Returns the number published.
  */
-export async function publishAtRate(js: JetStreamClient, runId: string, rate: number, durationMs: number): Promise<number> {
-  const subject = jobSubject(TASK);
+/** `interactive`: on the interactive lane (`ijobs.<task>`, as the gateway sends), else the batch lane. */
+export async function publishAtRate(js: JetStreamClient, runId: string, rate: number, durationMs: number, interactive = false): Promise<number> {
+  const subject = interactive ? interactiveJobSubject(TASK) : jobSubject(TASK);
   const total = Math.round((rate * durationMs) / 1000);
   const pending: Promise<unknown>[] = [];
   const t0 = performance.now();

@@ -11,7 +11,7 @@ import type { Config } from "../../shared/config/schema.ts";
 import type { Logger } from "../../shared/log.ts";
 import type { PlannedAttempt } from "../../shared/routing/planner.ts";
 import { estimatePromptTokens } from "../../shared/tokens.ts";
-import { budgetsFor, maxCompletionTokens, spendKey, tenantOf, windowAt, worstCaseUsd, type Budget, type Refusal } from "../../shared/spend/budget.ts";
+import { budgetsFor, maxCompletionTokens, payerOf, spendKey, windowAt, worstCaseUsd, type Budget, type Refusal } from "../../shared/spend/budget.ts";
 import { BudgetTable, openSpendBuckets, watchBudgets, type BudgetWatch } from "../../shared/spend/budgets-kv.ts";
 import { SpendLedger } from "../../shared/spend/ledger-kv.ts";
 
@@ -58,7 +58,7 @@ export function createRouterBudgets({ nc, config, logger, clock }: { nc: NatsCon
 
     applying(task, metadata) {
       const lookup = table.lookup;
-      return lookup.size === 0 ? [] : budgetsFor(lookup, task, tenantOf(metadata));
+      return lookup.size === 0 ? [] : budgetsFor(lookup, task, payerOf(metadata));
     },
 
     async reserve(budgets, planned, request) {

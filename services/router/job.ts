@@ -17,8 +17,11 @@ import type { Plan, PlannedAttempt } from "../../shared/routing/planner.ts";
 import type { ModelInfo } from "../../shared/routing/catalog.ts";
 
 export type Step =
-  /** Call the candidate; report back with `answered` or `failed`. */
-  | { readonly kind: "call"; readonly planned: PlannedAttempt; readonly request: ChatRequest; readonly timeoutMs: number }
+  /**
+   * Call the candidate; report back with `answered` or `failed`. With `hedgeAt` (epoch ms),
+   * if the call is still in flight then, ask `hedge()` for a second call to race it.
+   */
+  | { readonly kind: "call"; readonly planned: PlannedAttempt; readonly request: ChatRequest; readonly timeoutMs: number; readonly hedgeAt?: number }
   | { readonly kind: "result"; readonly result: Result }
   | { readonly kind: "dead_letter"; readonly deadLetter: DeadLetter }
   /** Give the job back to JetStream, to come again after `delayMs`. */
@@ -48,6 +51,13 @@ export interface DeliveryInput {
   readonly backoffMs: readonly number[];
   /** Per-attempt timeout of a model's provider. */
   readonly timeoutOf: (model: ModelInfo) => number;
+  /**
+   * Hedging (the task's `hedge`, never on the batch lane): how long a call to this model may
+   * go unanswered before the next candidate races it; undefined: no hedge for it.
+   */
+  readonly hedgeAfterOf?: (model: ModelInfo) => number | undefined;
+  /** The most a hedge call may be expected to cost (its planned expected cost); none: any. */
+  readonly hedgeMaxExtraCostUsd?: number;
   /** When this delivery reached the worker (epoch ms). */
   readonly startedAt: number;
   /** When the job was published (epoch ms), for `queued_ms`. */
@@ -104,8 +114,8 @@ export class Delivery {
   #eligible = 0;
   #minContextFailed = Infinity;
   #lastError: string | undefined;
-  /** The call in flight, between a `call` step and its report. */
-  #pending: { readonly planned: PlannedAttempt; readonly at: number } | undefined;
+  /** The calls in flight, between a `call` step and its report: two while a hedge races the first. */
+  readonly #pending: { readonly planned: PlannedAttempt; readonly at: number }[] = [];
   /** Set once the delivery has a final step; `next` repeats it. */
   #final: Step | undefined;
 
@@ -121,36 +131,26 @@ export class Delivery {
     return this.#attempts;
   }
 
+  /** Calls in flight: reported neither by the worker nor cut off by a winning hedge. */
+  get inFlight(): number {
+    return this.#pending.length;
+  }
+
+  /** Whether this call is still in flight (a hedge's loser is not, once the other call won). */
+  holds(planned: PlannedAttempt): boolean {
+    return this.#pending.some((c) => c.planned === planned);
+  }
+
   /** The next step at this moment. Call again after reporting a call's outcome. */
   next(view: LiveView, at: Moment): Step {
-    if (this.#pending) throw new Error("a call is in flight: report it with answered() or failed() first");
+    if (this.#pending.length > 0) throw new Error("a call is in flight: report it with answered() or failed() first");
     if (this.#final) return this.#final;
-    const { job, plan, policy } = this.#in;
+    const { job, plan } = this.#in;
     if (at.stopping) return { kind: "let_go", why: "stopping" };
     if (plan.kind === "none") return this.#finish(buildDeadLetter(job, plan.reason, plan.error, this.#attempts, at.now), at);
     if (plan.kind === "attempts") {
-      const attempts = plan.attempts;
-      while (this.#cursor < attempts.length) {
-        const p = attempts[this.#cursor++]!;
-        if (this.#excluded?.has(p.model.id)) continue;
-        this.#eligible++;
-        if (this.#calls >= policy.maxAttempts) {
-          this.#untried++;
-          continue;
-        }
-        // After a context-length refusal only a larger window can help.
-        if (p.model.contextWindow <= this.#minContextFailed && this.#minContextFailed !== Infinity) continue;
-        if (view.cooldownUntil(p.model) > at.now) {
-          this.#untried++;
-          continue;
-        }
-        let timeoutMs = this.#in.timeoutOf(p.model);
-        if (this.#deadline !== undefined) timeoutMs = Math.min(timeoutMs, this.#deadline - at.now);
-        if (timeoutMs <= 0) break;
-        this.#calls++;
-        this.#pending = { planned: p, at: at.now };
-        return { kind: "call", planned: p, request: this.#in.contract.requestFor(p.model.structuredOutput), timeoutMs };
-      }
+      const call = this.#nextCall(view, at, undefined);
+      if (call !== undefined) return call;
       // Every candidate left has failed this job for good on an earlier delivery.
       if (this.#eligible === 0) {
         const reason = permanentFailureReason(this.#attempts.map((a) => a.outcome));
@@ -159,6 +159,57 @@ export class Delivery {
         return this.#finish(buildDeadLetter(job, reason, error, this.#attempts, at.now), at);
       }
     }
+    return this.#decide(at);
+  }
+
+  /**
+   * The call in flight reached its `hedgeAt` unanswered: the next candidate, called alongside
+   * it, or undefined when there is none to call now (none left, attempts used up, cooling
+   * down, or over `hedgeMaxExtraCostUsd`). Whichever answers acceptably first wins.
+   */
+  hedge(view: LiveView, at: Moment): Extract<Step, { kind: "call" }> | undefined {
+    if (this.#pending.length !== 1 || this.#final || at.stopping || this.#in.plan.kind !== "attempts") return undefined;
+    return this.#nextCall(view, at, this.#in.hedgeMaxExtraCostUsd ?? Infinity);
+  }
+
+  /** The next candidate to call, advancing the plan; `maxCostUsd` (hedges) stops short of a dearer one, leaving it for failover. */
+  #nextCall(view: LiveView, at: Moment, maxCostUsd: number | undefined): Extract<Step, { kind: "call" }> | undefined {
+    const { policy } = this.#in;
+    const attempts = (this.#in.plan as Extract<Plan, { kind: "attempts" }>).attempts;
+    while (this.#cursor < attempts.length) {
+      const p = attempts[this.#cursor++]!;
+      if (this.#excluded?.has(p.model.id)) continue;
+      if (maxCostUsd !== undefined && p.expectedCostUsd > maxCostUsd) {
+        this.#cursor--;
+        return undefined;
+      }
+      this.#eligible++;
+      if (this.#calls >= policy.maxAttempts) {
+        this.#untried++;
+        continue;
+      }
+      // After a context-length refusal only a larger window can help.
+      if (p.model.contextWindow <= this.#minContextFailed && this.#minContextFailed !== Infinity) continue;
+      if (view.cooldownUntil(p.model) > at.now) {
+        this.#untried++;
+        continue;
+      }
+      let timeoutMs = this.#in.timeoutOf(p.model);
+      if (this.#deadline !== undefined) timeoutMs = Math.min(timeoutMs, this.#deadline - at.now);
+      if (timeoutMs <= 0) break;
+      this.#calls++;
+      // Only a lone call is hedged, and only if the hedge would start before its timeout.
+      const after = this.#pending.length === 0 ? this.#in.hedgeAfterOf?.(p.model) : undefined;
+      this.#pending.push({ planned: p, at: at.now });
+      const request = this.#in.contract.requestFor(p.model.structuredOutput);
+      if (after !== undefined && after < timeoutMs) return { kind: "call", planned: p, request, timeoutMs, hedgeAt: at.now + after };
+      return { kind: "call", planned: p, request, timeoutMs };
+    }
+    return undefined;
+  }
+
+  #decide(at: Moment): Step {
+    const { job, plan, policy } = this.#in;
     const decision = decideAfterFailure({
       failures: this.#failures,
       untried: this.#untried,
@@ -180,8 +231,8 @@ export class Delivery {
    * delivery with a result (unless it came after the deadline); one that fails is an
    * `invalid_output` attempt and the next candidate tries. Returns the attempt's outcome.
    */
-  answered(completion: Completion, at: Moment): AttemptOutcome {
-    const { planned, at: t0 } = this.#take();
+  answered(completion: Completion, at: Moment, call?: PlannedAttempt): AttemptOutcome {
+    const { planned, at: t0 } = this.#take(call);
     const message = completion.response.choices[0]?.message;
     const judged = this.#in.contract.judge(message?.content ?? null);
     // Whatever becomes of the answer, the provider billed it (the outcome table's `billed`).
@@ -194,10 +245,12 @@ export class Delivery {
     // The answer came, but too late (a busy machine can overrun the call's own timer).
     if (this.#deadline !== undefined && at.now > this.#deadline) {
       this.#attempts.push(attempt(planned, "timeout", 200, at.now - t0, "answered after the job's deadline", billed));
+      this.#cutOff(planned, at);
       this.#finish(buildDeadLetter(this.#in.job, "deadline_exceeded", `The answer came after the deadline ${this.#in.job.deadline}.`, this.#attempts, at.now), at);
       return "timeout";
     }
     this.#attempts.push(attempt(planned, "ok", 200, at.now - t0, null, billed));
+    this.#cutOff(planned, at);
     // A label that travelled wrapped as {"label": …} reaches the caller bare.
     const response = message && judged.content !== message.content
       ? { ...completion.response, choices: completion.response.choices.map((c, i) => (i === 0 ? { ...c, message: { ...c.message, content: judged.content } } : c)) }
@@ -227,17 +280,31 @@ export class Delivery {
   }
 
   /** The call failed; `error` is already safe to publish (no secrets). */
-  failed(error: ProviderError, message: string, at: Moment): void {
-    const { planned, at: t0 } = this.#take();
+  failed(error: ProviderError, message: string, at: Moment, call?: PlannedAttempt): void {
+    const { planned, at: t0 } = this.#take(call);
     this.#record(planned, error.kind, error.status, at.now - t0, message);
     if (error.kind === "bad_request" && (error as BadRequestError).contextLength) {
       this.#minContextFailed = Math.min(this.#minContextFailed, planned.model.contextWindow);
     }
   }
 
-  /** The call was cut off by a stop: no attempt, nothing learnt; the next step lets the job go. */
-  aborted(): void {
-    this.#take();
+  /**
+   * The call was cut off by a stop, or never made (a budget refused it): no attempt, nothing
+   * learnt. A hedge's loser, already recorded when the other call won, is no longer held.
+   */
+  aborted(call?: PlannedAttempt): void {
+    if (call !== undefined && !this.holds(call)) return;
+    this.#take(call);
+  }
+
+  /**
+   * The other call of a hedge lost: recorded as a `timeout` (no answer in the time this job
+   * gave it; unbilled, since its answer never came) and no longer held. The worker aborts it.
+   */
+  #cutOff(winner: PlannedAttempt, at: Moment): void {
+    for (const { planned, at: t0 } of this.#pending.splice(0)) {
+      this.#attempts.push(attempt(planned, "timeout", null, at.now - t0, `cut off: the hedged call to ${winner.model.id} answered first`));
+    }
   }
 
   #record(planned: PlannedAttempt, outcome: AttemptOutcome, status: number | null, latencyMs: number, error: string, billed?: Billed): void {
@@ -247,11 +314,11 @@ export class Delivery {
     if (!OUTCOMES[outcome].retrySameModel) (this.#excluded ??= new Set()).add(planned.model.id);
   }
 
-  #take(): { planned: PlannedAttempt; at: number } {
-    const p = this.#pending;
-    if (!p) throw new Error("no call in flight");
-    this.#pending = undefined;
-    return p;
+  /** The call reported: `call` names it while two are in flight. */
+  #take(call?: PlannedAttempt): { planned: PlannedAttempt; at: number } {
+    const i = call === undefined ? (this.#pending.length === 1 ? 0 : -1) : this.#pending.findIndex((c) => c.planned === call);
+    if (i < 0) throw new Error(this.#pending.length === 0 ? "no call in flight" : "which call? name it: two are in flight");
+    return this.#pending.splice(i, 1)[0]!;
   }
 
   /**

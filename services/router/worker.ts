@@ -8,10 +8,10 @@ import { jetstream } from "@nats-io/jetstream";
 import { headers as natsHeaders, nuid, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { bindContract } from "../../shared/acceptance/contract.ts";
 import { ProviderError } from "../../shared/adapters/errors.ts";
-import { CallAbortedError } from "../../shared/adapters/http.ts";
+import { CallAbortedError, CallCancel } from "../../shared/adapters/http.ts";
 import type { Completion } from "../../shared/adapters/types.ts";
 import { routerLanes, type Config } from "../../shared/config/schema.ts";
-import type { Attempt, AttemptOutcome, DeadLetter, DlqReason, Result } from "../../shared/contract/job.ts";
+import type { Attempt, AttemptOutcome, DeadLetter, DlqReason, Job, Result } from "../../shared/contract/job.ts";
 import type { AttemptEvent } from "../../shared/contract/live.ts";
 import { INTERACTIVE_QUEUE, namesOf } from "../../shared/contract/subjects.ts";
 import type { Logger } from "../../shared/log.ts";
@@ -26,6 +26,7 @@ import { LocalHealth } from "../../shared/routing/health.ts";
 import { LiveState } from "../../shared/routing/live-state.ts";
 import { costUsd } from "../../shared/routing/cost.ts";
 import { plan } from "../../shared/routing/planner.ts";
+import { adaptiveTimeoutMs } from "../../shared/routing/timeouts.ts";
 import { createConsumer, type Hold } from "./consumer.ts";
 import { createRequestServer, sleepUnlessCancelled, type RequestTurn } from "./interactive.ts";
 import { intake } from "./intake.ts";
@@ -35,6 +36,8 @@ import { budgetField, createRouterBudgets, type Reservation } from "./budgets.ts
 import { createOutcomeStore, nextTurn, type KeptOutcome, type OutcomeKind } from "./outcome-store.ts";
 import type { Tracing } from "../../shared/ops/tracing.ts";
 import { JobTrace, originOf } from "./job-trace.ts";
+import { createResultCache, type CacheClaim, type Lookup } from "./result-cache.ts";
+import { cachedResult } from "../../shared/cache/result-cache.ts";
 
 export interface RouterDeps {
   readonly nc: NatsConnection;
@@ -150,6 +153,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
 
   const store = createOutcomeStore({ nc, js, logger, clock, ackWaitMs: router.ack_wait, stopping: () => stopping, names });
   const budgets = createRouterBudgets({ nc, config, logger, clock });
+  const resultCache = createResultCache({ nc, config, logger, clock });
   const consumer = createConsumer({
     js,
     router,
@@ -263,6 +267,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
    */
   async function work(a: Arrival, turn: Turn): Promise<Ending> {
     const lease = caller.lease();
+    let claim: CacheClaim | undefined;
     try {
       const got = intake(a.subject, a.msgId, a.data, {
         maxBytes: router.max_job_bytes,
@@ -285,6 +290,13 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
       const dead = (deadLetter: DeadLetter, providerMs: number): Ending => ({ kind: "dead_letter", subject: dlqSubject(job.task), deadLetter, task: job.task, providerMs });
       const early = beforePlanning(job, policy, a.earlier, a.deliveryCount, deadline, turn.startedAt);
       if (early) return dead(early, 0);
+      // Result cache (README, "Result cache"): only a task with `cache:` touches the bucket.
+      const taskConfig = lease.config.tasks[job.task]!;
+      if (taskConfig.cache !== undefined) {
+        const looked = await resultCache.lookup(job, taskConfig, taskConfig.cache.ttl, turn.cancel);
+        if (looked.kind !== "miss") return fromCache(looked, job, a, turn);
+        claim = looked.claim;
+      }
       const contract = bindContract(policy.contract, job.request);
       if ("kind" in contract) return dead(buildDeadLetter(job, "invalid_job", contract.message, a.earlier, clock()), 0);
       // Time in provider calls, taken out of the job's router overhead.
@@ -299,7 +311,12 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
         earlier: a.earlier,
         deliveryCount: a.deliveryCount,
         backoffMs: router.redelivery_backoff,
-        timeoutOf: (model) => lease.config.providers[model.provider]!.timeout_ms,
+        timeoutOf: (model) => {
+          const p = lease.config.providers[model.provider]!;
+          return adaptiveTimeoutMs(p.timeout_ms, live.latency(model), p.adaptive_timeout);
+        },
+        // Nobody waits on the batch lane: a hedge there would only add cost.
+        ...(policy.hedge !== undefined && turn.lane !== "batch" ? { hedgeAfterOf: hedgeAfterOf(policy.hedge.after), hedgeMaxExtraCostUsd: policy.hedge.maxExtraCostUsd } : {}),
         startedAt: turn.startedAt,
         publishedAt: a.publishedAt,
         ackWaitMs: router.ack_wait,
@@ -325,10 +342,13 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
               }
               reservation = r.reservation;
             }
-            providerMs += await call(lease, delivery, step, turn, job.task, at, t, tenant, reservation);
+            providerMs += step.hedgeAt === undefined
+              ? await call(lease, delivery, step, turn, job.task, at, t, tenant, reservation, turn.cancel)
+              : await hedged(lease, delivery, step, turn, job, at, t, tenant, reservation);
             continue;
           }
           case "result":
+            await claim?.store(step.result);
             return { kind: "result", result: step.result, providerMs };
           case "dead_letter":
             return dead(step.deadLetter, providerMs);
@@ -339,8 +359,17 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
         }
       }
     } finally {
+      claim?.release();
       lease.release();
     }
+  }
+
+  /** A cache hit's ending: the stored answer as this job's result, unless the wait for an identical job outlasted the hold or a stop came. */
+  function fromCache(looked: Exclude<Lookup, { kind: "miss" }>, job: Job, a: Arrival, turn: Turn): Ending {
+    const now = clock();
+    if (looked.kind === "cancelled" || turn.cancel.cancelled) return { kind: "let_go", why: "stopping", id: job.id };
+    if (holdLapsed(now, turn.renewedAt, router.ack_wait)) return { kind: "let_go", why: "hold_lapsed", id: job.id };
+    return { kind: "result", result: cachedResult(looked.stored, job, a.earlier, { startedAt: turn.startedAt, publishedAt: a.publishedAt, now }), providerMs: 0 };
   }
 
   /**
@@ -407,26 +436,90 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
     counted(kind, task, reason, turn.startedAt, providerMs);
   }
 
+  /** When a call to a model is hedged (the task's `hedge.after`): after its live p95, none before there is one; or a fixed delay. */
+  function hedgeAfterOf(after: "p95" | number): (model: ModelInfo) => number | undefined {
+    if (after !== "p95") return () => after;
+    return (model) => {
+      const p95 = live.latency(model)?.p95Ms;
+      return p95 === undefined || Number.isNaN(p95) ? undefined : p95;
+    };
+  }
+
+  /**
+   * A call step with `hedgeAt`: the call, and, if it is still unanswered then, the delivery's
+   * hedge beside it. Each call has its own cancel, so the loser is cut off without stopping
+   * the job, while a stop (the turn's cancel) reaches both. Returns the time until both ended.
+   */
+  async function hedged(lease: ProviderLease, delivery: Delivery, step: Extract<Step, { kind: "call" }>, turn: Turn, job: Job, at: Moment, t: TaskChildren | undefined, tenant: string, reservation: Reservation | undefined): Promise<number> {
+    const t0 = clock();
+    const cancels = [new CallCancel(), new CallCancel()] as const;
+    turn.cancel.attach(() => {
+      for (const c of cancels) c.cancel();
+    });
+    if (turn.cancel.cancelled) for (const c of cancels) c.cancel();
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const first = call(lease, delivery, step, turn, job.task, at, t, tenant, reservation, cancels[0]);
+      const due = new Promise<true>((resolve) => (timer = setTimeout(() => resolve(true), Math.max(0, step.hedgeAt! - clock()))));
+      if (!(await Promise.race([first.then(() => false), due]))) return clock() - t0;
+      const second = delivery.hedge(live, moment(turn, at));
+      if (second === undefined) {
+        await first;
+        return clock() - t0;
+      }
+      let secondReservation: Reservation | undefined;
+      const applying = budgets.applying(job.task, job.metadata);
+      if (applying.length > 0) {
+        const r = await budgets.reserve(applying, second.planned, second.request);
+        // A budget that cannot take the hedge only means no hedge: the first call goes on.
+        if (r.kind === "refused") delivery.aborted(second.planned);
+        else secondReservation = r.reservation;
+        if (r.kind === "refused" || !delivery.holds(second.planned)) {
+          secondReservation?.release();
+          await first;
+          return clock() - t0;
+        }
+      }
+      // The first acceptable answer settles the delivery (no call left in flight): the other is cut off.
+      const cutOff = (other: CallCancel) => () => {
+        if (delivery.inFlight === 0) other.cancel();
+      };
+      await Promise.all([
+        first.then(cutOff(cancels[1])),
+        call(lease, delivery, second, turn, job.task, at, t, tenant, secondReservation, cancels[1]).then(cutOff(cancels[0])),
+      ]);
+      return clock() - t0;
+    } finally {
+      clearTimeout(timer);
+      turn.cancel.attach(undefined);
+    }
+  }
+
   /**
    * Carries out a `call` step and reports what happened to the delivery, local health, the
    * pricing service and the metrics. Returns the call's duration in ms.
    */
-  async function call(lease: ProviderLease, delivery: Delivery, step: Extract<Step, { kind: "call" }>, hold: Turn, task: string, at: Moment, t: TaskChildren | undefined, tenant: string, reservation: Reservation | undefined): Promise<number> {
+  async function call(lease: ProviderLease, delivery: Delivery, step: Extract<Step, { kind: "call" }>, hold: Turn, task: string, at: Moment, t: TaskChildren | undefined, tenant: string, reservation: Reservation | undefined, cancel: CallCancel): Promise<number> {
     const model = step.planned.model;
     // Provider limits shared by every worker: waits for quota, or refuses by the task's `on_rate_limited`; a refusal fails the attempt below.
-    const refused = await limits.admit(model, step.request, task, step.timeoutMs, hold.cancel)?.then(() => undefined, (err: unknown) => err);
+    const refused = await limits.admit(model, step.request, task, step.timeoutMs, cancel)?.then(() => undefined, (err: unknown) => err);
     const t0 = clock();
     const span = hold.trace?.attempt(model, step.planned.tier);
     let completion: Completion;
     try {
       if (refused !== undefined) throw refused;
-      completion = await limits.during(step.request, lease.call(model, step.request, step.timeoutMs, hold.cancel));
+      completion = await limits.during(step.request, lease.call(model, step.request, step.timeoutMs, cancel));
     } catch (err) {
       // No answer, no bill: the reservation is given back whole.
       reservation?.release();
-      if (err instanceof CallAbortedError) {
+      // A stop, or the loser of a hedge (the delivery recorded it when the other call won).
+      if (err instanceof CallAbortedError || !delivery.holds(step.planned)) {
         span?.aborted();
-        delivery.aborted();
+        // A hedge's loser counts against the worker's own health only: a model that hangs
+        // cools down after a few (no more hedging every job), while a healthy one loses a race
+        // in maybe 1 call of 40 and so never five in a row. The pricing service hears nothing.
+        if (!delivery.holds(step.planned) && !hold.cancel.cancelled) live.local.failed(model.id, model.provider, "timeout", clock());
+        delivery.aborted(step.planned);
         return clock() - t0;
       }
       if (!(err instanceof ProviderError)) {
@@ -439,11 +532,16 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
       limits.failed(model, err, now);
       report(model, task, err.kind, err.status, now - t0, undefined, t0);
       metrics?.attempt(model, err.kind, now - t0);
-      delivery.failed(err, err.message, moment(hold, at));
+      delivery.failed(err, err.message, moment(hold, at), step.planned);
       return now - t0;
     }
     reservation?.settle(costUsd(completion.usage, step.planned));
-    const outcome = delivery.answered(completion, moment(hold, at));
+    // A hedge's loser that answered before its abort landed: the job's outcome is already decided.
+    if (!delivery.holds(step.planned)) {
+      span?.aborted();
+      return clock() - t0;
+    }
+    const outcome = delivery.answered(completion, moment(hold, at), step.planned);
     limits.used(step.request, completion.usage);
     const latency = clock() - t0;
     span?.answered(completion, outcome, costUsd(completion.usage, step.planned));
@@ -564,6 +662,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
 
   async function run(): Promise<void> {
     void watchLiveState().catch((err: unknown) => logger.error({ err: (err as Error).message }, "live state watch failed; routing on configured prices and local health"));
+    await resultCache.open();
     // Budgets must be known before the first job is served.
     await budgets.start();
     requests.start();

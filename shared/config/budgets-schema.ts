@@ -1,15 +1,17 @@
 /**
- * The `budgets:` section: spending limits per tenant, per task and for the whole deployment,
- * over UTC calendar days and months. Routers reserve each call's worst-case cost against
- * every budget that applies to its job before calling, and settle to the real cost after
- * (shared/spend/). Budgets set at run time (`switchyard budgets set`) override these for the
- * same scope, name and window.
+ * The `budgets:` section: spending limits per tenant, per gateway API key, per task and for
+ * the whole deployment, over UTC calendar days and months. Routers reserve each call's
+ * worst-case cost against every budget that applies to its job before calling, and settle to
+ * the real cost after (shared/spend/). Budgets set at run time (`switchyard budgets set`)
+ * override these for the same scope, name and window.
  *
  * ```yaml
  * budgets:
  *   global: { month_usd: 2000 }
  *   tenants:
  *     acme: { day_usd: 5, month_usd: 100, on_exhausted: wait }
+ *   keys:
+ *     acme-batch: { day_usd: 1 }
  *   tasks:
  *     moderation: { day_usd: 20 }
  * ```
@@ -40,6 +42,12 @@ export const BudgetsConfigSchema = z.strictObject({
   global: BudgetLimitsSchema.optional(),
   /** By the job's `metadata.tenant` (the gateway writes its API key's `tenant` there). */
   tenants: z.record(z.string().min(1).max(128), BudgetLimitsSchema).default({}),
+  /**
+   * By the job's `metadata.key`: the gateway writes there the name of the API key a request
+   * came in by (`gateway.keys.<name>`), so one key of a tenant can be held to less than
+   * the tenant, across every gateway and router.
+   */
+  keys: z.record(z.string().min(1).max(64), BudgetLimitsSchema).default({}),
   /** By the job's task. */
   tasks: z.record(z.string().regex(TASK_PATTERN, "task name must match [a-z0-9_-]{1,64}"), BudgetLimitsSchema).default({}),
   /**

@@ -14,6 +14,7 @@ import { OpsConfigSchema } from "../ops/config-schema.ts";
 import { BudgetsConfigSchema } from "./budgets-schema.ts";
 import { LimitsSchema, OnRateLimitedSchema } from "./limits-schema.ts";
 import { batchConfigSchema, batchPriceFields } from "./batch-schema.ts";
+import { RESULT_CACHE_MAX_AGE_MS } from "../cache/result-cache.ts";
 
 const NAME = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
 const name = (what: string) =>
@@ -81,6 +82,16 @@ export const ProviderConfigSchema = z.strictObject({
   api_key: z.string().optional(),
   /** Per-attempt timeout: headers and body must arrive within it. */
   timeout_ms: duration.default(30_000),
+  /**
+   * Per-model timeouts from observed latency: min(`timeout_ms`, max(`floor`, p95 × `multiplier`))
+   * once the pricing service has `min_samples` attempts of the model (`shared/routing/timeouts.ts`).
+   * Absent: `timeout_ms` always.
+   */
+  adaptive_timeout: z.strictObject({
+    multiplier: z.number().min(1).default(3),
+    floor: duration.default(1_000),
+    min_samples: z.int().positive().default(20),
+  }).optional(),
   /** Connections (and so concurrent calls) to this provider per worker process. */
   max_concurrency: z.int().positive().default(256),
   /** Requests and tokens per minute for all of the provider's models together, across every worker (see `limits-schema.ts`). */
@@ -125,6 +136,20 @@ export const TaskConfigSchema = z.strictObject({
   on_rate_limited: OnRateLimitedSchema.default("wait"),
   /** When jobs with slack may go through the providers' batch APIs, and how they group (see `batch-schema.ts`). Absent: always live. */
   batch: batchConfigSchema({ duration }).optional(),
+  /**
+   * Hedged requests: a call still unanswered `after` (`p95`: the model's live p95, no hedge
+   * before the pricing service has one; or a duration) is raced by the next candidate, and
+   * the first acceptable answer wins. `max_extra_cost_usd` caps the hedge call's expected
+   * cost. Absent: no hedging. Never on the batch lane, where nobody waits.
+   */
+  hedge: z.strictObject({
+    after: z.union([z.literal("p95"), duration]),
+    max_extra_cost_usd: z.number().nonnegative().optional(),
+  }).optional(),
+  /** Serve a job identical to one served within `ttl` from the result cache (README, "Result cache"). Absent: never cached. */
+  cache: z
+    .strictObject({ ttl: duration.pipe(z.number().positive("cache.ttl must be above 0").max(RESULT_CACHE_MAX_AGE_MS, "cache.ttl must be at most 30d (the cache bucket's max age)")) })
+    .optional(),
 });
 
 export const StreamsConfigSchema = z.strictObject({

@@ -161,6 +161,14 @@ export const ResultSchema = z.object({
   attempts: z.array(AttemptSchema).min(1),
   metadata: z.record(z.string(), z.unknown()),
   completed_at: z.iso.datetime(),
+  /**
+   * Added after v1: present (true) on a result served from the result cache (README, "Result
+   * cache"): the answer of `cached_from.id`, costing nothing (`cost_usd` 0, usage 0); its last
+   * attempt is a marker with `http_status` null and no cost.
+   */
+  cached: z.literal(true).optional(),
+  /** Added after v1: on a cached result, the job whose answer it is, and when that was served. */
+  cached_from: z.object({ id: z.string(), completed_at: z.iso.datetime() }).optional(),
 });
 export type Result = z.infer<typeof ResultSchema>;
 
@@ -180,7 +188,8 @@ export const DeadLetterSchema = z.object({
    */
   budget: z
     .object({
-      scope: z.enum(["tenant", "task", "global"]),
+      // `key`: a gateway API key's budget (by `metadata.key`).
+      scope: z.enum(["tenant", "key", "task", "global"]),
       name: z.string(),
       window: z.enum(["day", "month"]),
       period: z.string(),

@@ -139,6 +139,12 @@ export const LIMITS_BUCKET = "switchyard-limits";
 export const LIMITS_PAUSE_SUBJECT = "switchyard.pause";
 
 /**
+ * The result cache (README, "Result cache"): one KV entry per distinct job of a task with
+ * `cache:`, `<task>.<sha256>`, written by routers after a result, read before planning.
+ */
+export const RESULT_CACHE_BUCKET = "switchyard-result-cache";
+
+/**
  * A namespace (config `namespace:`, env `SWITCHYARD_NAMESPACE`) lets several Switchyard
  * deployments share one NATS account. One token, so it never splits a subject level.
  */
@@ -182,6 +188,7 @@ export function names(namespace?: string) {
     spendBuckets: { budgets: dashed(SPEND_BUCKETS.budgets), spend: dashed(SPEND_BUCKETS.spend) },
     limitsBucket: dashed(LIMITS_BUCKET),
     limitsPauseSubject: subject(LIMITS_PAUSE_SUBJECT),
+    resultCacheBucket: dashed(RESULT_CACHE_BUCKET),
     jobSubject: (task: string) => `${subjects.jobs}.${task}`,
     resultSubject: (task: string) => `${subjects.results}.${task}`,
     dlqSubject: (task: string) => `${subjects.dlq}.${task}`,

@@ -84,6 +84,10 @@ export function permissionsFor(n: Names): Readonly<Record<User, PermissionSet>> 
         ...kvWatch(n.spendBuckets.budgets),
         ...kvGet(n.spendBuckets.spend),
         ...kvPut(n.spendBuckets.spend),
+        // The result cache: read before planning, written (create or compare-and-set) after a result.
+        streamInfo(`KV_${n.resultCacheBucket}`),
+        ...kvGet(n.resultCacheBucket),
+        ...kvPut(n.resultCacheBucket),
       ],
       // Reading RESULTS must not take the gateways' batch outcomes.
       deny: [`${API}.CONSUMER.MSG.NEXT.${STREAMS.results}.${GATEWAY_BATCH_DURABLE}`],

@@ -32,6 +32,7 @@ import type { Config } from "../config/schema.ts";
 import { SwitchyardError } from "../errors.ts";
 import { GATEWAY_BATCH_DURABLE, namesOf, RESPONSES_TTL_MS } from "../contract/subjects.ts";
 import { SPEND_TTL_MS } from "../spend/budgets-kv.ts";
+import { RESULT_CACHE_MAX_AGE_MS } from "../cache/result-cache.ts";
 
 /** `auto`: a service creates and updates what it needs at start (the default). `check`: it only checks, and stops on a difference. */
 export type ProvisionMode = "auto" | "check";
@@ -169,6 +170,7 @@ export function allResources(cfg: Config): { readonly resource: Resource; readon
     { resource: { kind: "kv", bucket: n.spendBuckets.budgets, history: 5, replicas, ttlMs: 0 }, roles: ["router"] },
     { resource: { kind: "kv", bucket: n.spendBuckets.spend, history: 1, replicas, ttlMs: SPEND_TTL_MS }, roles: ["router"] },
     { resource: { kind: "kv", bucket: n.limitsBucket, history: 1, replicas, ttlMs: 0 }, roles: ["router", "gateway"] },
+    { resource: { kind: "kv", bucket: n.resultCacheBucket, history: 1, replicas, ttlMs: RESULT_CACHE_MAX_AGE_MS }, roles: ["router"] },
     { resource: { kind: "obj", bucket: n.gatewayBuckets.files, replicas }, roles: ["gateway"] },
   ];
 }

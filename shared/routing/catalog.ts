@@ -67,6 +67,8 @@ export interface TaskPolicy {
   readonly pinnedBy: string | undefined;
   /** The task's output contract (what the model is asked for, and the check of its answers), compiled once. */
   readonly contract: TaskContract;
+  /** The task's `hedge`: after `p95` or a number of ms; undefined when it hedges nothing. */
+  readonly hedge: { readonly after: "p95" | number; readonly maxExtraCostUsd: number | undefined } | undefined;
 }
 
 /** `SWITCHYARD_PIN_<TASK>`, the task upper-cased with `-` as `_`: e.g. SWITCHYARD_PIN_MODERATION. */
@@ -156,6 +158,7 @@ export function buildCatalog(cfg: Config, env: NodeJS.ProcessEnv = {}): Catalog 
       allowModels: t.allow_models ? new Set(t.allow_models.map((ref) => resolve(ref) as string)) : undefined,
       pinnedBy: pin ? `${pinName}=${pin}` : undefined,
       contract: compileTaskContract(task, t.output),
+      hedge: t.hedge && { after: t.hedge.after, maxExtraCostUsd: t.hedge.max_extra_cost_usd },
     });
   }
   return { models, tasks, resolve };

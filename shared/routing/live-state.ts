@@ -8,6 +8,7 @@
 import type { ModelState } from "../contract/live.ts";
 import { modelOrdinal, type ModelInfo } from "./catalog.ts";
 import type { LocalHealth, ModelReading, RoutingView } from "./health.ts";
+import type { LatencyStats } from "./timeouts.ts";
 
 /** Without a heartbeat for this long, the pricing service counts as gone. */
 export const STALE_AFTER_MS = 5_000;
@@ -21,6 +22,8 @@ interface Live {
   cooldownUntil: number;
   /** NaN when the pricing service has no latency yet. */
   p95: number;
+  /** Attempts in the pricing service's window behind `p95`. */
+  samples: number;
 }
 
 export class LiveState implements RoutingView {
@@ -47,6 +50,7 @@ export class LiveState implements RoutingView {
       down: state.health === "down",
       cooldownUntil: state.cooldown_until ? Date.parse(state.cooldown_until) : 0,
       p95: state.latency_p95_ms ?? NaN,
+      samples: state.samples,
     };
     let key = "";
     if (state.quality !== undefined) for (const task in state.quality) if (state.quality[task]!.status === "demoted") key += `${task},`;
@@ -104,6 +108,12 @@ export class LiveState implements RoutingView {
       const now = this.#clock();
       if (this.fresh(now)) out.cooldownUntil = Math.max(out.cooldownUntil, live.cooldownUntil > now ? live.cooldownUntil : now + PROBE_WAIT_MS);
     }
+  }
+
+  /** The pricing service's p95 over its window (adaptive timeouts, hedging); undefined before it sent any. */
+  latency(model: ModelInfo): LatencyStats | undefined {
+    const live = this.#models[model.ordinal];
+    return live === undefined ? undefined : { p95Ms: live.p95, samples: live.samples };
   }
 
   cooldownUntil(model: ModelInfo): number {

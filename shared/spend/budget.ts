@@ -15,13 +15,14 @@
 import { z } from "zod";
 import type { Prices } from "../routing/cost.ts";
 
-export const BUDGET_SCOPES = ["tenant", "task", "global"] as const;
+/** In the order budgetsFor lists a job's budgets: who pays (tenant, then the gateway API key), what for, everything. */
+export const BUDGET_SCOPES = ["tenant", "key", "task", "global"] as const;
 export type BudgetScope = (typeof BUDGET_SCOPES)[number];
 export const BUDGET_WINDOWS = ["day", "month"] as const;
 export type BudgetWindow = (typeof BUDGET_WINDOWS)[number];
 export type OnExhausted = "reject" | "wait";
 
-/** One limit over one window. `name` is the tenant or task; empty for `global`. */
+/** One limit over one window. `name` is the tenant, gateway API key name or task; empty for `global`. */
 export interface Budget {
   readonly scope: BudgetScope;
   readonly name: string;
@@ -87,21 +88,26 @@ export function spendKey(b: Pick<Budget, "scope" | "name" | "window">, now: numb
   return `${budgetId(b)}.${windowAt(b.window, now).period}`;
 }
 
-/** The tenant a job is billed to: `metadata.tenant` when it is a non-empty string. */
-export function tenantOf(metadata: Readonly<Record<string, unknown>> | undefined): string | undefined {
-  const t = metadata?.tenant;
-  return typeof t === "string" && t.length > 0 ? t : undefined;
+/** Who a job is billed to: `metadata.tenant`, and `metadata.key` (the name of the gateway API key it came in by), each when a non-empty string. */
+export interface Payer {
+  readonly tenant: string | undefined;
+  readonly key: string | undefined;
+}
+
+export function payerOf(metadata: Readonly<Record<string, unknown>> | undefined): Payer {
+  const named = (v: unknown) => (typeof v === "string" && v.length > 0 ? v : undefined);
+  return { tenant: named(metadata?.tenant), key: named(metadata?.key) };
 }
 
 /**
- * Every budget a job answers to, from a lookup by budget id: its tenant's, its task's and the
- * global ones, each window. Ordered tenant, task, global, day before month: the first that
- * refuses is the one a dead letter names.
+ * Every budget a job answers to, from a lookup by budget id: its tenant's, its API key's, its
+ * task's and the global ones, each window. Ordered as BUDGET_SCOPES, day before month: the
+ * first that refuses is the one a dead letter names.
  */
-export function budgetsFor(lookup: ReadonlyMap<string, Budget>, task: string, tenant: string | undefined): Budget[] {
+export function budgetsFor(lookup: ReadonlyMap<string, Budget>, task: string, payer: Payer): Budget[] {
   const out: Budget[] = [];
   for (const scope of BUDGET_SCOPES) {
-    const name = scope === "tenant" ? tenant : scope === "task" ? task : "";
+    const name = scope === "tenant" ? payer.tenant : scope === "key" ? payer.key : scope === "task" ? task : "";
     if (name === undefined) continue;
     for (const window of BUDGET_WINDOWS) {
       const b = lookup.get(budgetId({ scope, name, window }));

@@ -39,6 +39,7 @@ export function configBudgets(cfg: BudgetsConfig | undefined): Budget[] {
   };
   if (cfg.global) add("global", "", cfg.global);
   for (const [name, l] of Object.entries(cfg.tenants)) add("tenant", name, l);
+  for (const [name, l] of Object.entries(cfg.keys)) add("key", name, l);
   for (const [name, l] of Object.entries(cfg.tasks)) add("task", name, l);
   return out;
 }

@@ -13,13 +13,16 @@ export const budgetsCommand: Command = {
   name: "budgets",
   summary: summaryOf("budgets"),
   usage: `switchyard budgets [list] [--json]
-switchyard budgets set tenant <name> | task <name> | global  [--day <USD>] [--month <USD>] [--on-exhausted reject|wait]
-switchyard budgets rm  tenant <name> | task <name> | global  [--window day|month]
+switchyard budgets set tenant <name> | key <name> | task <name> | global  [--day <USD>] [--month <USD>] [--on-exhausted reject|wait]
+switchyard budgets rm  tenant <name> | key <name> | task <name> | global  [--window day|month]
 
 \`list\` shows every budget in force — the config file's \`budgets:\` and those set here, which
 take the place of a config one for the same scope, name and window — with the current UTC
 window's spend: settled, reserved by calls in flight (live reservations only), and left.
 --json prints {"budgets": [...]} with the same figures.
+
+\`key <name>\` is a gateway API key by its name under \`gateway.keys\`: the gateway writes
+it into every job's \`metadata.key\`, so the key's requests answer to it on every gateway.
 
 \`set\` stores a budget in the budgets bucket (switchyard-budgets); every router applies it
 within a moment, without a restart, and it outlives restarts. \`rm\` removes what \`set\`
@@ -58,10 +61,10 @@ async function withBuckets<T>(f: (b: SpendBuckets) => Promise<T>): Promise<T> {
   }
 }
 
-/** `tenant acme` → tenant "acme"; `global` → the global budget. */
+/** `tenant acme` → tenant "acme"; `key acme-batch` → the API key's; `global` → the global budget. */
 function target(command: string, positionals: string[]): { scope: BudgetScope; name: string } {
   const [scope, name] = positionals;
-  if (!(BUDGET_SCOPES as readonly (string | undefined)[]).includes(scope)) throw new UsageError(`${command}: name the scope: tenant <name>, task <name> or global`);
+  if (!(BUDGET_SCOPES as readonly (string | undefined)[]).includes(scope)) throw new UsageError(`${command}: name the scope: tenant <name>, key <name>, task <name> or global`);
   if (scope === "global") {
     if (name !== undefined) throw new UsageError(`${command}: the global budget takes no name`);
     return { scope, name: "" };
