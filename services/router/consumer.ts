@@ -4,7 +4,7 @@
  * job is: each delivery is handed to `handle` with its hold, and the slot frees when that
  * settles.
  */
-import type { JetStreamClient, JetStreamManager, JsMsg } from "@nats-io/jetstream";
+import type { Consumer as LaneConsumer, JetStreamClient, JetStreamManager, JsMsg } from "@nats-io/jetstream";
 import { CallCancel } from "../../shared/adapters/http.ts";
 import type { RouterConfig } from "../../shared/config/schema.ts";
 import { names as namesFor, type Names } from "../../shared/contract/subjects.ts";
@@ -159,7 +159,6 @@ export function createConsumer({ js, router, lanes, logger, clock, handle, onMis
    * never exceed max_in_flight.
    */
   async function pullLane(lane: Lane, durable: string): Promise<void> {
-    const consumer = await js.consumers.get(STREAMS.jobs, durable);
     let failures = 0;
     let verifiedAt = clock();
     let missingSince: number | undefined;
@@ -192,6 +191,19 @@ export function createConsumer({ js, router, lanes, logger, clock, handle, onMis
       // Re-creating it here would redeliver every job the stream still holds (deliver policy all): start-up provisioning decides, after a restart.
       if (now - missingSince >= missingGraceMs) throw new PullLoopFailedError(`${why} (for ${now - missingSince} ms); the worker cannot pull jobs`);
     };
+    // Gone already at start (deleted between provisioning and here): the same grace as later on.
+    let consumer: LaneConsumer | undefined;
+    while (consumer === undefined && !stopping) {
+      try {
+        consumer = await js.consumers.get(STREAMS.jobs, durable);
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+        verifiedAt = -Infinity;
+        await verify();
+        await new Promise((r) => setTimeout(r, VERIFY_EVERY_MS));
+      }
+    }
+    if (consumer === undefined) return;
     while (!stopping) {
       const size = Math.min(FETCH_MAX, pullSize(lane, slots, held, interactiveBusy));
       if (size <= 0) {
