@@ -196,13 +196,20 @@ export function renderText(run: BenchRun): string {
 const md = (cells: string[]) => `| ${cells.join(" | ")} |`;
 const spreadCell = (s: Spread, digits: number) => `${fmt(s.median, digits)} (${fmt(s.min, digits)}–${fmt(s.max, digits)})`;
 
+/** A scenario run on its own (`--only <name>`) names when, how and on what code it ran. */
+function ranAt(name: string, f: { readonly date: string; readonly code?: { readonly commit: string; readonly uncommitted: readonly string[] } }): string {
+  const code = f.code;
+  const how = code ? ` by \`npm run bench -- --only ${name}\`, apart from the rest of this report, on commit ${code.commit}${code.uncommitted.length > 0 ? ` with uncommitted changes to ${code.uncommitted.join(", ")}` : ""}` : "";
+  return `bench/scenarios/${name}.ts, run ${f.date.slice(0, 16).replace("T", " ")} UTC${how}.`;
+}
+
 function budgetsSection(b: BudgetsFigures): string[] {
   const c = (w: BudgetsFigures["oneWorker"]) => md([`${w.workers === 1 ? "one worker" : `${w.workers} workers`}, ${fmt(w.inFlight, 0)} at once`, fmt(w.p50Ms, 3), fmt(w.p99Ms, 3), fmt(w.reservationsPerSec, 0), fmt(w.clientCpuUsPerReservation, 1), fmt(w.kvWrites, 0)]);
   const t = b.throughput;
   return [
     "## 10. Budget reservations",
     "",
-    `bench/scenarios/budgets.ts, run ${b.date.slice(0, 16).replace("T", " ")} UTC${b.code ? ` by \`npm run bench -- --only budgets\`, apart from the rest of this report, on commit ${b.code.commit}${b.code.uncommitted.length > 0 ? ` with uncommitted changes to ${b.code.uncommitted.join(", ")}` : ""}` : ""}.`,
+    ranAt("budgets", b),
     "Its own nats-server; in the bench process, a SpendLedger reserving and settling on one spend entry, as a router does",
     "around every call of a budgeted job. One at a time: the latency a reservation adds to a job (one compare-and-set round",
     "trip). Concurrently: reservations that arrive while a write is in flight go together in the next one, so each waits",
@@ -327,7 +334,7 @@ export function renderMarkdown(run: BenchRun): string {
     "",
     "## 9. Metrics overhead",
     "",
-    `bench/scenarios/metrics.ts, run ${run.metrics.date.slice(0, 16).replace("T", " ")} UTC${run.metrics.code ? ` by \`npm run bench -- --only metrics\`, apart from the rest of this report, on commit ${run.metrics.code.commit}${run.metrics.code.uncommitted.length > 0 ? ` with uncommitted changes to ${run.metrics.code.uncommitted.join(", ")}` : ""}` : ""}.`,
+    ranAt("metrics", run.metrics),
     "In the bench process: the recording calls the router makes for a job served at its",
     `first attempt (queue wait, attempt, cost and tokens, result, overhead) cost ${fmt(run.metrics.recordingNsPerJob, 0)} ns of CPU per job over 5 M jobs,`,
     `and one render of /metrics with ${fmt(run.metrics.renderLines, 0)} lines (3 tasks × 6 models × 20 tenants) ${fmt(run.metrics.renderMs, 2)} ms.`,

@@ -10,12 +10,8 @@ import OpenAI, { toFile } from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { jobIdFor } from "../services/gateway/batch-lines.ts";
 import { KEYS, startGatewayStack, type GatewayStack } from "./harness/gateway.ts";
-import { KIND, startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "./harness/otlp.ts";
+import { clearOtelEnv, KIND, startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "./harness/otlp.ts";
 
-const OTEL_VARS = ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_BSP_SCHEDULE_DELAY", "OTEL_SERVICE_NAME", "OTEL_SDK_DISABLED", "OTEL_TRACES_EXPORTER"];
-const clearOtelEnv = () => {
-  for (const v of OTEL_VARS) delete process.env[v];
-};
 const hex = (bytes: number) => randomBytes(bytes).toString("hex");
 const LINES = 4;
 

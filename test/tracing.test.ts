@@ -12,13 +12,9 @@ import type { Result } from "../shared/contract/job.ts";
 import { tracingEnabled } from "../shared/ops/tracing.ts";
 import { KEYS, startGatewayStack, type GatewayStack } from "./harness/gateway.ts";
 import { jobsSettled, readAll } from "./harness/nats.ts";
-import { KIND, startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "./harness/otlp.ts";
+import { clearOtelEnv, KIND, startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "./harness/otlp.ts";
 import { moderationJob, startStack, type TestStack } from "./harness/stack.ts";
 
-const OTEL_VARS = ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_BSP_SCHEDULE_DELAY", "OTEL_SERVICE_NAME", "OTEL_SDK_DISABLED", "OTEL_TRACES_EXPORTER"];
-const clearOtelEnv = () => {
-  for (const v of OTEL_VARS) delete process.env[v];
-};
 
 const hex = (bytes: number) => randomBytes(bytes).toString("hex");
 

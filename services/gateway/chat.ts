@@ -149,12 +149,17 @@ async function viaQueue(deps: ChatDeps, task: string, id: string, job: JobInput,
     await deps.js.publish((deps.names?.interactiveJobSubject ?? interactiveJobSubject)(task), JSON.stringify(job), { msgID: id, headers: hdrs });
   } catch (err) {
     deps.inbox.cancel(id);
-    if (isMessageTooLarge(err)) {
-      throw new GatewayError(413, "The request is larger than the job queue accepts (NATS max_payload or the JOBS stream's max_msg_size); send a smaller one.", { code: "request_too_large" });
-    }
-    throw new GatewayError(503, `The job queue is unavailable (${(err as Error).message}); try again shortly.`, { code: "queue_unavailable" });
+    throw jobPublishError(err);
   }
   return outcome;
+}
+
+/** A job publish that failed, as the caller's error: too large is theirs (413), anything else an outage (503). */
+export function jobPublishError(err: unknown): GatewayError {
+  if (isMessageTooLarge(err)) {
+    return new GatewayError(413, "The request is larger than the job queue accepts (NATS max_payload or the JOBS stream's max_msg_size); send a smaller one.", { code: "request_too_large" });
+  }
+  return new GatewayError(503, `The job queue is unavailable (${(err as Error).message}); try again shortly.`, { code: "queue_unavailable" });
 }
 
 export function completionOf(r: Result): ChatCompletion {

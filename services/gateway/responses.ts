@@ -24,7 +24,7 @@ import { parseJsonOrUndefined } from "../../shared/json.ts";
 import type { Logger } from "../../shared/log.ts";
 import { isMessageTooLarge } from "../../shared/nats/errors.ts";
 import type { Caller } from "./auth.ts";
-import { resultHeaders, runInteractive, TASK_HEADER, taskFor, type ChatDeps, type JobNote } from "./chat.ts";
+import { jobPublishError, resultHeaders, runInteractive, TASK_HEADER, taskFor, type ChatDeps, type JobNote } from "./chat.ts";
 import { GatewayError } from "./openai-error.ts";
 import { OutcomeSchema } from "./replies.ts";
 import {
@@ -159,8 +159,7 @@ export function createResponsesService(deps: ResponsesDeps): ResponsesService {
       seq = (await chat.js.publish((chat.names?.jobSubject ?? jobSubject)(task), JSON.stringify(job), { msgID: id, headers: hdrs })).seq;
     } catch (err) {
       await kv.delete(id).catch(() => {});
-      if (isMessageTooLarge(err)) throw new GatewayError(413, "The request is larger than the job queue accepts (NATS max_payload or the JOBS stream's max_msg_size); send a smaller one.", { code: "request_too_large" });
-      throw new GatewayError(503, `The job queue is unavailable (${(err as Error).message}); try again shortly.`, { code: "queue_unavailable" });
+      throw jobPublishError(err);
     }
     // Only for a later cancel; if the outcome was filed first there is nothing left to withdraw.
     await update(id, { ...record, job_seq: seq }, revision);

@@ -27,12 +27,15 @@ export interface RouterBudgets {
   /** Opens the buckets and reads the run-time budgets; no job may be served before it resolves. */
   start(): Promise<void>;
   /** The budgets a job answers to (often none: then reserve nothing). */
-  applying(task: string, metadata: Readonly<Record<string, unknown>> | undefined): Budget[];
+  applying(task: string, metadata: Readonly<Record<string, unknown>> | undefined): readonly Budget[];
   reserve(budgets: readonly Budget[], planned: PlannedAttempt, request: ChatRequest): Promise<Reserved>;
   reload(config: Config): void;
   /** Writes what is owed (settled costs, released holds) and stops renewing. */
   stop(): Promise<void>;
 }
+
+/** What `applying` returns when no budget is set: one list for every job, not one per call. */
+const NONE: readonly Budget[] = [];
 
 export function createRouterBudgets({ nc, config, logger, clock }: { nc: NatsConnection; config: Config; logger: Logger; clock: () => number }): RouterBudgets {
   const table = new BudgetTable(config.budgets);
@@ -58,7 +61,7 @@ export function createRouterBudgets({ nc, config, logger, clock }: { nc: NatsCon
 
     applying(task, metadata) {
       const lookup = table.lookup;
-      return lookup.size === 0 ? [] : budgetsFor(lookup, task, payerOf(metadata));
+      return lookup.size === 0 ? NONE : budgetsFor(lookup, task, payerOf(metadata));
     },
 
     async reserve(budgets, planned, request) {

@@ -10,7 +10,7 @@ import type { Completion } from "../../shared/adapters/types.ts";
 import type { JobContract } from "../../shared/acceptance/contract.ts";
 import type { Attempt, AttemptOutcome, ChatRequest, DeadLetter, DlqReason, Job, Result, Usage } from "../../shared/contract/job.ts";
 import type { TaskPolicy } from "../../shared/routing/catalog.ts";
-import { costBreakdown } from "../../shared/routing/cost.ts";
+import { billedUsd, costBreakdown } from "../../shared/routing/cost.ts";
 import { decideAfterFailure } from "../../shared/routing/decide.ts";
 import { OUTCOMES, permanentFailureReason } from "../../shared/routing/outcomes.ts";
 import type { Plan, PlannedAttempt } from "../../shared/routing/planner.ts";
@@ -81,13 +81,6 @@ export interface Moment {
  */
 export function buildDeadLetter(job: Job, reason: DlqReason, error: string, attempts: readonly Attempt[], now: number): DeadLetter {
   return { id: job.id, task: job.task, status: "failed", reason, error, attempts: [...attempts], billed_usd: billedUsd(attempts), job, metadata: job.metadata ?? {}, failed_at: new Date(now).toISOString() };
-}
-
-/** What the providers billed for these attempts: those that answered carry their cost. */
-export function billedUsd(attempts: readonly Attempt[]): number {
-  let sum = 0;
-  for (const a of attempts) if (a.cost_usd !== undefined) sum += a.cost_usd;
-  return sum;
 }
 
 /** A job whose deadline passed before it came, or whose delivery budget is spent, ends before any planning. */

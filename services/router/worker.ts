@@ -438,11 +438,13 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
 
   /** When a call to a model is hedged (the task's `hedge.after`): after its live p95, none before there is one; or a fixed delay. */
   function hedgeAfterOf(after: "p95" | number): (model: ModelInfo) => number | undefined {
-    if (after !== "p95") return () => after;
-    return (model) => {
-      const p95 = live.latency(model)?.p95Ms;
-      return p95 === undefined || Number.isNaN(p95) ? undefined : p95;
-    };
+    return after === "p95" ? hedgeAfterP95 : () => after;
+  }
+
+  /** A model's live p95, none before there is one: made once, shared by every job hedged at `p95`. */
+  function hedgeAfterP95(model: ModelInfo): number | undefined {
+    const p95 = live.latency(model)?.p95Ms;
+    return p95 === undefined || Number.isNaN(p95) ? undefined : p95;
   }
 
   /**
@@ -535,7 +537,9 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
       delivery.failed(err, err.message, moment(hold, at), step.planned);
       return now - t0;
     }
-    reservation?.settle(costUsd(completion.usage, step.planned));
+    // Every answer is billed, a rejected one too (the outcome table).
+    const cost = costUsd(completion.usage, step.planned);
+    reservation?.settle(cost);
     // A hedge's loser that answered before its abort landed: the job's outcome is already decided.
     if (!delivery.holds(step.planned)) {
       span?.aborted();
@@ -544,16 +548,15 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
     const outcome = delivery.answered(completion, moment(hold, at), step.planned);
     limits.used(step.request, completion.usage);
     const latency = clock() - t0;
-    span?.answered(completion, outcome, costUsd(completion.usage, step.planned));
+    span?.answered(completion, outcome, cost);
     if (outcome === "ok") live.local.succeeded(model.id, latency);
     // An answer after the deadline says nothing new about the model.
     if (outcome !== "timeout") report(model, task, outcome, 200, latency, completion.usage, t0);
     if (t !== undefined) {
       metrics!.attempt(model, outcome, latency);
-      // Every answer is billed, a rejected one too (the outcome table).
       const u = completion.usage;
       const d = u.prompt_tokens_details;
-      metrics!.billed(t, model, tenant, costUsd(u, step.planned), u.prompt_tokens, u.completion_tokens, d?.cached_tokens, d?.cache_write_tokens, u.completion_tokens_details?.reasoning_tokens);
+      metrics!.billed(t, model, tenant, cost, u.prompt_tokens, u.completion_tokens, d?.cached_tokens, d?.cache_write_tokens, u.completion_tokens_details?.reasoning_tokens);
     }
     return latency;
   }

@@ -17,10 +17,11 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { estimatePromptTokens } from "../../shared/tokens.ts";
-import { isRecord } from "../../shared/json.ts";
+import { isRecord, parseJsonOrUndefined } from "../../shared/json.ts";
 import { anthropicDialect, geminiDialect, openaiDialect, type SimDialect, type SimModel, type WireReply } from "./dialects.ts";
 import { completionLimit, type SimChatRequest } from "./replies.ts";
 import type { Scenario, SimBatchBehaviour } from "./scenario.ts";
+import { readBody, send, sendReply } from "./http-io.ts";
 import { fnv1a } from "./text.ts";
 
 /** What a batch line needs of a simulated model; the server's model state has it. */
@@ -135,46 +136,46 @@ export function createSimBatches<M extends BatchModel>(opts: SimBatchesOptions<M
     const route = routeOf(req.method ?? "", rest);
     if (!route) return false;
     const dialect = route.kind === "openai" ? openaiDialect : route.kind === "anthropic" ? anthropicDialect : geminiDialect;
-    readBody(req, (raw) => {
+    readBody(req, MAX_BATCH_BODY_BYTES, (raw) => {
       if (provider.apiKey !== undefined) {
         const presented = dialect.presentedKey(req.headers, query);
-        if (presented !== provider.apiKey) return reply(res, dialect.unauthorized(presented));
+        if (presented !== provider.apiKey) return sendReply(res, dialect.unauthorized(presented));
       }
-      if (raw === undefined) return reply(res, dialect.tooLarge());
+      if (raw === undefined) return sendReply(res, dialect.tooLarge());
       const key = (id: string) => `${providerName}/${id}`;
       switch (route.op) {
         case "upload":
           return upload(req, res, providerName, raw);
         case "content": {
           const file = files.get(key(route.id));
-          if (!file) return reply(res, dialect.notFound(`No such File object: ${route.id}`));
+          if (!file) return sendReply(res, dialect.notFound(`No such File object: ${route.id}`));
           return send(res, 200, file.content, "application/octet-stream");
         }
         case "submit": {
           const body = jsonBody(raw);
-          if (!body) return reply(res, dialect.notJson());
+          if (!body) return sendReply(res, dialect.notJson());
           const made = route.kind === "openai"
             ? submitOpenAi(providerName, provider, body)
             : route.kind === "anthropic"
               ? submitAnthropic(providerName, provider, body, req.headers)
               : submitGemini(providerName, provider, body, route.model, req.headers);
-          if ("status" in made) return reply(res, made);
+          if ("status" in made) return sendReply(res, made);
           batches.set(key(made.id), made);
           return send(res, 200, view(made, req));
         }
       }
       const batch = batches.get(key(route.id));
-      if (!batch || batch.kind !== route.kind) return reply(res, dialect.notFound(`no batch ${route.id}`));
+      if (!batch || batch.kind !== route.kind) return sendReply(res, dialect.notFound(`no batch ${route.id}`));
       switch (route.op) {
         case "get":
           return send(res, 200, view(batch, req));
         case "cancel": {
-          if (progress(batch).state !== "running") return reply(res, conflict(batch, `the batch has ended (${progress(batch).state}) and cannot be cancelled`));
+          if (progress(batch).state !== "running") return sendReply(res, conflict(batch, `the batch has ended (${progress(batch).state}) and cannot be cancelled`));
           batch.cancelledAt = now();
           return send(res, 200, batch.kind === "gemini" ? "{}" : view(batch, req, true));
         }
         case "results": {
-          if (progress(batch).state === "running") return reply(res, conflict(batch, "results are not available until the batch has ended"));
+          if (progress(batch).state === "running") return sendReply(res, conflict(batch, "results are not available until the batch has ended"));
           return send(res, 200, anthropicResults(batch), "application/x-jsonl");
         }
       }
@@ -186,8 +187,8 @@ export function createSimBatches<M extends BatchModel>(opts: SimBatchesOptions<M
     const fields = multipart(req.headers["content-type"], raw);
     const file = fields?.get("file");
     const purpose = fields?.get("purpose")?.content;
-    if (!fields || !file) return reply(res, openAiRefusal("Missing required parameter: 'file'.", "file"));
-    if (purpose !== "batch") return reply(res, openAiRefusal(`Invalid 'purpose': the simulator stores batch input files only, got ${JSON.stringify(purpose)}.`, "purpose"));
+    if (!fields || !file) return sendReply(res, openAiRefusal("Missing required parameter: 'file'.", "file"));
+    if (purpose !== "batch") return sendReply(res, openAiRefusal(`Invalid 'purpose': the simulator stores batch input files only, got ${JSON.stringify(purpose)}.`, "purpose"));
     const stored = storeFile(provider, file.filename ?? "upload.jsonl", "batch", file.content);
     send(res, 200, JSON.stringify(fileObject(stored)));
   }
@@ -510,12 +511,8 @@ function decode(s: string): string {
 }
 
 function jsonBody(raw: Buffer): Record<string, unknown> | undefined {
-  try {
-    const body: unknown = JSON.parse(raw.toString("utf8"));
-    return isRecord(body) ? body : undefined;
-  } catch {
-    return undefined;
-  }
+  const body = parseJsonOrUndefined(raw.toString("utf8"));
+  return isRecord(body) ? body : undefined;
 }
 
 /** The fields of a multipart/form-data body, or undefined when it is not one. */
@@ -534,16 +531,6 @@ function multipart(contentType: string | undefined, raw: Buffer): Map<string, { 
     if (name !== undefined) fields.set(name, { filename, content: part.slice(split + 4).replace(/\r\n$/, "") });
   }
   return fields;
-}
-
-function readBody(req: IncomingMessage, done: (body: Buffer | undefined) => void): void {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  req.on("data", (chunk: Buffer) => {
-    size += chunk.length;
-    if (size <= MAX_BATCH_BODY_BYTES) chunks.push(chunk);
-  });
-  req.on("end", () => done(size > MAX_BATCH_BODY_BYTES ? undefined : Buffer.concat(chunks, size)));
 }
 
 function fileObject(f: SimFile): Record<string, unknown> {
@@ -566,13 +553,4 @@ function anthropicRefusal(message: string): WireReply {
 
 function googleRefusal(message: string, code = 400, status = "INVALID_ARGUMENT"): WireReply {
   return { status: code, body: JSON.stringify({ error: { code, message, status } }) };
-}
-
-function reply(res: ServerResponse, r: WireReply): void {
-  send(res, r.status, r.body, "application/json", r.headers);
-}
-
-function send(res: ServerResponse, status: number, body: string, type = "application/json", headers?: Record<string, string>): void {
-  res.writeHead(status, { ...headers, "content-type": type, "content-length": Buffer.byteLength(body) });
-  res.end(body);
 }

@@ -14,6 +14,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo } from "node:net";
 import { estimatePromptTokens } from "../../shared/tokens.ts";
 import { createSimBatches } from "./batches.ts";
+import { readBody, send, sendReply } from "./http-io.ts";
 import { anthropicDialect, geminiDialect, openaiDialect, type SimDialect, type WireReply } from "./dialects.ts";
 import { buildReply, completionLimit, replyTokens, type SimChatRequest } from "./replies.ts";
 import { fnv1a } from "./text.ts";
@@ -470,32 +471,6 @@ export function createSimProvider(scenario: Scenario, opts: SimProviderOptions =
     control: controlModel,
     reset,
   };
-}
-
-/** Collects the body; `undefined` when it exceeds the limit (the rest is drained, not kept). */
-function readBody(req: IncomingMessage, limit: number, done: (body: Buffer | undefined) => void): void {
-  let first: Buffer | undefined;
-  let chunks: Buffer[] | undefined;
-  let size = 0;
-  req.on("data", (chunk: Buffer) => {
-    size += chunk.length;
-    if (size > limit) return;
-    if (first === undefined) first = chunk;
-    else (chunks ??= [first]).push(chunk);
-  });
-  req.on("end", () => {
-    if (size > limit) done(undefined);
-    else done(chunks ? Buffer.concat(chunks, size) : (first ?? Buffer.alloc(0)));
-  });
-}
-
-function send(res: ServerResponse, status: number, body: string, type = JSON_TYPE, headers?: Record<string, string>): void {
-  res.writeHead(status, { ...headers, "content-type": type, "content-length": Buffer.byteLength(body) });
-  res.end(body);
-}
-
-function sendReply(res: ServerResponse, reply: WireReply): void {
-  send(res, reply.status, reply.body, JSON_TYPE, reply.headers);
 }
 
 function controlError(message: string): string {

@@ -8,6 +8,7 @@
  */
 import type { z } from "zod";
 import type { ChatRequest } from "../contract/job.ts";
+import { parseJsonOrUndefined } from "../json.ts";
 import type { ProviderClient } from "./http.ts";
 import { BadRequestError, ProviderError } from "./errors.ts";
 import type { Completion, Dialect, HttpCall, HttpReply, ProviderTarget } from "./types.ts";
@@ -163,17 +164,13 @@ export function jsonlLines(body: string): string[] {
   return body.split("\n").filter((l) => l.trim() !== "");
 }
 
-/** Batch counts arrive as numbers, or (Gemini's int64) as strings. */
 /** A result file's line read as `schema`; undefined when it is not JSON or not that shape: it names no custom id, so its line is reported lost. */
 export function parseJsonLine<S extends z.ZodType>(raw: string, schema: S): z.output<S> | undefined {
-  try {
-    const parsed = schema.safeParse(JSON.parse(raw));
-    return parsed.success ? parsed.data : undefined;
-  } catch {
-    return undefined;
-  }
+  const parsed = schema.safeParse(parseJsonOrUndefined(raw));
+  return parsed.success ? parsed.data : undefined;
 }
 
+/** Batch counts arrive as numbers, or (Gemini's int64) as strings. */
 export function count(v: number | string | undefined): number {
   const n = typeof v === "string" ? Number(v) : (v ?? 0);
   return Number.isFinite(n) && n >= 0 ? n : 0;

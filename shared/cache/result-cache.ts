@@ -7,6 +7,7 @@ import { createHash } from "node:crypto";
 import { z } from "zod";
 import type { TaskConfig } from "../config/schema.ts";
 import { ResultSchema, type Attempt, type Job, type Result } from "../contract/job.ts";
+import { billedUsd } from "../routing/cost.ts";
 
 /**
  * The bucket's max age, and so the longest `cache.ttl` a task may set: the bucket drops an
@@ -68,8 +69,6 @@ export function entryOf(result: Result, now: number): CacheEntry {
  */
 export function cachedResult(stored: Result, job: Pick<Job, "id" | "task" | "metadata">, earlier: readonly Attempt[], at: { startedAt: number; publishedAt: number; now: number }): Result {
   const marker: Attempt = { provider: stored.provider, model: stored.model, tier: stored.attempts.at(-1)?.tier ?? 0, outcome: "ok", http_status: null, latency_ms: 0, error: null, cost_usd: 0 };
-  let billed = 0;
-  for (const a of earlier) billed += a.cost_usd ?? 0;
   return {
     id: job.id,
     task: job.task,
@@ -81,7 +80,7 @@ export function cachedResult(stored: Result, job: Pick<Job, "id" | "task" | "met
     usage: { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 },
     cost_usd: 0,
     cost: { input: 0, cached_input: 0, cache_write: 0, output: 0, reasoning: 0, total: 0 },
-    billed_usd: billed,
+    billed_usd: billedUsd(earlier),
     latency_ms: at.now - at.startedAt,
     queued_ms: Math.max(0, at.startedAt - at.publishedAt),
     attempts: [...earlier, marker],

@@ -5,10 +5,10 @@
  * flight; while the limit is used up, nobody in the process writes before the time the entry
  * named.
  */
-import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { z } from "zod";
 import { parseJsonOrUndefined } from "../json.ts";
+import { isWrongRevision } from "../nats/errors.ts";
 import { EMPTY_SLICE, grantSlice, refill, settle, sliceUnits, spend, TOLERANCE_MS, type BucketState, type LocalSlice, type Rate, type SliceDecision } from "./slices.ts";
 
 const BucketStateSchema = z.object({ tat: z.number().finite() });
@@ -103,10 +103,6 @@ export class SharedRate {
     const parsed = BucketStateSchema.safeParse(parseJsonOrUndefined(e.string()));
     return { state: parsed.success ? parsed.data : undefined, revision: e.revision };
   }
-}
-
-function isWrongRevision(err: unknown): boolean {
-  return err instanceof JetStreamApiError && (err.code === JetStreamApiCodes.StreamWrongLastSequence || err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown);
 }
 
 /** A KV key from parts that may hold any character (a gateway key's name): hex keeps it to the characters KV allows. */

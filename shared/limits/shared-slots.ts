@@ -3,11 +3,11 @@
  * entry, grown by compare-and-set when the process needs a slot more than it holds, renewed (and
  * brought down to what was used) every LEASE_MS / 3, given back on close.
  */
-import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { z } from "zod";
 import { parseJsonOrUndefined } from "../json.ts";
 import { lease, LEASE_MS, type Leases } from "./concurrency.ts";
+import { isWrongRevision } from "../nats/errors.ts";
 
 const LeasesSchema = z.record(z.string(), z.object({ n: z.int().nonnegative(), until: z.number().finite() }));
 
@@ -98,7 +98,7 @@ export class SharedSlots {
         }
         return;
       } catch (err) {
-        if (!(err instanceof JetStreamApiError && (err.code === JetStreamApiCodes.StreamWrongLastSequence || err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown))) throw err;
+        if (!isWrongRevision(err)) throw err;
       }
     }
   }

@@ -3,7 +3,7 @@
  * included in the totals) and the model's prices per million tokens. The planner's expected
  * cost uses the same prices with estimated tokens.
  */
-import type { Cost, Usage } from "../contract/job.ts";
+import type { Attempt, Cost, Usage } from "../contract/job.ts";
 
 export interface Prices {
   readonly inputPerMtok: number;
@@ -47,4 +47,11 @@ export function costBreakdown(usage: PricedUsage, prices: Prices): Cost {
 
 export function costUsd(usage: PricedUsage, prices: Prices): number {
   return costBreakdown(usage, prices).total;
+}
+
+/** What the providers billed for these attempts: those that answered carry their cost. */
+export function billedUsd(attempts: readonly Attempt[]): number {
+  let sum = 0;
+  for (const a of attempts) if (a.cost_usd !== undefined) sum += a.cost_usd;
+  return sum;
 }

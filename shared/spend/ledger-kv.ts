@@ -10,9 +10,9 @@
  * their calls — contend for the entry. While it holds reservations on a key a worker
  * rewrites its hold every third of the TTL, which is what keeps them from lapsing.
  */
-import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { parseJsonOrUndefined } from "../json.ts";
+import { isWrongRevision } from "../nats/errors.ts";
 import { applyWrite, decide, EMPTY_ENTRY, SpendEntrySchema, type Answer, type Ask, type SpendEntry } from "./budget.ts";
 
 /** The ledger could not be read or written (NATS unavailable, a malformed entry). */
@@ -170,7 +170,7 @@ export class SpendLedger {
           return;
         } catch (err) {
           s.dirty ||= dirtyBefore;
-          if (!isConflict(err) || conflicts >= MAX_CONFLICTS) throw err;
+          if (!isWrongRevision(err) || conflicts >= MAX_CONFLICTS) throw err;
           s.known = undefined;
         }
       }
@@ -190,7 +190,3 @@ export class SpendLedger {
   }
 }
 
-/** Another writer got there first (the revision moved), or a create found the key already there. */
-function isConflict(err: unknown): boolean {
-  return err instanceof JetStreamApiError && (err.code === JetStreamApiCodes.StreamWrongLastSequence || err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown);
-}

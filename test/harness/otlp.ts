@@ -20,6 +20,13 @@ export interface ReceivedSpan {
   readonly status: number;
 }
 
+const OTEL_VARS = ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_BSP_SCHEDULE_DELAY", "OTEL_SERVICE_NAME", "OTEL_SDK_DISABLED", "OTEL_TRACES_EXPORTER"];
+
+/** Removes every OpenTelemetry variable a test may have set, so the next one starts with tracing off. */
+export function clearOtelEnv(): void {
+  for (const v of OTEL_VARS) delete process.env[v];
+}
+
 export const KIND = { internal: 1, server: 2, client: 3, producer: 4, consumer: 5 } as const;
 
 export interface OtlpReceiver {
