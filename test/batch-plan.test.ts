@@ -17,7 +17,7 @@ import {
 const MIN = 60_000;
 const HOUR = 60 * MIN;
 const NOW = Date.parse("2026-12-02T00:00:00Z");
-const POLICY: BatchPolicy = { minSlackMs: 2 * HOUR, windowMs: 5 * MIN, maxLines: 3 };
+const POLICY: BatchPolicy = { minSlackMs: 2 * HOUR, windowMs: 5 * MIN, maxLines: 3, pollIntervalMs: MIN };
 /** Four 30 s attempts, polled every 10 s: 2 min 40 s with the margin. */
 const NEED = liveNeedMs({ timeoutMs: 30_000, attempts: 4, pollIntervalMs: 10_000 });
 

@@ -162,6 +162,9 @@ describe("the namespace setting", () => {
       "staging-switchyard-limits",
       "staging-switchyard-result-cache",
       "staging-switchyard-files",
+      "STAGING_BATCH_QUEUE staging.batchq.>",
+      "STAGING_BATCH_QUEUE/staging-batcher staging.batchq.>",
+      "staging-switchyard-provider-batches",
     ]);
   });
 });
@@ -243,7 +246,7 @@ describe("two namespaces on one nats-server", () => {
     // Nothing went to the names of a deployment without a namespace.
     const streams: string[] = [];
     for await (const s of nats.jsm.streams.list()) streams.push(s.config.name);
-    expect(streams.filter((s) => !s.startsWith("KV_") && !s.startsWith("OBJ_")).sort()).toEqual(["A_BATCH_LINES", "A_DLQ", "A_JOBS", "A_RESULTS", "B_BATCH_LINES", "B_DLQ", "B_JOBS", "B_RESULTS"]);
+    expect(streams.filter((s) => !s.startsWith("KV_") && !s.startsWith("OBJ_")).sort()).toEqual(["A_BATCH_LINES", "A_BATCH_QUEUE", "A_DLQ", "A_JOBS", "A_RESULTS", "B_BATCH_LINES", "B_BATCH_QUEUE", "B_DLQ", "B_JOBS", "B_RESULTS"]);
     expect(streams.filter((s) => s.startsWith("KV_") || s.startsWith("OBJ_")).every((s) => /^(KV|OBJ)_[ab]-switchyard-/.test(s))).toBe(true);
   });
 

@@ -29,6 +29,12 @@ export interface RouterBudgets {
   /** The budgets a job answers to (often none: then reserve nothing). */
   applying(task: string, metadata: Readonly<Record<string, unknown>> | undefined): readonly Budget[];
   reserve(budgets: readonly Budget[], planned: PlannedAttempt, request: ChatRequest): Promise<Reserved>;
+  /**
+   * Spend billed without a reservation held through the call: a provider batch's lines, which
+   * answer hours after the router let them through (README, "Batch lane"). Added to every
+   * budget's settled spend for the window it is billed in.
+   */
+  record(budgets: readonly Budget[], costUsd: number): void;
   reload(config: Config): void;
   /** Writes what is owed (settled costs, released holds) and stops renewing. */
   stop(): Promise<void>;
@@ -91,6 +97,12 @@ export function createRouterBudgets({ nc, config, logger, clock }: { nc: NatsCon
         end(costUsd);
       };
       return { kind: "granted", reservation: { settle: once, release: () => once(0) } };
+    },
+
+    record(budgets, costUsd) {
+      if (costUsd <= 0 || budgets.length === 0) return;
+      const now = clock();
+      for (const b of budgets) ledger!.settle(spendKey(b, now), 0, costUsd);
     },
 
     reload(next) {

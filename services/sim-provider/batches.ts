@@ -44,6 +44,8 @@ export interface SimBatchesOptions<M extends BatchModel> {
 export interface SimBatches<M extends BatchModel> {
   /** Serves the request when `rest` (the path after `/<provider>`) is a batch route; false when it is not one. */
   handle(req: IncomingMessage, res: ServerResponse, providerName: string, provider: BatchProvider<M>, rest: string, query: string): boolean;
+  /** Batches accepted per provider, and their lines. */
+  counts(): Record<string, { batches: number; lines: number }>;
 }
 
 /**
@@ -127,6 +129,9 @@ export function createSimBatches<M extends BatchModel>(opts: SimBatchesOptions<M
   const batches = new Map<string, SimBatch<M>>();
   const files = new Map<string, SimFile>();
   let serial = 0;
+  const accepted: Record<string, { batches: number; lines: number }> = {};
+  /** Batches each provider has received, for `fail_every`. */
+  const received = new Map<string, number>();
 
   function knobs(provider: string): SimBatchBehaviour {
     return opts.scenario.providers[provider]!.batch;
@@ -161,6 +166,9 @@ export function createSimBatches<M extends BatchModel>(opts: SimBatchesOptions<M
               : submitGemini(providerName, provider, body, route.model, req.headers);
           if ("status" in made) return sendReply(res, made);
           batches.set(key(made.id), made);
+          const c = (accepted[providerName] ??= { batches: 0, lines: 0 });
+          c.batches++;
+          c.lines += made.lines.length;
           return send(res, 200, view(made, req));
         }
       }
@@ -216,9 +224,13 @@ export function createSimBatches<M extends BatchModel>(opts: SimBatchesOptions<M
 
   function newBatch(kind: Kind, id: string, provider: string, lines: Line<M>[], extra: Partial<Pick<SimBatch<M>, "failed" | "inputFileId" | "model" | "displayName">> = {}): SimBatch<M> {
     const dialect = kind === "openai" ? openaiDialect : kind === "anthropic" ? anthropicDialect : geminiDialect;
+    const k = knobs(provider);
+    const nth = (received.get(provider) ?? 0) + 1;
+    received.set(provider, nth);
+    const scripted = k.fail_every > 0 && nth % k.fail_every === 0 ? { code: "server_error", message: `The batch failed on the provider's side (the scenario fails every ${k.fail_every}th batch).`, line: null } : undefined;
     return {
-      kind, id, provider, dialect, lines, createdAt: now(), knobs: knobs(provider),
-      failed: extra.failed, inputFileId: extra.inputFileId ?? "", model: extra.model ?? "", displayName: extra.displayName ?? "",
+      kind, id, provider, dialect, lines, createdAt: now(), knobs: k,
+      failed: extra.failed ?? scripted, inputFileId: extra.inputFileId ?? "", model: extra.model ?? "", displayName: extra.displayName ?? "",
       cancelledAt: undefined, results: undefined, outputFileId: undefined, errorFileId: undefined,
     };
   }
@@ -456,7 +468,7 @@ export function createSimBatches<M extends BatchModel>(opts: SimBatchesOptions<M
     return googleRefusal(message, 400, "FAILED_PRECONDITION");
   }
 
-  return { handle };
+  return { handle, counts: () => structuredClone(accepted) };
 }
 
 type Route =

@@ -28,6 +28,12 @@ export function batchConfigSchema({ duration }: Units) {
     /** How long a group of jobs for one provider and model collects lines before it is submitted. @defaultValue 5m */
     window: duration.default(5 * 60_000),
     /** A group is submitted as soon as it holds this many lines. @defaultValue 50000 */
+    /**
+     * How often a submitted batch is polled. A batch that must be given up for its jobs'
+     * deadlines is noticed at most this late, so it counts in the live path's need.
+     * @defaultValue 1m
+     */
+    poll_interval: duration.default(60_000),
     max_lines: z.int().positive().max(MAX_BATCH_LINES, `max_lines must be at most ${MAX_BATCH_LINES} (OpenAI's limit per batch)`).default(MAX_BATCH_LINES),
   });
 }

@@ -69,6 +69,12 @@ export const RoutingSchema = z.strictObject({
   max_latency_ms: z.int().positive().optional(),
   allow_providers: z.array(z.string().min(1)).optional(),
   deny_providers: z.array(z.string().min(1)).optional(),
+  /**
+   * Added after v1: `true` sends the job through a provider batch whenever its deadline leaves
+   * time to fall back live (even under the task's `batch.min_slack`); `false` keeps it live.
+   * Only for a task with `batch:` (README, "Batch lane").
+   */
+  batch: z.boolean().optional(),
 });
 export type Routing = z.infer<typeof RoutingSchema>;
 
@@ -133,6 +139,8 @@ export const AttemptSchema = z.object({
    */
   usage: UsageSchema.optional(),
   cost_usd: z.number().nonnegative().optional(),
+  /** Added after v1: present when the attempt was a line of a provider batch (README, "Batch lane"): that batch's id at the provider. */
+  batch: z.string().optional(),
 });
 export type Attempt = z.infer<typeof AttemptSchema>;
 

@@ -84,6 +84,19 @@ export const INTERACTIVE_QUEUE = "switchyard-routers";
 export const HANDBACK_HEADER = "Switchyard-Handback";
 
 /**
+ * Streaming on the fast path (README, "Streaming"). On a request, asks the router to stream the
+ * answer; the router then sends the answer's pieces to the request's reply subject as they
+ * arrive, each message with this header, before the usual final reply (the Result or
+ * DeadLetter, without it).
+ */
+export const STREAM_HEADER = "Switchyard-Stream";
+/**
+ * Under the request prefix, two tokens so it never names a task: a gateway whose caller went
+ * away publishes the request's reply subject here, and the router serving it cuts the call off.
+ */
+export const STREAM_CANCEL_SUFFIX = "stream.cancel";
+
+/**
  * A job may carry this header naming a core-NATS subject under REPLY_PREFIX: after storing
  * the result (or dead letter), the router also publishes it there. A gateway instance listens
  * on its own subject, so it receives only the outcomes of its own requests.
@@ -145,6 +158,25 @@ export const LIMITS_PAUSE_SUBJECT = "switchyard.pause";
 export const RESULT_CACHE_BUCKET = "switchyard-result-cache";
 
 /**
+ * The batch lane (README, "Batch lane"): jobs with slack, sent through the providers' own
+ * batch APIs. BATCH_QUEUE: each such job as a line for the batcher, `batchq.<task>`, kept (limits
+ * retention) while its provider batch runs, since the batch's record names its lines by
+ * sequence. PROVIDER_BATCHES: one KV entry per provider batch, `open.<id>` while it runs and
+ * `done.<id>` after.
+ */
+export const BATCH_QUEUE_STREAM = "BATCH_QUEUE";
+export const BATCH_QUEUE_SUBJECT = "batchq";
+export const BATCHER_DURABLE = "batcher";
+export const PROVIDER_BATCHES_BUCKET = "switchyard-provider-batches";
+/**
+ * On a job the batcher hands back to the live path (its batch line failed, expired, came back
+ * invalid, or its batch was given up for the deadline): why, so the router serves it live.
+ */
+export const LIVE_HEADER = "Switchyard-Live";
+/** Beside LIVE_HEADER: the batch line's attempt as a JSON array, so the job's outcome lists (and bills) it. */
+export const ATTEMPTS_HEADER = "Switchyard-Attempts";
+
+/**
  * A namespace (config `namespace:`, env `SWITCHYARD_NAMESPACE`) lets several Switchyard
  * deployments share one NATS account. One token, so it never splits a subject level.
  */
@@ -189,6 +221,11 @@ export function names(namespace?: string) {
     limitsBucket: dashed(LIMITS_BUCKET),
     limitsPauseSubject: subject(LIMITS_PAUSE_SUBJECT),
     resultCacheBucket: dashed(RESULT_CACHE_BUCKET),
+    batchQueueStream: stream(BATCH_QUEUE_STREAM),
+    batchQueueSubject: (task: string) => subject(`${BATCH_QUEUE_SUBJECT}.${task}`),
+    batchQueueFilter: subject(`${BATCH_QUEUE_SUBJECT}.>`),
+    batcherDurable: dashed(BATCHER_DURABLE),
+    providerBatchesBucket: dashed(PROVIDER_BATCHES_BUCKET),
     jobSubject: (task: string) => `${subjects.jobs}.${task}`,
     resultSubject: (task: string) => `${subjects.results}.${task}`,
     dlqSubject: (task: string) => `${subjects.dlq}.${task}`,

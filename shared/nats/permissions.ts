@@ -88,6 +88,18 @@ export function permissionsFor(n: Names): Readonly<Record<User, PermissionSet>> 
         streamInfo(`KV_${n.resultCacheBucket}`),
         ...kvGet(n.resultCacheBucket),
         ...kvPut(n.resultCacheBucket),
+        // The batch lane: queue a line, pull and ack lines, read a batch's lines back by sequence,
+        // keep the provider batches' records (listing them is an ordered consumer), and hand a
+        // job whose line failed back to the live path on JOBS.
+        streamInfo(n.batchQueueStream),
+        `${n.batchQueueFilter}`,
+        ...durable(n.batchQueueStream, n.batcherDurable),
+        `${API}.STREAM.MSG.GET.${n.batchQueueStream}`,
+        streamInfo(`KV_${n.providerBatchesBucket}`),
+        ...kvGet(n.providerBatchesBucket),
+        ...kvPut(n.providerBatchesBucket),
+        ...kvWatch(n.providerBatchesBucket),
+        `${SUBJECTS.jobs}.>`,
       ],
       // Reading RESULTS must not take the gateways' batch outcomes.
       deny: [`${API}.CONSUMER.MSG.NEXT.${STREAMS.results}.${GATEWAY_BATCH_DURABLE}`],

@@ -79,6 +79,32 @@ export function batchLinesStreamConfig(cfg: Config): StreamConfig {
   return { ...streamDefaults(cfg), name: n.batchLinesStream, subjects: [`${n.batchLinesSubject}.>`], max_age: nanos(cfg.streams.results_max_age) } as StreamConfig;
 }
 
+/** How long the batch lane's queue keeps a line: a provider batch's 24 h window, and a day of margin for its fallbacks. */
+export const BATCH_QUEUE_MAX_AGE_MS = 3 * 86_400_000;
+/** How long the batcher may hold a line unacked; it renews held lines well within it. */
+export const BATCH_QUEUE_ACK_WAIT_MS = 60_000;
+
+/** The batch lane's queue (README, "Batch lane"): a line stays readable while its provider batch runs, since the batch's record names it by sequence. */
+export function batchQueueStreamConfig(cfg: Config): StreamConfig {
+  const n = namesOf(cfg);
+  return { ...streamDefaults(cfg), name: n.batchQueueStream, subjects: [n.batchQueueFilter], max_age: nanos(BATCH_QUEUE_MAX_AGE_MS) } as StreamConfig;
+}
+
+/** The batchers' shared consumer on the queue: a line is acked once the record of its provider batch is stored. */
+export function batcherConsumerConfig(cfg: Config): Partial<ConsumerConfig> {
+  const n = namesOf(cfg);
+  return {
+    durable_name: n.batcherDurable,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    filter_subject: n.batchQueueFilter,
+    ack_wait: nanos(BATCH_QUEUE_ACK_WAIT_MS),
+    max_deliver: -1,
+    // A group holds up to max_lines (50,000) until its window closes, several groups at once.
+    max_ack_pending: -1,
+  };
+}
+
 export function routerConsumerConfig(cfg: Config): Partial<ConsumerConfig> {
   const r = cfg.router;
   const n = namesOf(cfg);
@@ -172,6 +198,17 @@ export function allResources(cfg: Config): { readonly resource: Resource; readon
     { resource: { kind: "kv", bucket: n.limitsBucket, history: 1, replicas, ttlMs: 0 }, roles: ["router", "gateway"] },
     { resource: { kind: "kv", bucket: n.resultCacheBucket, history: 1, replicas, ttlMs: RESULT_CACHE_MAX_AGE_MS }, roles: ["router"] },
     { resource: { kind: "obj", bucket: n.gatewayBuckets.files, replicas }, roles: ["gateway"] },
+    ...batchLaneResources(cfg).map((resource) => ({ resource, roles: ["router"] as const })),
+  ];
+}
+
+/** The batch lane's queue, its consumer and the provider batches' records (README, "Batch lane"); their max_age and ack_wait are fixed, not config. */
+export function batchLaneResources(cfg: Config): Resource[] {
+  const n = namesOf(cfg);
+  return [
+    { kind: "stream", name: n.batchQueueStream, config: batchQueueStreamConfig(cfg), keys: STREAM_KEYS },
+    { kind: "consumer", stream: n.batchQueueStream, config: batcherConsumerConfig(cfg), keys: {} },
+    { kind: "kv", bucket: n.providerBatchesBucket, history: 1, replicas: cfg.streams.replicas, ttlMs: BATCH_QUEUE_MAX_AGE_MS },
   ];
 }
 
@@ -405,12 +442,14 @@ export async function provision(jsm: JetStreamManager, cfg: Config): Promise<voi
   const jobs = namesOf(cfg).streams.jobs;
   await jsm.consumers.add(jobs, routerConsumerConfig(cfg));
   await jsm.consumers.add(jobs, interactiveConsumerConfig(cfg));
+  await applyResources(jsm, batchLaneResources(cfg));
 }
 
 /**
  * What a service does with its resources at start, as the config's `provision` says: under
- * `auto` the router and the gateway create or update the core streams and the router's
- * consumers (KV buckets and the gateway's own resources are created where they are opened);
+ * `auto` the router and the gateway create or update the core streams, the router's
+ * consumers and the batch lane's resources (other KV buckets and the gateway's own resources
+ * are created where they are opened);
  * under `check` every resource `role` needs is checked, read-only, and a difference stops
  * start-up (NotProvisionedError). Returns a JetStream manager for the service's own use:
  * under `check` one that never asks for the account info ($JS.API.INFO).

@@ -5,9 +5,12 @@
  * pools only once the last call that leased it has ended — a reload never cuts a call off.
  */
 import { ADAPTERS } from "../adapters/index.ts";
+import { BATCH_APIS } from "../adapters/batch-apis.ts";
+import type { BatchLine, BatchLineOutcome, BatchStatus } from "../adapters/batch.ts";
 import { ProviderError } from "../adapters/errors.ts";
 import { createProviderClient, type CallCancel, type ProviderClient } from "../adapters/http.ts";
-import type { Completion, ProviderTarget } from "../adapters/types.ts";
+import { SseDecoder } from "../adapters/convert.ts";
+import type { Adapter, Completion, ProviderTarget, StreamDelta, StreamSink } from "../adapters/types.ts";
 import type { Config } from "../config/schema.ts";
 import type { ChatRequest } from "../contract/job.ts";
 import { buildCatalog, type Catalog, type ModelInfo } from "../routing/catalog.ts";
@@ -19,10 +22,21 @@ export interface ProviderLease {
   /**
    * Calls the model and normalises the answer. Rejects with a `ProviderError` whose message
    * carries no API key (provider error bodies sometimes echo the key they refused), or with
-   * `CallAbortedError` when `cancel` fired.
+   * `CallAbortedError` when `cancel` fired. With `sink`, the provider is asked to stream, and
+   * the answer's pieces reach `sink` as they arrive; the Completion is the same as unstreamed.
    */
-  call(model: ModelInfo, request: ChatRequest, timeoutMs: number, cancel?: CallCancel): Promise<Completion>;
+  call(model: ModelInfo, request: ChatRequest, timeoutMs: number, cancel?: CallCancel, sink?: StreamSink): Promise<Completion>;
+  /** The model's provider batch API on the same pool and target; its errors carry no key, as a call's. */
+  batchApi(model: ModelInfo): BoundBatchApi;
   release(): void;
+}
+
+/** A dialect's `BatchApi` (`shared/adapters/batch.ts`) bound to one model's provider. */
+export interface BoundBatchApi {
+  submit(lines: readonly BatchLine[], timeoutMs: number): Promise<BatchStatus>;
+  poll(id: string, timeoutMs: number): Promise<BatchStatus>;
+  results(status: BatchStatus, lines: readonly BatchLine[], timeoutMs: number): Promise<BatchLineOutcome[]>;
+  cancel(id: string, timeoutMs: number): Promise<BatchStatus>;
 }
 
 export interface ModelCaller {
@@ -73,16 +87,38 @@ class Setup implements ProviderLease {
     return this;
   }
 
-  async call(model: ModelInfo, request: ChatRequest, timeoutMs: number, cancel?: CallCancel): Promise<Completion> {
+  async call(model: ModelInfo, request: ChatRequest, timeoutMs: number, cancel?: CallCancel, sink?: StreamSink): Promise<Completion> {
     const adapter = ADAPTERS[this.config.providers[model.provider]!.dialect];
     const target = this.#targets.get(model.id)!;
     try {
+      if (sink !== undefined) return await streamed(this.#clients.get(model.provider)!, adapter, target, model.id, request, timeoutMs, cancel, sink);
       const reply = await this.#clients.get(model.provider)!.send(adapter.toRequest(request, target), timeoutMs, cancel);
       return adapter.fromResponse(reply, request);
     } catch (err) {
       if (err instanceof ProviderError) redact(err, target.apiKey);
       throw err;
     }
+  }
+
+  batchApi(model: ModelInfo): BoundBatchApi {
+    const api = BATCH_APIS[this.config.providers[model.provider]!.dialect];
+    const target = this.#targets.get(model.id)!;
+    const client = this.#clients.get(model.provider)!;
+    const redacted = <T>(p: Promise<T>): Promise<T> =>
+      p.catch((err: unknown) => {
+        if (err instanceof ProviderError) redact(err, target.apiKey);
+        throw err;
+      });
+    return {
+      submit: (lines, timeoutMs) => redacted(api.submit(client, target, lines, timeoutMs)),
+      poll: (id, timeoutMs) => redacted(api.poll(client, target, id, timeoutMs)),
+      results: (status, lines, timeoutMs) =>
+        redacted(api.results(client, target, status, lines, timeoutMs)).then((outcomes) => {
+          for (const o of outcomes) if (o.kind === "errored") redact(o.error, target.apiKey);
+          return outcomes;
+        }),
+      cancel: (id, timeoutMs) => redacted(api.cancel(client, target, id, timeoutMs)),
+    };
   }
 
   release(): void {
@@ -118,6 +154,27 @@ export function createModelCaller(config: Config, opts: CallerOptions = {}): Mod
       await Promise.all([...retired].map((s) => s.retire()));
     },
   };
+}
+
+/** A streamed call: events parsed as each piece of the body arrives, their deltas handed on per piece. */
+async function streamed(client: ProviderClient, adapter: Adapter, target: ProviderTarget, model: string, request: ChatRequest, timeoutMs: number, cancel: CallCancel | undefined, sink: StreamSink): Promise<Completion> {
+  const decoder = new SseDecoder();
+  const parser = adapter.streamParser(request);
+  const reply = await client.stream(adapter.toStreamRequest(request, target), timeoutMs, cancel, (text) => {
+    let out: StreamDelta[] | undefined;
+    for (const event of decoder.push(text)) {
+      const deltas = parser.push(event);
+      if (deltas.length > 0) (out ??= []).push(...deltas);
+    }
+    if (out !== undefined) sink.deltas(out, model);
+  });
+  if (reply.status < 200 || reply.status >= 300) return adapter.fromResponse(reply, request);
+  // A final event without its blank line (a server closing right after it) still counts.
+  for (const event of decoder.push("\n\n")) {
+    const deltas = parser.push(event);
+    if (deltas.length > 0) sink.deltas(deltas, model);
+  }
+  return parser.finish(reply.headers);
 }
 
 /** Cuts the message and removes the key from it, in place: the error then goes anywhere safely. */

@@ -10,11 +10,15 @@
  * live path's need. Being served late is never the price of being served cheaply.
  */
 
+import type { ModelInfo } from "./catalog.ts";
+import type { PlannedAttempt } from "./planner.ts";
+
 /** A task's `batch:` section, in milliseconds (see `shared/config/batch-schema.ts`). */
 export interface BatchPolicy {
   readonly minSlackMs: number;
   readonly windowMs: number;
   readonly maxLines: number;
+  readonly pollIntervalMs: number;
 }
 
 /** What the live path needs to serve a job from scratch. */
@@ -174,6 +178,40 @@ export function batchPrices(m: BatchPriceConfig): { readonly inputPerMtok: numbe
     inputPerMtok: m.batch_input_per_mtok ?? m.input_per_mtok * off,
     outputPerMtok: m.batch_output_per_mtok ?? m.output_per_mtok * off,
   };
+}
+
+/**
+ * The attempt a job's batch line makes: among the live plan's candidates (already filtered by
+ * health, the job's routing and context windows), the one cheapest at its batch prices, priced
+ * so; none when no candidate is batched, or when the batch line would cost no less than the
+ * live plan's first attempt (a cheap live model can beat a dear one at half price). The
+ * result's cost and the ledger then use the batch prices, as a live result uses the live ones.
+ */
+export function batchAttempt(
+  attempts: readonly PlannedAttempt[],
+  batchPricesOf: (model: ModelInfo) => { readonly inputPerMtok: number; readonly outputPerMtok: number } | undefined,
+  tokens: { readonly prompt: number; readonly completion: number },
+): PlannedAttempt | undefined {
+  let best: PlannedAttempt | undefined;
+  for (const p of attempts) {
+    const prices = batchPricesOf(p.model);
+    if (prices === undefined) continue;
+    const expectedCostUsd = (tokens.prompt * prices.inputPerMtok + tokens.completion * prices.outputPerMtok) / 1e6;
+    if (best !== undefined && best.expectedCostUsd <= expectedCostUsd) continue;
+    // Part prices scale with the discount: batch APIs take the same share off every part.
+    const scale = (part: number | undefined, live: number, batch: number) => (part === undefined || live === 0 ? undefined : (part * batch) / live);
+    best = {
+      ...p,
+      expectedCostUsd,
+      inputPerMtok: prices.inputPerMtok,
+      outputPerMtok: prices.outputPerMtok,
+      cachedInputPerMtok: scale(p.cachedInputPerMtok, p.inputPerMtok, prices.inputPerMtok),
+      cacheWritePerMtok: scale(p.cacheWritePerMtok, p.inputPerMtok, prices.inputPerMtok),
+      reasoningPerMtok: scale(p.reasoningPerMtok, p.outputPerMtok, prices.outputPerMtok),
+    };
+  }
+  const live = attempts[0];
+  return best !== undefined && live !== undefined && best.expectedCostUsd < live.expectedCostUsd ? best : undefined;
 }
 
 function groupKey(provider: string, model: string): string {

@@ -28,6 +28,7 @@ export const CATALOG: readonly CatalogEntry[] = [
   { name: "spend", summary: "what providers billed, by tenant, task, model or key, over a time range (--json)", load: async () => (await import("./spend.ts")).spendCommand },
   { name: "replay", summary: "re-run earlier jobs from the JOBS stream (e.g. last night's batch on a newer model)", load: async () => (await import("./replay.ts")).replayCommand },
   { name: "provision", summary: "create and update every stream, consumer and bucket the stack uses (--check: only report differences)", load: async () => (await import("./provision.ts")).provisionCommand },
+  { name: "batches", summary: "show the batch lane's provider batches and their progress (--all, --json)", load: async () => (await import("./batches.ts")).batchesCommand },
   { name: "streams", summary: "show stream and consumer state (--json)", load: async () => (await import("./streams.ts")).streamsCommand },
   { name: "verify", summary: "run a task's sample jobs against every candidate model; pass rates, agreement, latency, cost", load: async () => (await import("./verify.ts")).verifyCommand },
   { name: "demo", summary: "the embedded demo (npm start): the whole stack, 1,200+ jobs, a summary", load: async () => (await import("./demo.ts")).demoCommand },

@@ -2,6 +2,7 @@
  * Every `switchyard` command, in help order. Kept apart from main.ts, which runs the CLI on
  * import, so tests and tools can list the commands without starting anything.
  */
+import { batchesCommand } from "./batches.ts";
 import { budgetsCommand } from "./budgets.ts";
 import { demoCommand } from "./demo.ts";
 import { dlqCommand } from "./dlq.ts";
@@ -20,4 +21,4 @@ import type { Command } from "./types.ts";
 import { upCommand } from "./up.ts";
 import { verifyCommand } from "./verify.ts";
 
-export const COMMANDS: readonly Command[] = [upCommand, routerCommand, gatewayCommand, pricingCommand, pricesCommand, budgetsCommand, simProviderCommand, publishCommand, tailCommand, dlqCommand, spendCommand, replayCommand, provisionCommand, streamsCommand, verifyCommand, demoCommand];
+export const COMMANDS: readonly Command[] = [upCommand, routerCommand, gatewayCommand, pricingCommand, pricesCommand, budgetsCommand, simProviderCommand, publishCommand, tailCommand, dlqCommand, spendCommand, replayCommand, provisionCommand, batchesCommand, streamsCommand, verifyCommand, demoCommand];

@@ -11,6 +11,7 @@ import { summaryOf } from "./catalog.ts";
 const streamList = (n: Names): readonly { readonly name: string; readonly createdBy: string }[] => [
   ...Object.values(n.streams).map((name) => ({ name, createdBy: "run `switchyard provision` (or start a router with provision: auto, or `switchyard up`)" })),
   { name: n.batchLinesStream, createdBy: "run `switchyard provision` (or start a gateway with provision: auto)" },
+  { name: n.batchQueueStream, createdBy: "run `switchyard provision` (or start a router with provision: auto, or `switchyard up`)" },
 ];
 
 /** Every durable consumer Switchyard shares between its processes. */
@@ -19,6 +20,7 @@ const consumerList = (n: Names): readonly { readonly stream: string; readonly na
   { stream: n.streams.jobs, name: n.interactiveDurable, role: `router workers, interactive lane (${n.interactiveSubject}.>)` },
   { stream: n.streams.results, name: n.gatewayBatchDurable, role: "gateways, collecting batch results" },
   { stream: n.streams.dlq, name: n.gatewayBatchDurable, role: "gateways, collecting batch dead letters" },
+  { stream: n.batchQueueStream, name: n.batcherDurable, role: "router workers, grouping batch-lane jobs into provider batches" },
 ];
 
 /** `switchyard streams --json`: one object, NATS's own field names where NATS has one. */

@@ -1,0 +1,553 @@
+/**
+ * The batch lane's I/O (README, "Batch lane"): jobs the router sent to BATCH_QUEUE are grouped
+ * per task and model, submitted as one provider batch, polled, and each line's answer becomes
+ * its job's one outcome on `results.<task>` (or `dlq.<task>`), exactly as a live call's would.
+ * A line that fails, expires or comes back invalid, and every line of a batch that fails or must
+ * be given up for a deadline, goes back to `jobs.<task>` marked for the live tiers. The
+ * decisions are the pure functions of `shared/routing/batch-plan.ts`; the answer is judged by
+ * the same delivery state machine as a live call (`services/router/job.ts`).
+ *
+ * Safe to kill at any moment, and any number run at once (one per router process):
+ * - a line is acked off the queue only once the record of the batch holding it is stored, so a
+ *   process that dies while a group collects loses nothing (the lines come again to another);
+ * - a record is `submitting` before the provider hears of it, so a submission cut off halfway
+ *   is never repeated: once its lease lapses, its lines are served live instead;
+ * - polls and the finish are claimed by compare-and-set on the record; results are published
+ *   with `Nats-Msg-Id` = job id, so a finish taken over after a crash adds no second outcome.
+ */
+import { jetstream, jetstreamManager, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
+import { Kvm, type KV } from "@nats-io/kv";
+import { headers as natsHeaders, nuid, type NatsConnection } from "@nats-io/transport-node";
+import { bindContract } from "../../shared/acceptance/contract.ts";
+import { isBatchFinal, type BatchLine, type BatchLineOutcome, type BatchStatus } from "../../shared/adapters/batch.ts";
+import { ProviderTimeoutError } from "../../shared/adapters/errors.ts";
+import type { Config } from "../../shared/config/schema.ts";
+import type { Attempt, Job, Result } from "../../shared/contract/job.ts";
+import { billedUsd } from "../../shared/routing/cost.ts";
+import { ATTEMPTS_HEADER, LIVE_HEADER, type Names } from "../../shared/contract/subjects.ts";
+import type { Logger } from "../../shared/log.ts";
+import { isWrongRevision } from "../../shared/nats/errors.ts";
+import type { ModelCaller, ProviderLease } from "../../shared/providers/caller.ts";
+import { abandonAt, groupLines, liveNeedMs, nextFlushAt, type BatchPolicy, type OpenGroup } from "../../shared/routing/batch-plan.ts";
+import type { ModelInfo, TaskPolicy } from "../../shared/routing/catalog.ts";
+import type { PlannedAttempt } from "../../shared/routing/planner.ts";
+import { CallCancel } from "../../shared/adapters/http.ts";
+import { Delivery, type LiveView, type Moment } from "../router/job.ts";
+import type { ResultCache } from "../router/result-cache.ts";
+import { customIdOf, parseBatchRecord, parseQueuedLine, type BatchRecord, type QueuedLine } from "./records.ts";
+
+export interface BatcherDeps {
+  readonly nc: NatsConnection;
+  /** The config now in force (a reload changes prices, tasks and providers for new batches). */
+  readonly config: () => Config;
+  readonly caller: ModelCaller;
+  readonly names: Names;
+  readonly logger: Logger;
+  readonly clock: () => number;
+  readonly random: () => number;
+  /** Where a served line's result is cached, for a task with `cache:`. */
+  readonly resultCache: ResultCache;
+  /** Adds what a batch line billed to the budgets its job answers to (README, "Budgets"). */
+  readonly recordSpend: (job: Job, costUsd: number) => void;
+}
+
+export interface Batcher {
+  /** Creates (or, with `provision: check`, binds) the queue, its consumer and the records bucket, then starts collecting and polling. */
+  start(): Promise<void>;
+  /** Stops collecting (held lines go back to the queue for another batcher) and polling; a finish under way completes. */
+  stop(): Promise<void>;
+}
+
+/** A line held in an open group; acked once its batch's record is stored. */
+interface Held {
+  readonly m: JsMsg;
+  readonly line: QueuedLine;
+}
+
+/** Held lines are renewed well within the consumer's ack_wait (BATCH_QUEUE_ACK_WAIT_MS, 60 s). */
+const RENEW_EVERY_MS = 20_000;
+/** A submission (an upload of up to 200 MB, then the create) that has not finished in this long never will: its lines go live. */
+const SUBMIT_LEASE_MS = 10 * 60_000;
+/** The time a finish may take before another batcher takes it over. */
+const FINISH_LEASE_MS = 2 * 60_000;
+/** Every batch API call: uploads and result files are large. */
+const API_TIMEOUT_MS = 120_000;
+/** How often open records are looked at; each is polled only at its own `next_poll_at`. */
+const TICK_MS = 250;
+const DONE_AFTER_MS = 86_400_000;
+/** Nothing cools down a batch line: it is judged, not routed. */
+const NO_COOLDOWN: LiveView = { cooldownUntil: () => 0 };
+
+export function batchPolicyOf(config: Config, task: string): BatchPolicy | undefined {
+  const b = config.tasks[task]?.batch;
+  return b === undefined ? undefined : { minSlackMs: b.min_slack, windowMs: b.window, maxLines: b.max_lines, pollIntervalMs: b.poll_interval };
+}
+
+export function createBatcher(deps: BatcherDeps): Batcher {
+  const { nc, names, logger, clock } = deps;
+  const js: JetStreamClient = jetstream(nc);
+  let jsm: JetStreamManager | undefined;
+  let kv: KV | undefined;
+  let messages: ConsumerMessages | undefined;
+  let stopped = false;
+  const held = new Map<string, Held>();
+  // Per task: the groups collecting lines (groupLines keeps one per provider and model).
+  const open = new Map<string, OpenGroup[]>();
+  const timers: NodeJS.Timeout[] = [];
+  let ticking: Promise<void> | undefined;
+  const running = new Set<Promise<unknown>>();
+
+  const track = <T>(p: Promise<T>): Promise<T> => {
+    running.add(p);
+    void p.finally(() => running.delete(p)).catch(() => {});
+    return p;
+  };
+
+  /** The queue, its consumer and the records bucket are the router's resources, created or checked at its start (`prepareNats`). */
+  async function ensure(): Promise<void> {
+    jsm = await jetstreamManager(nc, { checkAPI: false });
+    kv = await new Kvm(jetstream(nc, { checkAPI: false })).open(names.providerBatchesBucket);
+  }
+
+  async function collect(): Promise<void> {
+    const consumer = await js.consumers.get(names.batchQueueStream, names.batcherDurable);
+    messages = await consumer.consume({ max_messages: 1000 });
+    for await (const m of messages) {
+      const line = parseQueuedLine(m.data);
+      if (line === undefined) {
+        // Only a router writes here: a line it cannot read would never read better.
+        logger.error({ seq: m.seq, subject: m.subject }, "unreadable batch-lane line dropped from the queue");
+        m.term();
+        continue;
+      }
+      if (held.has(line.job.id)) {
+        m.ack();
+        continue;
+      }
+      held.set(line.job.id, { m, line });
+      arrive(line);
+    }
+  }
+
+  function arrive(line: QueuedLine): void {
+    const policy = batchPolicyOf(deps.config(), line.job.task);
+    const [provider = "", model = ""] = splitId(line.model);
+    const deadline = line.job.deadline === undefined ? Infinity : Date.parse(line.job.deadline);
+    if (policy === undefined) {
+      // The task lost its `batch:` section in a reload: the line goes to a batch of its own at once.
+      void track(submit(line.job.task, { provider, model, openedAt: clock(), lines: [{ jobId: line.job.id, deadline }] }));
+      return;
+    }
+    const g = groupLines(open.get(line.job.task) ?? [], [{ jobId: line.job.id, deadline, provider, model }], policy, clock());
+    open.set(line.job.task, [...g.open]);
+    for (const ready of g.ready) void track(submit(line.job.task, ready));
+  }
+
+  /** Submits the groups whose window has closed. */
+  function flush(): void {
+    const now = clock();
+    for (const [task, groups] of open) {
+      const policy = batchPolicyOf(deps.config(), task);
+      if (policy === undefined || groups.length === 0) continue;
+      const at = nextFlushAt(groups, policy);
+      if (at === undefined || at > now) continue;
+      const g = groupLines(groups, [], policy, now);
+      open.set(task, [...g.open]);
+      for (const ready of g.ready) void track(submit(task, ready));
+    }
+  }
+
+  function renew(): void {
+    for (const { m } of held.values()) m.working();
+  }
+
+  /** Records the group, takes its lines off the queue, then submits it; a refusal sends every line live. */
+  async function submit(task: string, group: OpenGroup): Promise<void> {
+    const lines: Held[] = [];
+    for (const { jobId } of group.lines) {
+      const h = held.get(jobId);
+      if (h) lines.push(h);
+    }
+    if (lines.length === 0) return;
+    const config = deps.config();
+    const policy = batchPolicyOf(config, task);
+    const now = clock();
+    const id = nuid.next();
+    const record: BatchRecord = {
+      id,
+      task,
+      model: `${group.provider}/${group.model}`,
+      state: "submitting",
+      lines: lines.map((h) => h.m.seq),
+      created_at: now,
+      abandon_at: abandonMoment(config, task, lines.map((h) => h.line)),
+      next_poll_at: now + (policy?.pollIntervalMs ?? 60_000),
+      lease_until: now + SUBMIT_LEASE_MS,
+    };
+    const bucket = kv!;
+    let revision: number;
+    try {
+      revision = await bucket.create(`open.${id}`, JSON.stringify(record));
+    } catch (err) {
+      // Not recorded, not acked: the lines come back once their hold lapses, to be grouped again.
+      logger.error({ err: (err as Error).message, task, lines: lines.length }, "provider batch not recorded; its lines go back to the queue");
+      for (const h of lines) held.delete(h.line.job.id);
+      return;
+    }
+    await Promise.all(lines.map((h) => h.m.ackAck().catch(() => false)));
+    for (const h of lines) held.delete(h.line.job.id);
+
+    const lease = deps.caller.lease();
+    try {
+      const model = lease.catalog.models.get(record.model);
+      const batchLines = model === undefined ? undefined : toBatchLines(lease, model, lines.map((h) => h.line), record.lines);
+      if (model === undefined || batchLines === undefined) {
+        await finishLive({ ...record }, revision, lines.map((h) => h.line), `the model ${record.model} can no longer take these jobs as a batch (config changed)`);
+        return;
+      }
+      let status: BatchStatus;
+      try {
+        status = await lease.batchApi(model).submit(batchLines, API_TIMEOUT_MS);
+      } catch (err) {
+        const why = `the provider refused the batch: ${(err as Error).message}`;
+        logger.warn({ task, model: record.model, lines: lines.length, err: (err as Error).message }, "provider batch refused; its jobs go to the live tiers");
+        await finishLive(record, revision, lines.map((h) => h.line), why);
+        return;
+      }
+      const running: BatchRecord = { ...record, state: "running", provider_batch_id: status.id, provider_state: status.state, counts: status.counts, submitted_at: clock() };
+      delete (running as { lease_until?: number }).lease_until;
+      try {
+        await bucket.update(`open.${id}`, JSON.stringify(running), revision);
+      } catch (err) {
+        logger.error({ err: (err as Error).message, batch: status.id }, "submitted provider batch not recorded as running; it will be treated as an interrupted submission");
+        return;
+      }
+      logger.info({ task, model: record.model, lines: lines.length, batch: status.id }, "provider batch submitted");
+    } finally {
+      lease.release();
+    }
+  }
+
+  /** Every open record whose poll is due, or whose submission or finish was abandoned by a crashed process. */
+  async function tick(): Promise<void> {
+    const bucket = kv!;
+    const keys: string[] = [];
+    for await (const k of await bucket.keys("open.>")) keys.push(k);
+    for (const key of keys) {
+      if (stopped) return;
+      const e = await bucket.get(key).catch(() => null);
+      if (!e || e.operation !== "PUT") continue;
+      const record = parseBatchRecord(e.string());
+      if (!record) {
+        logger.error({ key }, "unreadable provider batch record left alone");
+        continue;
+      }
+      const now = clock();
+      if (record.state === "running" && now >= record.next_poll_at) {
+        const policy = batchPolicyOf(deps.config(), record.task);
+        const claimed = { ...record, next_poll_at: now + (policy?.pollIntervalMs ?? 60_000) };
+        const rev = await bucket.update(key, JSON.stringify(claimed), e.revision).catch((err: unknown) => (isWrongRevision(err) ? undefined : Promise.reject(err)));
+        if (rev !== undefined) await track(poll(claimed, rev));
+      } else if (record.state === "submitting" && now >= (record.lease_until ?? 0)) {
+        const lines = await readLines(record);
+        await finishLive(record, e.revision, lines, "its submission was interrupted (the process submitting it stopped); the lines were not submitted again");
+      } else if (record.state === "finishing" && now >= (record.lease_until ?? 0)) {
+        await track(finish(record, e.revision, undefined));
+      }
+    }
+  }
+
+  async function poll(record: BatchRecord, revision: number): Promise<void> {
+    const lease = deps.caller.lease();
+    try {
+      const model = lease.catalog.models.get(record.model);
+      let status: BatchStatus | undefined;
+      if (model !== undefined) {
+        status = await lease.batchApi(model).poll(record.provider_batch_id!, API_TIMEOUT_MS).catch((err: unknown) => {
+          logger.warn({ batch: record.provider_batch_id, err: (err as Error).message }, "provider batch poll failed; polled again at the next interval");
+          return undefined;
+        });
+      }
+      if (status !== undefined && isBatchFinal(status.state)) return await finish(record, revision, status);
+      if (clock() >= record.abandon_at) {
+        if (model !== undefined) {
+          await lease.batchApi(model).cancel(record.provider_batch_id!, API_TIMEOUT_MS).catch((err: unknown) => {
+            logger.warn({ batch: record.provider_batch_id, err: (err as Error).message }, "provider batch not cancelled; its answers will be ignored");
+          });
+        }
+        return await finish(record, revision, "abandoned");
+      }
+      if (status !== undefined) {
+        await kv!.update(`open.${record.id}`, JSON.stringify({ ...record, provider_state: status.state, counts: status.counts }), revision).catch(() => {});
+      }
+    } finally {
+      lease.release();
+    }
+  }
+
+  /**
+   * Turns a final batch into one outcome per line: results read and judged, lines without a
+   * usable answer sent live. `status` undefined: a finish taken over from a crashed batcher
+   * (the batch is polled again for where its results are); `abandoned`: given up for a deadline.
+   */
+  async function finish(record: BatchRecord, revision: number, status: BatchStatus | "abandoned" | undefined): Promise<void> {
+    const now = clock();
+    const claimed: BatchRecord = { ...record, state: "finishing", lease_until: now + FINISH_LEASE_MS, ...(status !== undefined && status !== "abandoned" ? { provider_state: status.state, counts: status.counts } : {}) };
+    let rev: number;
+    try {
+      rev = await kv!.update(`open.${record.id}`, JSON.stringify(claimed), revision);
+    } catch (err) {
+      if (isWrongRevision(err)) return;
+      throw err;
+    }
+    const lines = await readLines(record);
+    const lease = deps.caller.lease();
+    try {
+      const model = lease.catalog.models.get(record.model);
+      if (status === "abandoned" || model === undefined) {
+        const why = model === undefined ? `the model ${record.model} was removed from the config` : "the provider batch was given up: it had not ended when the earliest deadline among its jobs came within the live path's need";
+        return await finishLive(claimed, rev, lines, why, "timeout");
+      }
+      const api = lease.batchApi(model);
+      const final = status ?? (await api.poll(record.provider_batch_id!, API_TIMEOUT_MS));
+      if (final.state === "failed") return await finishLive(claimed, rev, lines, `the provider batch failed: ${final.failure ?? "no reason given"}`, "unavailable");
+      const batchLines = toBatchLines(lease, model, lines, record.lines);
+      if (batchLines === undefined) return await finishLive(claimed, rev, lines, `the task ${record.task} changed: its lines could not be read back`);
+      const outcomes = await api.results(final, batchLines, API_TIMEOUT_MS);
+      const bySeq = new Map(outcomes.map((o) => [o.customId, o]));
+      let results = 0;
+      let live = 0;
+      await inChunks(lines, async (line, i) => {
+        const o = bySeq.get(customIdOf(record.lines[i]!));
+        const served = await serveLine(lease, model, record, line, o);
+        if (served) results++;
+        else live++;
+      });
+      await close(claimed, rev, { at: clock(), results, live });
+    } finally {
+      lease.release();
+    }
+  }
+
+  /** Sends every line live (no line answered) and closes the record. */
+  async function finishLive(record: BatchRecord, revision: number, lines: readonly QueuedLine[], why: string, outcome: "timeout" | "unavailable" = "unavailable"): Promise<void> {
+    const now = clock();
+    await inChunks(lines, async (line) => {
+      const attempts = [...line.earlier, batchAttempt(record, line, outcome, why, now)];
+      await toLive(line, attempts, why);
+    });
+    await close(record, revision, { at: clock(), results: 0, live: lines.length, why });
+  }
+
+  /** The line's answer as the job's outcome (true), or the job sent live (false). */
+  async function serveLine(lease: ProviderLease, model: ModelInfo, record: BatchRecord, line: QueuedLine, o: BatchLineOutcome | undefined): Promise<boolean> {
+    const config = lease.config;
+    const policy = lease.catalog.tasks.get(line.job.task);
+    const contract = policy === undefined ? undefined : bindContract(policy.contract, line.job.request);
+    const now = clock();
+    if (policy === undefined || contract === undefined || "kind" in contract || o === undefined) {
+      await toLive(line, [...line.earlier], "the batch line could not be judged here");
+      return false;
+    }
+    const planned: PlannedAttempt = {
+      model,
+      tier: line.tier,
+      expectedCostUsd: 0,
+      inputPerMtok: line.input_per_mtok,
+      outputPerMtok: line.output_per_mtok,
+      cachedInputPerMtok: undefined,
+      cacheWritePerMtok: undefined,
+      reasoningPerMtok: undefined,
+    };
+    const delivery = new Delivery({
+      job: line.job,
+      policy,
+      contract,
+      plan: { kind: "attempts", attempts: [planned] },
+      earlier: line.earlier,
+      deliveryCount: 1,
+      backoffMs: config.router.redelivery_backoff,
+      timeoutOf: () => DONE_AFTER_MS,
+      startedAt: line.received_at,
+      publishedAt: line.published_at,
+      ackWaitMs: Infinity,
+      random: deps.random,
+    });
+    const at: Moment = { now: record.submitted_at ?? record.created_at, renewedAt: now, stopping: false };
+    const call = delivery.next(NO_COOLDOWN, at);
+    if (call.kind !== "call") {
+      await toLive(line, [...delivery.attempts], "the batch model may not answer this job again");
+      return false;
+    }
+    at.now = now;
+    switch (o.kind) {
+      case "completed":
+        delivery.answered(o.completion, at);
+        break;
+      case "errored":
+        delivery.failed(o.error, o.error.message, at);
+        break;
+      case "expired":
+        delivery.failed(new ProviderTimeoutError("the provider batch expired before this line ran"), "the provider batch expired before this line ran", at);
+        break;
+      case "cancelled":
+        delivery.failed(new ProviderTimeoutError("the provider batch was cancelled before this line ran"), "the provider batch was cancelled before this line ran", at);
+        break;
+    }
+    const step = delivery.next(NO_COOLDOWN, at);
+    const attempts = marked(delivery.attempts, line.earlier.length, record);
+    deps.recordSpend(line.job, billedUsd(attempts.slice(line.earlier.length)));
+    if (step.kind === "result") {
+      const result: Result = { ...step.result, attempts };
+      await js.publish(names.resultSubject(line.job.task), JSON.stringify(result), { msgID: line.job.id });
+      const cache = config.tasks[line.job.task]?.cache;
+      if (cache !== undefined) await storeInCache(line, result, cache.ttl);
+      return true;
+    }
+    if (step.kind === "dead_letter" && step.deadLetter.reason === "deadline_exceeded") {
+      await js.publish(names.dlqSubject(line.job.task), JSON.stringify({ ...step.deadLetter, attempts }), { msgID: line.job.id });
+      return true;
+    }
+    const last = attempts.at(-1);
+    await toLive(line, attempts, `the batch line ended ${last?.outcome ?? "without an answer"}: ${last?.error ?? ""}`.trim());
+    return false;
+  }
+
+  async function storeInCache(line: QueuedLine, result: Result, ttlMs: number): Promise<void> {
+    const task = deps.config().tasks[line.job.task];
+    if (task === undefined) return;
+    const looked = await deps.resultCache.lookup(line.job, task, ttlMs, new CallCancel());
+    if (looked.kind !== "miss") return;
+    try {
+      await looked.claim.store(result);
+    } finally {
+      looked.claim.release();
+    }
+  }
+
+  /** Back to `jobs.<task>` for the live tiers, with the batch attempt so the outcome lists and bills it. */
+  async function toLive(line: QueuedLine, attempts: readonly Attempt[], why: string): Promise<void> {
+    const h = natsHeaders();
+    h.set(LIVE_HEADER, oneLine(why));
+    if (attempts.length > 0) h.set(ATTEMPTS_HEADER, JSON.stringify(attempts));
+    await js.publish(names.jobSubject(line.job.task), JSON.stringify(line.job), { msgID: `${line.job.id}:live`, headers: h });
+  }
+
+  /** Moves the record from `open.` to `done.`. */
+  async function close(record: BatchRecord, revision: number, ended: NonNullable<BatchRecord["ended"]>): Promise<void> {
+    const done: BatchRecord = { ...record, state: "done", ended };
+    delete (done as { lease_until?: number }).lease_until;
+    const bucket = kv!;
+    try {
+      await bucket.update(`open.${record.id}`, JSON.stringify(done), revision);
+    } catch (err) {
+      if (isWrongRevision(err)) return;
+      throw err;
+    }
+    await bucket.put(`done.${record.id}`, JSON.stringify(done));
+    await bucket.delete(`open.${record.id}`);
+    logger.info({ task: record.task, model: record.model, batch: record.provider_batch_id, results: ended.results, live: ended.live, why: ended.why }, "provider batch finished");
+  }
+
+  async function readLines(record: BatchRecord): Promise<QueuedLine[]> {
+    const out: QueuedLine[] = new Array(record.lines.length);
+    await inChunks(record.lines, async (seq, i) => {
+      const stored = await jsm!.streams.getMessage(names.batchQueueStream, { seq }).catch(() => null);
+      const line = stored ? parseQueuedLine(stored.data) : undefined;
+      if (!line) throw new Error(`line ${seq} of provider batch ${record.id} is no longer in ${names.batchQueueStream}`);
+      out[i] = line;
+    });
+    return out;
+  }
+
+  return {
+    async start() {
+      await ensure();
+      void collect().catch((err: unknown) => {
+        if (!stopped) logger.error({ err: (err as Error).message }, "batch-lane queue consumer ended");
+      });
+      timers.push(setInterval(flush, 200).unref());
+      timers.push(setInterval(renew, RENEW_EVERY_MS).unref());
+      timers.push(
+        setInterval(() => {
+          if (ticking || stopped) return;
+          ticking = tick()
+            .catch((err: unknown) => logger.warn({ err: (err as Error).message }, "provider batch records not read; tried again"))
+            .finally(() => (ticking = undefined));
+        }, TICK_MS).unref(),
+      );
+    },
+    async stop() {
+      stopped = true;
+      for (const t of timers) clearInterval(t);
+      await messages?.close().catch(() => {});
+      // Held lines go back to the queue now rather than when their hold lapses.
+      for (const { m } of held.values()) m.nak();
+      held.clear();
+      await ticking;
+      await Promise.allSettled([...running]);
+    },
+  };
+
+  function abandonMoment(config: Config, task: string, lines: readonly QueuedLine[]): number {
+    const policy = deps.caller.lease();
+    let need: number;
+    try {
+      const p = policy.catalog.tasks.get(task);
+      need = p === undefined ? 0 : liveNeedFor(config, p);
+    } finally {
+      policy.release();
+    }
+    return abandonAt(lines.map((l) => ({ jobId: l.job.id, deadline: l.job.deadline === undefined ? Infinity : Date.parse(l.job.deadline) })), need);
+  }
+}
+
+/**
+ * The live path's need for a task's jobs (`liveNeedMs`): its attempts, each at the slowest
+ * timeout among its candidates' providers, plus a poll interval and the margin. The router
+ * qualifies jobs with it, and the batcher gives a batch up by it.
+ */
+export function liveNeedFor(config: Config, policy: TaskPolicy): number {
+  let timeoutMs = 0;
+  for (const tier of policy.tiers) for (const c of tier.candidates) timeoutMs = Math.max(timeoutMs, config.providers[c.provider]?.timeout_ms ?? 0);
+  return liveNeedMs({ timeoutMs, attempts: policy.maxAttempts, pollIntervalMs: config.tasks[policy.task]?.batch?.poll_interval ?? 60_000 });
+}
+
+function toBatchLines(lease: ProviderLease, model: ModelInfo, lines: readonly QueuedLine[], seqs: readonly number[]): BatchLine[] | undefined {
+  const out: BatchLine[] = [];
+  for (const [i, l] of lines.entries()) {
+    const policy = lease.catalog.tasks.get(l.job.task);
+    if (policy === undefined) return undefined;
+    const contract = bindContract(policy.contract, l.job.request);
+    if ("kind" in contract) return undefined;
+    out.push({ customId: customIdOf(seqs[i]!), request: contract.requestFor(model.structuredOutput) });
+  }
+  return out;
+}
+
+function batchAttempt(record: BatchRecord, line: QueuedLine, outcome: "timeout" | "unavailable", why: string, now: number): Attempt {
+  const [provider = "", model = ""] = splitId(record.model);
+  const a: Attempt = { provider, model, tier: line.tier, outcome, http_status: null, latency_ms: Math.max(0, now - (record.submitted_at ?? record.created_at)), error: why };
+  return record.provider_batch_id === undefined ? a : { ...a, batch: record.provider_batch_id };
+}
+
+/** The attempts with the batch line's own (those after the `earlier` ones) naming its provider batch. */
+function marked(attempts: readonly Attempt[], earlier: number, record: BatchRecord): Attempt[] {
+  return attempts.map((a, i) => (i < earlier || record.provider_batch_id === undefined ? a : { ...a, batch: record.provider_batch_id }));
+}
+
+function splitId(id: string): [string, string] {
+  const i = id.indexOf("/");
+  return i < 0 ? [id, ""] : [id.slice(0, i), id.slice(i + 1)];
+}
+
+function oneLine(s: string): string {
+  return s.replace(/[\r\n]+/g, " ").slice(0, 500);
+}
+
+/** Runs `fn` over the items, 256 at a time: thousands of publishes or reads, without thousands of promises at once. */
+async function inChunks<T>(items: readonly T[], fn: (item: T, index: number) => Promise<void>): Promise<void> {
+  for (let i = 0; i < items.length; i += 256) {
+    await Promise.all(items.slice(i, i + 256).map((item, j) => fn(item, i + j)));
+  }
+}

@@ -1,0 +1,213 @@
+/**
+ * The batch lane (README, "Batch lane"), end to end on a real stack: nats-server, the
+ * sim-provider's batch APIs (turnaround scaled down to seconds), router workers in this process.
+ * Jobs whose deadline leaves slack go through provider batches at the batch price and come out
+ * as one result each; lines that fail, batches that fail, and batches that cannot finish before
+ * a deadline fall back to the live tiers in time; a router stopped mid-batch leaves the batch
+ * to the next one, which resumes polling and never submits the lines again.
+ */
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { parse, stringify } from "yaml";
+import { ResultSchema, type DeadLetter, type Result } from "../shared/contract/job.ts";
+import { STREAMS } from "../shared/contract/subjects.ts";
+import { costUsd } from "../shared/routing/cost.ts";
+import { readAll } from "./harness/nats.ts";
+import { spawnCli } from "./harness/processes.ts";
+import { startStack, testConfigYaml, type TestStack } from "./harness/stack.ts";
+
+const DAY = 86_400_000;
+/** Live prices of the test config's models (testConfigYaml). */
+const LIVE = { "budget/lite": { inputPerMtok: 0.05, outputPerMtok: 0.2 }, "swift/mini": { inputPerMtok: 0.15, outputPerMtok: 0.6 }, "premium/large": { inputPerMtok: 2.5, outputPerMtok: 10 } } as const;
+
+function scenario(budgetBatch: string): string {
+  return `
+seed: 11
+providers:
+  budget:
+    batch: ${budgetBatch}
+    models:
+      budget-lite: { latency_ms: { min: 1, max: 5 } }
+  swift:
+    models:
+      swift-mini: { latency_ms: { min: 1, max: 5 } }
+  premium:
+    models:
+      premium-large: { latency_ms: { min: 1, max: 5 } }
+`;
+}
+
+/** The test config with a batch lane on `moderation`, and half-price batches on every model. */
+function batchYaml(simUrl: string): string {
+  const cfg = parse(testConfigYaml(simUrl)) as { providers: Record<string, { models: Record<string, Record<string, unknown>> }>; tasks: Record<string, Record<string, unknown>> };
+  for (const p of Object.values(cfg.providers)) for (const m of Object.values(p.models)) m.batch_discount = 0.5;
+  cfg.tasks.moderation!.batch = { min_slack: "1h", window: "300ms", max_lines: 20, poll_interval: "100ms" };
+  (cfg as Record<string, unknown>).budgets = { tenants: { acme: { day_usd: 100 } } };
+  return stringify(cfg);
+}
+
+/** A moderation job in words of our own, not the sim's patterns. */
+const job = (id: string, i: number, extra: Record<string, unknown> = {}) => ({
+  id,
+  request: {
+    messages: [
+      { role: "system", content: "Decide whether the customer review below breaks the community rules. Answer with JSON." },
+      { role: "user", content: `Review ${i}: the delivery took ${i % 9} days and the box was ${i % 2 ? "dented" : "fine"}; staff were ${i % 3 ? "helpful" : "rude"}.` },
+    ],
+    response_format: { type: "json_object" },
+  },
+  metadata: { i },
+  ...extra,
+});
+
+async function outcomes(stack: TestStack, ids: ReadonlySet<string>, timeoutMs: number): Promise<{ results: Map<string, Result>; deadLetters: DeadLetter[]; resultCount: number }> {
+  let out = { results: new Map<string, Result>(), deadLetters: [] as DeadLetter[], resultCount: 0 };
+  await vi.waitFor(
+    async () => {
+      const all = (await readAll<Result>(stack.nats.js, STREAMS.results, { subject: "results.moderation" })).filter((r) => ids.has(r.id));
+      const dls = (await readAll<DeadLetter>(stack.nats.js, STREAMS.dlq, { subject: "dlq.moderation" })).filter((d) => ids.has(d.id));
+      out = { results: new Map(all.map((r) => [r.id, r])), deadLetters: dls, resultCount: all.length };
+      expect(out.results.size + dls.length).toBe(ids.size);
+    },
+    { timeout: timeoutMs, interval: 200 },
+  );
+  return out;
+}
+
+describe("the batch lane", () => {
+  let stack: TestStack;
+
+  beforeAll(async () => {
+    // Every third batch fails whole; one line in ten fails; a batch takes 1.5 s.
+    stack = await startStack({ scenario: scenario("{ turnaround_ms: 1500, line_error_rate: 0.1, fail_every: 3 }"), configYaml: batchYaml });
+  }, 30_000);
+
+  afterAll(async () => {
+    await stack?.close();
+  });
+
+  it("serves 60 jobs with a day's slack through provider batches at half price, one result each, falling back live for a failed batch and failed lines", async () => {
+    const deadline = new Date(Date.now() + DAY).toISOString();
+    const jobs = Array.from({ length: 60 }, (_, i) => job(`night-${i}`, i, { deadline, metadata: { i, tenant: "acme" } }));
+    await stack.publishJobs("moderation", jobs);
+    const { results, deadLetters, resultCount } = await outcomes(stack, new Set(jobs.map((j) => j.id)), 40_000);
+    expect(deadLetters).toEqual([]);
+    expect(resultCount).toBe(60);
+
+    // Three batches of 20 (max_lines), each line submitted once.
+    expect(stack.sim.stats().batches.budget).toEqual({ batches: 3, lines: 60 });
+    let batched = 0;
+    let fellBack = 0;
+    let batchFailed = 0;
+    for (const r of results.values()) {
+      ResultSchema.parse(r);
+      const last = r.attempts.at(-1)!;
+      expect(last.outcome).toBe("ok");
+      if (last.batch !== undefined) {
+        batched++;
+        expect(r.attempts).toHaveLength(1);
+        expect(`${r.provider}/${r.model}`).toBe("budget/lite");
+        // Priced at the batch price: half what the same usage costs live.
+        expect(r.cost_usd).toBeCloseTo(costUsd(r.usage, LIVE["budget/lite"]) / 2, 12);
+        expect(r.billed_usd).toBeCloseTo(r.cost_usd, 12);
+      } else {
+        fellBack++;
+        const first = r.attempts[0]!;
+        expect(first.batch).toMatch(/^batch_sim/);
+        expect(["unavailable", "timeout"]).toContain(first.outcome);
+        if (/provider batch failed/.test(first.error ?? "")) batchFailed++;
+      }
+    }
+    expect(batchFailed).toBe(20);
+    expect(batched + fellBack).toBe(60);
+    // The two batches that ran: about one line in ten failed and went live.
+    expect(fellBack - batchFailed).toBeGreaterThan(0);
+    expect(fellBack - batchFailed).toBeLessThan(12);
+
+    // What the batch lines and their live fallbacks billed is in the tenant's budget, as `switchyard budgets` shows it.
+    const billed = [...results.values()].reduce((s, r) => s + r.billed_usd!, 0);
+    await vi.waitFor(async () => {
+      const configFile = join(mkdtempSync(join(tmpdir(), "batch-lane-")), "switchyard.yaml");
+      writeFileSync(configFile, stack.configYaml);
+      const p = spawnCli(["budgets", "--json"], { NATS_URL: stack.nats.url, SWITCHYARD_CONFIG: configFile });
+      expect(await p.exited).toBe(0);
+      const { budgets } = JSON.parse(p.output()) as { budgets: { scope: string; name: string; spent_usd: number; reserved_usd: number }[] };
+      const acme = budgets.find((b) => b.scope === "tenant" && b.name === "acme")!;
+      expect(acme.reserved_usd).toBe(0);
+      expect(acme.spent_usd).toBeCloseTo(billed, 12);
+    }, { timeout: 10_000, interval: 500 });
+  }, 60_000);
+
+  it("serves a job without a deadline, or one asking to stay live, at once through the live tiers", async () => {
+    const jobs = [job("live-1", 1), job("live-2", 2, { deadline: new Date(Date.now() + DAY).toISOString(), routing: { batch: false } })];
+    const before = stack.sim.stats().batches.budget?.lines ?? 0;
+    await stack.publishJobs("moderation", jobs);
+    const { results } = await outcomes(stack, new Set(jobs.map((j) => j.id)), 10_000);
+    for (const r of results.values()) expect(r.attempts.every((a) => a.batch === undefined)).toBe(true);
+    expect(stack.sim.stats().batches.budget?.lines ?? 0).toBe(before);
+  }, 20_000);
+
+  it("a router stopped while its batch runs leaves it to the next router, which resumes polling and never submits the lines again", async () => {
+    const before = stack.sim.stats().batches.budget ?? { batches: 0, lines: 0 };
+    const deadline = new Date(Date.now() + DAY).toISOString();
+    const jobs = Array.from({ length: 20 }, (_, i) => job(`resume-${i}`, 100 + i, { deadline }));
+    await stack.publishJobs("moderation", jobs);
+    await vi.waitFor(() => expect(stack.sim.stats().batches.budget?.batches).toBe(before.batches + 1), { timeout: 10_000, interval: 20 });
+    await stack.routers[0]!.stop();
+    stack.routers.splice(0, 1);
+    await stack.addRouter();
+    const { results, deadLetters } = await outcomes(stack, new Set(jobs.map((j) => j.id)), 30_000);
+    expect(deadLetters).toEqual([]);
+    expect(results.size).toBe(20);
+    expect(stack.sim.stats().batches.budget).toEqual({ batches: before.batches + 1, lines: before.lines + 20 });
+  }, 60_000);
+});
+
+describe("a batch that cannot finish before a deadline", () => {
+  let stack: TestStack;
+
+  beforeAll(async () => {
+    // Batches take ten minutes: far past the deadlines below.
+    stack = await startStack({ scenario: scenario("{ turnaround_ms: 600000 }"), configYaml: batchYaml });
+  }, 30_000);
+
+  afterAll(async () => {
+    await stack?.close();
+  });
+
+  it("is given up in time: its jobs are served live before their deadline, the batch attempt listed", async () => {
+    // Slack under min_slack, so only a job asking for the batch lane takes it; enough to fall back live.
+    const deadline = Date.now() + 45_000;
+    const jobs = Array.from({ length: 5 }, (_, i) => job(`tight-${i}`, i, { deadline: new Date(deadline).toISOString(), routing: { batch: true } }));
+    await stack.publishJobs("moderation", jobs);
+    await vi.waitFor(() => expect(stack.sim.stats().batches.budget?.batches).toBe(1), { timeout: 10_000, interval: 20 });
+    // What an operator sees meanwhile: `switchyard batches`.
+    const env = { NATS_URL: stack.nats.url };
+    await vi.waitFor(async () => {
+      const p = spawnCli(["batches", "--json"], env);
+      expect(await p.exited).toBe(0);
+      const open = JSON.parse(p.output()) as { state: string; model: string; lines: number[]; provider_batch_id?: string }[];
+      expect(open).toHaveLength(1);
+      expect(open[0]).toMatchObject({ state: "running", model: "budget/lite", provider_batch_id: expect.stringMatching(/^batch_sim/) });
+      expect(open[0]!.lines).toHaveLength(5);
+    }, { timeout: 10_000, interval: 500 });
+
+    const { results, deadLetters } = await outcomes(stack, new Set(jobs.map((j) => j.id)), 30_000);
+    expect(deadLetters).toEqual([]);
+    expect(stack.sim.stats().batches.budget).toEqual({ batches: 1, lines: 5 });
+    await vi.waitFor(async () => {
+      const p = spawnCli(["batches", "--all"], env);
+      expect(await p.exited).toBe(0);
+      expect(p.output()).toMatch(/budget\/lite\s+done\s+batch_sim\S*\s+\S+\s+5\b.*0 results, 5 live: the provider batch was given up/);
+    }, { timeout: 10_000, interval: 500 });
+    for (const r of results.values()) {
+      expect(Date.parse(r.completed_at)).toBeLessThan(deadline);
+      expect(r.attempts[0]).toMatchObject({ provider: "budget", model: "lite", outcome: "timeout", http_status: null });
+      expect(r.attempts[0]!.error).toMatch(/given up/);
+      expect(r.attempts.at(-1)!.outcome).toBe("ok");
+      expect(r.attempts.at(-1)!.batch).toBeUndefined();
+    }
+  }, 60_000);
+});
