@@ -3,6 +3,7 @@ import { parseConfig } from "../shared/config/load.ts";
 import { ConfigError } from "../shared/errors.ts";
 import {
   abandonAt,
+  batchAttempt,
   batchPrices,
   groupLines,
   LIVE_MARGIN_MS,
@@ -13,6 +14,7 @@ import {
   type ArrivingLine,
   type BatchPolicy,
 } from "../shared/routing/batch-plan.ts";
+import type { PlannedAttempt } from "../shared/routing/planner.ts";
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
@@ -136,8 +138,8 @@ tasks:
 
   it("parses durations, fills defaults, and stays absent when not given", () => {
     const cfg = parseConfig(CONFIG, "cfg.yaml", {});
-    expect(cfg.tasks.nightly!.batch).toEqual({ min_slack: 3 * HOUR, window: 10 * MIN, max_lines: 2000 });
-    expect(cfg.tasks.backlog!.batch).toEqual({ min_slack: 2 * HOUR, window: 5 * MIN, max_lines: 50_000 });
+    expect(cfg.tasks.nightly!.batch).toEqual({ min_slack: 3 * HOUR, window: 10 * MIN, max_lines: 2000, poll_interval: MIN });
+    expect(cfg.tasks.backlog!.batch).toEqual({ min_slack: 2 * HOUR, window: 5 * MIN, max_lines: 50_000, poll_interval: MIN });
     expect(cfg.tasks.live!.batch).toBeUndefined();
     expect(batchPrices(cfg.providers.acme!.models.small!)).toEqual({ inputPerMtok: 0.075, outputPerMtok: 0.3 });
   });
@@ -156,5 +158,38 @@ tasks:
     expect(byPath["tasks.nightly.batch.max_lines"]!.message).toContain("at most 50000");
     expect(byPath["tasks.nightly.batch.window"]!.message).toContain("not a duration");
     expect(byPath["providers.acme.models.small.batch_discount"]).toMatchObject({ line: 7 });
+  });
+});
+
+describe("the batch line's model", () => {
+  const model = (provider: string, name: string) => ({ id: `${provider}/${name}`, ordinal: 0, provider, name, upstream: name, inputPerMtok: 0, outputPerMtok: 0, cachedInputPerMtok: undefined, cacheWritePerMtok: undefined, reasoningPerMtok: undefined, contextWindow: 8000, structuredOutput: true });
+  const planned = (provider: string, name: string, input: number, output: number, tier = 0): PlannedAttempt => ({
+    model: model(provider, name),
+    tier,
+    expectedCostUsd: (1000 * input + 100 * output) / 1e6,
+    inputPerMtok: input,
+    outputPerMtok: output,
+    cachedInputPerMtok: input / 10,
+    cacheWritePerMtok: undefined,
+    reasoningPerMtok: undefined,
+  });
+  const tokens = { prompt: 1000, completion: 100 };
+  const half = (p: PlannedAttempt) => ({ inputPerMtok: p.inputPerMtok / 2, outputPerMtok: p.outputPerMtok / 2 });
+
+  it("is the candidate cheapest at its batch price, priced so, part prices scaled alike", () => {
+    const plan = [planned("a", "small", 1, 4), planned("b", "mid", 0.5, 2)];
+    const chosen = batchAttempt(plan, half, tokens)!;
+    expect(chosen.model.id).toBe("b/mid");
+    expect(chosen).toMatchObject({ inputPerMtok: 0.25, outputPerMtok: 1, cachedInputPerMtok: 0.025, expectedCostUsd: (1000 * 0.25 + 100 * 1) / 1e6 });
+  });
+
+  it("is none when no candidate has batch prices", () => {
+    expect(batchAttempt([planned("a", "small", 1, 4)], () => undefined, tokens)).toBeUndefined();
+  });
+
+  it("is none when the live plan's first choice costs no more than the best batch line", () => {
+    // A cheap model with no batch API beats a dear one at half price.
+    const plan = [planned("cheap", "live-only", 0.1, 0.4), planned("dear", "batched", 2, 8)];
+    expect(batchAttempt(plan, (p) => (p.model.provider === "dear" ? half(p) : undefined), tokens)).toBeUndefined();
   });
 });

@@ -96,6 +96,9 @@ export function createBatcher(deps: BatcherDeps): Batcher {
   const timers: NodeJS.Timeout[] = [];
   let ticking: Promise<void> | undefined;
   const running = new Set<Promise<unknown>>();
+  // The open records as the bucket last said, by key, with the revision a claim must match.
+  const openRecords = new Map<string, { record: BatchRecord; revision: number }>();
+  let watcher: Awaited<ReturnType<KV["watch"]>> | undefined;
 
   const track = <T>(p: Promise<T>): Promise<T> => {
     running.add(p);
@@ -229,31 +232,38 @@ export function createBatcher(deps: BatcherDeps): Batcher {
   }
 
   /** Every open record whose poll is due, or whose submission or finish was abandoned by a crashed process. */
+  /** Every open record whose poll is due, or whose submission or finish was abandoned by a crashed process. */
   async function tick(): Promise<void> {
     const bucket = kv!;
-    const keys: string[] = [];
-    for await (const k of await bucket.keys("open.>")) keys.push(k);
-    for (const key of keys) {
+    for (const [key, { record, revision }] of openRecords) {
       if (stopped) return;
-      const e = await bucket.get(key).catch(() => null);
-      if (!e || e.operation !== "PUT") continue;
-      const record = parseBatchRecord(e.string());
-      if (!record) {
-        logger.error({ key }, "unreadable provider batch record left alone");
-        continue;
-      }
       const now = clock();
       if (record.state === "running" && now >= record.next_poll_at) {
         const policy = batchPolicyOf(deps.config(), record.task);
         const claimed = { ...record, next_poll_at: now + (policy?.pollIntervalMs ?? 60_000) };
-        const rev = await bucket.update(key, JSON.stringify(claimed), e.revision).catch((err: unknown) => (isWrongRevision(err) ? undefined : Promise.reject(err)));
-        if (rev !== undefined) await track(poll(claimed, rev));
+        const rev = await bucket.update(key, JSON.stringify(claimed), revision).catch((err: unknown) => (isWrongRevision(err) ? undefined : Promise.reject(err)));
+        // Claimed: no other batcher polls it before next_poll_at, so the poll may run on its own.
+        if (rev !== undefined) void track(poll(claimed, rev)).catch((err: unknown) => logger.warn({ err: (err as Error).message, batch: record.provider_batch_id }, "provider batch poll failed; tried again"));
       } else if (record.state === "submitting" && now >= (record.lease_until ?? 0)) {
         const lines = await readLines(record);
-        await finishLive(record, e.revision, lines, "its submission was interrupted (the process submitting it stopped); the lines were not submitted again");
+        await finishLive(record, revision, lines, "its submission was interrupted (the process submitting it stopped); the lines were not submitted again");
       } else if (record.state === "finishing" && now >= (record.lease_until ?? 0)) {
-        await track(finish(record, e.revision, undefined));
+        void track(finish(record, revision, undefined)).catch((err: unknown) => logger.warn({ err: (err as Error).message, batch: record.provider_batch_id }, "provider batch finish failed; taken up again when its lease lapses"));
       }
+    }
+  }
+
+  /** Keeps `openRecords` in step with the bucket's `open.` entries: one watch, no listing per tick. */
+  async function watchRecords(): Promise<void> {
+    watcher = await kv!.watch({ key: "open.>" });
+    for await (const e of watcher) {
+      if (e.operation !== "PUT") {
+        openRecords.delete(e.key);
+        continue;
+      }
+      const record = parseBatchRecord(e.string());
+      if (record) openRecords.set(e.key, { record, revision: e.revision });
+      else logger.error({ key: e.key }, "unreadable provider batch record left alone");
     }
   }
 
@@ -463,6 +473,9 @@ export function createBatcher(deps: BatcherDeps): Batcher {
   return {
     async start() {
       await ensure();
+      void watchRecords().catch((err: unknown) => {
+        if (!stopped) logger.error({ err: (err as Error).message }, "provider batch records watch ended");
+      });
       void collect().catch((err: unknown) => {
         if (!stopped) logger.error({ err: (err as Error).message }, "batch-lane queue consumer ended");
       });
@@ -480,6 +493,7 @@ export function createBatcher(deps: BatcherDeps): Batcher {
     async stop() {
       stopped = true;
       for (const t of timers) clearInterval(t);
+      watcher?.stop();
       await messages?.close().catch(() => {});
       // Held lines go back to the queue now rather than when their hold lapses.
       for (const { m } of held.values()) m.nak();

@@ -94,3 +94,19 @@ export function demoJobs(runId: string, perTask: number, jobSubject: (task: stri
   add("translation", `${runId}-bad-task`, { id: `${runId}-bad-task`, request: { messages: [{ role: "user", content: "bonjour" }] }, metadata: { demo: runId } });
   return jobs;
 }
+
+/**
+ * A night's backlog: moderation jobs in users' own words, due `deadline`. The slack lets the
+ * router send them through provider batches (the embedded config's `moderation.batch`).
+ */
+export function backlogJobs(runId: string, n: number, deadline: Date, jobSubject: (task: string) => string = (task) => `jobs.${task}`): DemoJob[] {
+  return Array.from({ length: n }, (_, i) => {
+    const id = `${runId}-${i}`;
+    const text = MODERATION_TEXTS[i % MODERATION_TEXTS.length]!;
+    return {
+      subject: jobSubject("moderation"),
+      msgId: id,
+      payload: JSON.stringify({ id, request: { messages: [{ role: "user", content: `Reported comment #${i + 1} from yesterday: ${NATURAL_MODERATION(text)}` }] }, deadline: deadline.toISOString(), metadata: { backlog: runId } }),
+    };
+  });
+}

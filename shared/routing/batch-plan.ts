@@ -10,7 +10,6 @@
  * live path's need. Being served late is never the price of being served cheaply.
  */
 
-import type { ModelInfo } from "./catalog.ts";
 import type { PlannedAttempt } from "./planner.ts";
 
 /** A task's `batch:` section, in milliseconds (see `shared/config/batch-schema.ts`). */
@@ -182,19 +181,20 @@ export function batchPrices(m: BatchPriceConfig): { readonly inputPerMtok: numbe
 
 /**
  * The attempt a job's batch line makes: among the live plan's candidates (already filtered by
- * health, the job's routing and context windows), the one cheapest at its batch prices, priced
+ * health, the job's routing and context windows), the one cheapest at its batch prices (a
+ * discount applies to the live price the plan used, so a price change reaches batches too), priced
  * so; none when no candidate is batched, or when the batch line would cost no less than the
  * live plan's first attempt (a cheap live model can beat a dear one at half price). The
  * result's cost and the ledger then use the batch prices, as a live result uses the live ones.
  */
 export function batchAttempt(
   attempts: readonly PlannedAttempt[],
-  batchPricesOf: (model: ModelInfo) => { readonly inputPerMtok: number; readonly outputPerMtok: number } | undefined,
+  batchPricesOf: (planned: PlannedAttempt) => { readonly inputPerMtok: number; readonly outputPerMtok: number } | undefined,
   tokens: { readonly prompt: number; readonly completion: number },
 ): PlannedAttempt | undefined {
   let best: PlannedAttempt | undefined;
   for (const p of attempts) {
-    const prices = batchPricesOf(p.model);
+    const prices = batchPricesOf(p);
     if (prices === undefined) continue;
     const expectedCostUsd = (tokens.prompt * prices.inputPerMtok + tokens.completion * prices.outputPerMtok) / 1e6;
     if (best !== undefined && best.expectedCostUsd <= expectedCostUsd) continue;

@@ -7,10 +7,14 @@ import { createLogger } from "../../../shared/log.ts";
 import { openBuckets } from "../../../shared/nats/buckets.ts";
 import { connectNats } from "../../../shared/nats/connect.ts";
 import { buildCatalog } from "../../../shared/routing/catalog.ts";
+import { costUsd, type Prices } from "../../../shared/routing/cost.ts";
+import { PriceOverrideSchema } from "../../../shared/contract/live.ts";
+import { parseJsonOrUndefined } from "../../../shared/json.ts";
+import type { KV } from "@nats-io/kv";
 import { boundedWindow } from "../../../shared/concurrency.ts";
 import { percentile } from "../../../shared/stats.ts";
 import { interruption, intFlag, parse } from "../args.ts";
-import { demoJobs } from "../demo-jobs.ts";
+import { backlogJobs, demoJobs } from "../demo-jobs.ts";
 import { startLocalStack } from "../local-stack.ts";
 import { progress } from "../progress.ts";
 import { percent, table } from "../table.ts";
@@ -20,21 +24,24 @@ import { summaryOf } from "./catalog.ts";
 export const demoCommand: Command = {
   name: "demo",
   summary: summaryOf("demo"),
-  usage: `switchyard demo [--jobs-per-task 600] [--workers 2] [--rate 100] [--timeout 120]
+  usage: `switchyard demo [--jobs-per-task 600] [--workers 2] [--rate 100] [--timeout 120] [--backlog 300]
 
 Starts a local nats-server (or uses NATS_URL), the sim-provider with three providers at
 different prices (one flaky) and router workers; publishes moderation and classification
 jobs (a third in users' own words, with no labels or format given) plus a few broken ones at --rate jobs/s (100), and while they run drops swift's price,
 then takes budget down and brings it back; waits until every job has ended as a result or a dead letter;
 prints where the jobs went, what they cost and lost = published − results − dead letters.
+Then a nightly backlog (--backlog jobs, 0 to skip) due in 24 h goes through the providers'
+batch APIs, and its bill is set against what the same answers cost live.
 Exits 0 when nothing was lost. Ctrl-C (or SIGTERM) stops it early: the stack stops and the
 temporary NATS store is removed (exit 130); a second Ctrl-C quits at once.`,
   async run(argv) {
-    const { values } = parse("demo", argv, { "jobs-per-task": { type: "string" }, workers: { type: "string" }, timeout: { type: "string" }, rate: { type: "string" } });
+    const { values } = parse("demo", argv, { "jobs-per-task": { type: "string" }, workers: { type: "string" }, timeout: { type: "string" }, rate: { type: "string" }, backlog: { type: "string" } });
     const perTask = intFlag("demo", "jobs-per-task", values["jobs-per-task"], 600);
     const rate = intFlag("demo", "rate", values.rate, 100);
     const timeoutMs = intFlag("demo", "timeout", values.timeout, 120) * 1000;
     const workers = Math.max(1, intFlag("demo", "workers", values.workers, 2));
+    const backlogSize = intFlag("demo", "backlog", values.backlog, 300);
     const logger = createLogger("demo", process.env.LOG_LEVEL ?? "error");
     const out = process.stdout;
     // Ctrl-C ends the run early, but through the finally blocks below: stopping the stack
@@ -102,7 +109,29 @@ temporary NATS store is removed (exit 130); a second Ctrl-C quits at once.`,
           const catalog = buildCatalog(stack.config);
           reportPhases(out, ["steady", ...events.map((e) => e.name)], collected.results, phaseOf);
           const lost = report(out, { published, elapsedS: elapsed, results: collected.results, deadLetters: collected.deadLetters, catalog });
-          return lost === 0 ? 0 : 1;
+          if (backlogSize === 0) return lost === 0 ? 0 : 1;
+
+          // The night's backlog: the same kind of work with a day to spare goes through provider batches.
+          out.write(`\nA nightly backlog: ${backlogSize} moderation jobs due in 24 h, through the providers' batch APIs (turnaround scaled to seconds in the sim)…\n`);
+          const backlogId = `${runId}-night`;
+          const night = backlogJobs(backlogId, backlogSize, new Date(Date.now() + 86_400_000), names.jobSubject);
+          const nightCollected = collect(js, backlogId, new Date(Date.now() - 1000), night.length, names);
+          stops.push(nightCollected.stop);
+          await Promise.all(night.map((j) => js.publish(j.subject, j.payload, { msgID: j.msgId })));
+          const nightDone = progress("ended", night.length);
+          const nightTimer = setInterval(() => nightDone.update(nightCollected.results.length + nightCollected.deadLetters.length), 100);
+          stops.push(() => clearInterval(nightTimer));
+          const nightFinished = await Promise.race([
+            nightCollected.done.then(() => true),
+            new Promise<boolean>((r) => setTimeout(() => r(false), timeoutMs).unref()),
+            interrupted.then(() => false),
+          ]);
+          if (signal.aborted) return stopped();
+          clearInterval(nightTimer);
+          nightDone.update(nightCollected.results.length + nightCollected.deadLetters.length);
+          nightDone.finish(nightFinished ? "" : "timed out");
+          const nightLost = reportBacklog(out, { published: night.length, results: nightCollected.results, deadLetters: nightCollected.deadLetters, livePrices: await livePricesOf(catalog, prices) });
+          return lost === 0 && nightLost === 0 ? 0 : 1;
         } finally {
           for (const stop of stops) stop();
           await nc.drain().catch(() => {});
@@ -197,7 +226,7 @@ function report(
   // The bill had every served job gone to the one model that would have cost the most for this workload.
   let worst = { id: "", cost: 0 };
   for (const model of r.catalog.models.values()) {
-    const c = r.results.reduce((s, res) => s + (res.usage.prompt_tokens * model.inputPerMtok + res.usage.completion_tokens * model.outputPerMtok) / 1e6, 0);
+    const c = r.results.reduce((s, res) => s + costUsd(res.usage, model), 0);
     if (c > worst.cost) worst = { id: model.id, cost: c };
   }
   const reasons = new Map<string, number>();
@@ -232,6 +261,53 @@ function report(
   ];
   out.write(table(["", ""], rows).split("\n").slice(2).join("\n"));
   return lost;
+}
+
+/**
+ * The backlog's bill against live routing: a result served by a batch line is set against its
+ * usage at the same model's live prices (the one cost formula); one served live after its
+ * line failed cost the same either way. Returns what was lost.
+ */
+function reportBacklog(out: NodeJS.WriteStream, r: { published: number; results: Result[]; deadLetters: DeadLetter[]; livePrices: ReadonlyMap<string, Prices> }): number {
+  let billed = 0;
+  let live = 0;
+  let batched = 0;
+  const batches = new Set<string>();
+  for (const res of r.results) {
+    const line = res.attempts.at(-1)?.batch;
+    billed += res.billed_usd ?? res.cost_usd;
+    const prices = r.livePrices.get(`${res.provider}/${res.model}`);
+    if (line !== undefined && prices !== undefined) {
+      batched++;
+      batches.add(line);
+      live += costUsd(res.usage, prices);
+    } else {
+      live += res.billed_usd ?? res.cost_usd;
+    }
+  }
+  const lost = r.published - r.results.length - r.deadLetters.length;
+  const rows: [string, string][] = [
+    ["published", String(r.published)],
+    ["served by a provider batch", `${batched} (in ${batches.size} batch${batches.size === 1 ? "" : "es"})`],
+    ["served live (a line failed, or no batch was cheaper)", String(r.results.length - batched)],
+    ["dead letters", String(r.deadLetters.length)],
+    ["billed", `$${billed.toFixed(6)}`],
+    ["the same answers at live prices", `$${live.toFixed(6)}${live > 0 ? `  (saved ${percent(1 - billed / live)})` : ""}`],
+    ["lost = published − results − dead letters", String(lost)],
+  ];
+  out.write(table(["", ""], rows).split("\n").slice(2).join("\n"));
+  return lost;
+}
+
+/** Each model's live price as the routers see it: an operator's override in the prices bucket (the demo sets one), else the config's. */
+async function livePricesOf(catalog: ReturnType<typeof buildCatalog>, prices: KV): Promise<Map<string, Prices>> {
+  const out = new Map<string, Prices>();
+  for (const m of catalog.models.values()) {
+    const e = await prices.get(m.id).catch(() => null);
+    const o = e && e.operation === "PUT" ? PriceOverrideSchema.safeParse(parseJsonOrUndefined(e.string())) : undefined;
+    out.set(m.id, o?.success ? { ...m, inputPerMtok: o.data.input_per_mtok, outputPerMtok: o.data.output_per_mtok } : m);
+  }
+  return out;
 }
 
 /** A percentile in whole milliseconds; "–" when there was nothing to measure. */
