@@ -14,7 +14,11 @@ import { parse, stringify } from "yaml";
 import { ResultSchema, type DeadLetter, type Result } from "../shared/contract/job.ts";
 import { STREAMS } from "../shared/contract/subjects.ts";
 import { costUsd } from "../shared/routing/cost.ts";
+import { createLogger } from "../shared/log.ts";
+import { createOps, startOpsServer, type Ops, type OpsServer } from "../shared/ops/server.ts";
+import { startRouter } from "../services/router/main.ts";
 import { readAll } from "./harness/nats.ts";
+import { parseScrape, sample } from "./harness/scrape.ts";
 import { spawnCli } from "./harness/processes.ts";
 import { startStack, testConfigYaml, type TestStack } from "./harness/stack.ts";
 
@@ -78,13 +82,20 @@ async function outcomes(stack: TestStack, ids: ReadonlySet<string>, timeoutMs: n
 
 describe("the batch lane", () => {
   let stack: TestStack;
+  let ops: Ops;
+  let server: OpsServer;
 
   beforeAll(async () => {
     // Every third batch fails whole; one line in ten fails; a batch takes 1.5 s.
-    stack = await startStack({ scenario: scenario("{ turnaround_ms: 1500, line_error_rate: 0.1, fail_every: 3 }"), configYaml: batchYaml });
+    stack = await startStack({ routers: 0, scenario: scenario("{ turnaround_ms: 1500, line_error_rate: 0.1, fail_every: 3 }"), configYaml: batchYaml });
+    ops = createOps();
+    const logger = createLogger("test-batch-lane", process.env.LOG_LEVEL ?? "silent");
+    server = await startOpsServer(ops, "127.0.0.1:0", logger);
+    stack.routers.push(await startRouter({ natsUrl: stack.nats.url, config: stack.config, logger, ops }));
   }, 30_000);
 
   afterAll(async () => {
+    await server?.close();
     await stack?.close();
   });
 
@@ -125,6 +136,18 @@ describe("the batch lane", () => {
     // The two batches that ran: about one line in ten failed and went live.
     expect(fellBack - batchFailed).toBeGreaterThan(0);
     expect(fellBack - batchFailed).toBeLessThan(12);
+
+    // What a dashboard scrapes: the lane's jobs, its batches, and the batch lines' cost.
+    const scraped = parseScrape(await (await fetch(`${server.url}/metrics`)).text());
+    const m = (name: string, labels: Record<string, string>) => sample(scraped, name, labels) ?? 0;
+    expect(m("switchyard_batch_lines_total", { task: "moderation", outcome: "queued" })).toBe(60);
+    expect(m("switchyard_batch_lines_total", { task: "moderation", outcome: "result" })).toBe(batched);
+    expect(m("switchyard_batch_lines_total", { task: "moderation", outcome: "live" })).toBe(fellBack);
+    expect(m("switchyard_provider_batches_total", { task: "moderation", provider: "budget", model: "lite", ending: "completed" })).toBe(2);
+    expect(m("switchyard_provider_batches_total", { task: "moderation", provider: "budget", model: "lite", ending: "failed" })).toBe(1);
+    expect(m("switchyard_jobs_total", { task: "moderation", outcome: "result" })).toBe(60);
+    const batchCost = [...results.values()].filter((r) => r.attempts.at(-1)!.batch !== undefined).reduce((s, r) => s + r.cost_usd, 0);
+    expect(m("switchyard_cost_usd_total", { task: "moderation", provider: "budget", model: "lite", tenant: "acme" })).toBeGreaterThanOrEqual(batchCost - 1e-12);
 
     // What the batch lines and their live fallbacks billed is in the tenant's budget, as `switchyard budgets` shows it.
     const billed = [...results.values()].reduce((s, r) => s + r.billed_usd!, 0);

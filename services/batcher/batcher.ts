@@ -34,6 +34,7 @@ import type { PlannedAttempt } from "../../shared/routing/planner.ts";
 import { CallCancel } from "../../shared/adapters/http.ts";
 import { Delivery, type LiveView, type Moment } from "../router/job.ts";
 import type { ResultCache } from "../router/result-cache.ts";
+import type { RouterMetrics } from "../../shared/ops/router-metrics.ts";
 import { customIdOf, parseBatchRecord, parseQueuedLine, type BatchRecord, type QueuedLine } from "./records.ts";
 
 export interface BatcherDeps {
@@ -47,6 +48,8 @@ export interface BatcherDeps {
   readonly random: () => number;
   /** Where a served line's result is cached, for a task with `cache:`. */
   readonly resultCache: ResultCache;
+  /** Where the lane's jobs, costs and batches are counted (the router's metrics); none without it. */
+  readonly metrics?: RouterMetrics | undefined;
   /** Adds what a batch line billed to the budgets its job answers to (README, "Budgets"). */
   readonly recordSpend: (job: Job, costUsd: number) => void;
 }
@@ -57,6 +60,9 @@ export interface Batcher {
   /** Stops collecting (held lines go back to the queue for another batcher) and polling; a finish under way completes. */
   stop(): Promise<void>;
 }
+
+/** How a provider batch ended (`switchyard_provider_batches_total`). */
+type Ending = "completed" | "failed" | "refused" | "abandoned" | "interrupted";
 
 /** A line held in an open group; acked once its batch's record is stored. */
 interface Held {
@@ -205,7 +211,7 @@ export function createBatcher(deps: BatcherDeps): Batcher {
       const model = lease.catalog.models.get(record.model);
       const batchLines = model === undefined ? undefined : toBatchLines(lease, model, lines.map((h) => h.line), record.lines);
       if (model === undefined || batchLines === undefined) {
-        await finishLive({ ...record }, revision, lines.map((h) => h.line), `the model ${record.model} can no longer take these jobs as a batch (config changed)`);
+        await finishLive({ ...record }, revision, lines.map((h) => h.line), `the model ${record.model} can no longer take these jobs as a batch (config changed)`, "refused");
         return;
       }
       let status: BatchStatus;
@@ -214,7 +220,7 @@ export function createBatcher(deps: BatcherDeps): Batcher {
       } catch (err) {
         const why = `the provider refused the batch: ${(err as Error).message}`;
         logger.warn({ task, model: record.model, lines: lines.length, err: (err as Error).message }, "provider batch refused; its jobs go to the live tiers");
-        await finishLive(record, revision, lines.map((h) => h.line), why);
+        await finishLive(record, revision, lines.map((h) => h.line), why, "refused");
         return;
       }
       const running: BatchRecord = { ...record, state: "running", provider_batch_id: status.id, provider_state: status.state, counts: status.counts, submitted_at: clock() };
@@ -246,7 +252,7 @@ export function createBatcher(deps: BatcherDeps): Batcher {
         if (rev !== undefined) void track(poll(claimed, rev)).catch((err: unknown) => logger.warn({ err: (err as Error).message, batch: record.provider_batch_id }, "provider batch poll failed; tried again"));
       } else if (record.state === "submitting" && now >= (record.lease_until ?? 0)) {
         const lines = await readLines(record);
-        await finishLive(record, revision, lines, "its submission was interrupted (the process submitting it stopped); the lines were not submitted again");
+        await finishLive(record, revision, lines, "its submission was interrupted (the process submitting it stopped); the lines were not submitted again", "interrupted");
       } else if (record.state === "finishing" && now >= (record.lease_until ?? 0)) {
         void track(finish(record, revision, undefined)).catch((err: unknown) => logger.warn({ err: (err as Error).message, batch: record.provider_batch_id }, "provider batch finish failed; taken up again when its lease lapses"));
       }
@@ -316,13 +322,13 @@ export function createBatcher(deps: BatcherDeps): Batcher {
       const model = lease.catalog.models.get(record.model);
       if (status === "abandoned" || model === undefined) {
         const why = model === undefined ? `the model ${record.model} was removed from the config` : "the provider batch was given up: it had not ended when the earliest deadline among its jobs came within the live path's need";
-        return await finishLive(claimed, rev, lines, why, "timeout");
+        return await finishLive(claimed, rev, lines, why, model === undefined ? "refused" : "abandoned");
       }
       const api = lease.batchApi(model);
       const final = status ?? (await api.poll(record.provider_batch_id!, API_TIMEOUT_MS));
-      if (final.state === "failed") return await finishLive(claimed, rev, lines, `the provider batch failed: ${final.failure ?? "no reason given"}`, "unavailable");
+      if (final.state === "failed") return await finishLive(claimed, rev, lines, `the provider batch failed: ${final.failure ?? "no reason given"}`, "failed");
       const batchLines = toBatchLines(lease, model, lines, record.lines);
-      if (batchLines === undefined) return await finishLive(claimed, rev, lines, `the task ${record.task} changed: its lines could not be read back`);
+      if (batchLines === undefined) return await finishLive(claimed, rev, lines, `the task ${record.task} changed: its lines could not be read back`, "refused");
       const outcomes = await api.results(final, batchLines, API_TIMEOUT_MS);
       const bySeq = new Map(outcomes.map((o) => [o.customId, o]));
       let results = 0;
@@ -333,20 +339,20 @@ export function createBatcher(deps: BatcherDeps): Batcher {
         if (served) results++;
         else live++;
       });
-      await close(claimed, rev, { at: clock(), results, live });
+      await close(claimed, rev, { at: clock(), results, live }, "completed");
     } finally {
       lease.release();
     }
   }
 
-  /** Sends every line live (no line answered) and closes the record. */
-  async function finishLive(record: BatchRecord, revision: number, lines: readonly QueuedLine[], why: string, outcome: "timeout" | "unavailable" = "unavailable"): Promise<void> {
+  /** Sends every line live (no line answered) and closes the record; a batch given up is a `timeout` attempt for each job, any other ending `unavailable`. */
+  async function finishLive(record: BatchRecord, revision: number, lines: readonly QueuedLine[], why: string, ending: Ending): Promise<void> {
     const now = clock();
     await inChunks(lines, async (line) => {
-      const attempts = [...line.earlier, batchAttempt(record, line, outcome, why, now)];
+      const attempts = [...line.earlier, batchAttempt(record, line, ending === "abandoned" ? "timeout" : "unavailable", why, now)];
       await toLive(line, attempts, why);
     });
-    await close(record, revision, { at: clock(), results: 0, live: lines.length, why });
+    await close(record, revision, { at: clock(), results: 0, live: lines.length, why }, ending);
   }
 
   /** The line's answer as the job's outcome (true), or the job sent live (false). */
@@ -406,16 +412,29 @@ export function createBatcher(deps: BatcherDeps): Batcher {
     }
     const step = delivery.next(NO_COOLDOWN, at);
     const attempts = marked(delivery.attempts, line.earlier.length, record);
-    deps.recordSpend(line.job, billedUsd(attempts.slice(line.earlier.length)));
+    const own = attempts.slice(line.earlier.length);
+    deps.recordSpend(line.job, billedUsd(own));
+    const t = deps.metrics?.task(line.job.task, true);
+    if (t !== undefined) {
+      const tenant = deps.metrics!.tenantOf(line.job.metadata);
+      for (const a of own) {
+        if (a.usage === undefined || a.cost_usd === undefined) continue;
+        const u = a.usage;
+        deps.metrics!.billed(t, model, tenant, a.cost_usd, u.prompt_tokens, u.completion_tokens, u.prompt_tokens_details?.cached_tokens, u.prompt_tokens_details?.cache_write_tokens, u.completion_tokens_details?.reasoning_tokens);
+      }
+    }
     if (step.kind === "result") {
       const result: Result = { ...step.result, attempts };
       await js.publish(names.resultSubject(line.job.task), JSON.stringify(result), { msgID: line.job.id });
       const cache = config.tasks[line.job.task]?.cache;
       if (cache !== undefined) await storeInCache(line, result, cache.ttl);
+      t?.result.inc();
+      deps.metrics?.batchLine(line.job.task, "result");
       return true;
     }
     if (step.kind === "dead_letter" && step.deadLetter.reason === "deadline_exceeded") {
       await js.publish(names.dlqSubject(line.job.task), JSON.stringify({ ...step.deadLetter, attempts }), { msgID: line.job.id });
+      if (t !== undefined) deps.metrics!.deadLettered(t, "deadline_exceeded");
       return true;
     }
     const last = attempts.at(-1);
@@ -441,10 +460,11 @@ export function createBatcher(deps: BatcherDeps): Batcher {
     h.set(LIVE_HEADER, oneLine(why));
     if (attempts.length > 0) h.set(ATTEMPTS_HEADER, JSON.stringify(attempts));
     await js.publish(names.jobSubject(line.job.task), JSON.stringify(line.job), { msgID: `${line.job.id}:live`, headers: h });
+    deps.metrics?.batchLine(line.job.task, "live");
   }
 
   /** Moves the record from `open.` to `done.`. */
-  async function close(record: BatchRecord, revision: number, ended: NonNullable<BatchRecord["ended"]>): Promise<void> {
+  async function close(record: BatchRecord, revision: number, ended: NonNullable<BatchRecord["ended"]>, ending: Ending): Promise<void> {
     const done: BatchRecord = { ...record, state: "done", ended };
     delete (done as { lease_until?: number }).lease_until;
     const bucket = kv!;
@@ -456,6 +476,8 @@ export function createBatcher(deps: BatcherDeps): Batcher {
     }
     await bucket.put(`done.${record.id}`, JSON.stringify(done));
     await bucket.delete(`open.${record.id}`);
+    const [provider = "", name = ""] = splitId(record.model);
+    deps.metrics?.providerBatch(record.task, { provider, name }, ending);
     logger.info({ task: record.task, model: record.model, batch: record.provider_batch_id, results: ended.results, live: ended.live, why: ended.why }, "provider batch finished");
   }
 

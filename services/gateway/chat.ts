@@ -4,9 +4,13 @@
  * becomes a `chat.completion`, a Server-Sent-Events stream of `chat.completion.chunk`s, or an
  * OpenAI-shaped error.
  *
- * A stream starts only once the job has completed and passed the task's output check, so a
- * failed attempt can still fall over to another model, and a failure is always a proper
- * error status rather than a stream broken halfway.
+ * With the fast path (`gateway.interactive: request`), a stream starts at the answer's first
+ * token (README, "Streaming"): the router calls the model streaming and relays its pieces, and
+ * a failure before the first token still falls over to another model unseen; one after it ends
+ * the stream with an error event. A request whose answer must be checked whole (the task's
+ * `output:` section, a JSON `response_format`) or asks for `n` > 1, and every request on the
+ * JetStream lane, is streamed only once the job has completed and passed its check: a failure
+ * is then always a proper error status rather than a stream broken halfway.
  */
 import type { IncomingHttpHeaders, ServerResponse } from "node:http";
 import type { JetStreamClient } from "@nats-io/jetstream";
@@ -21,7 +25,9 @@ import { formatUsd } from "../../shared/usd.ts";
 import type { Caller } from "./auth.ts";
 import { GatewayError, paramOf } from "./openai-error.ts";
 import type { Outcome, ReplyInbox } from "./replies.ts";
-import type { FastPath } from "./fast-path.ts";
+import type { FastPath, StreamListener } from "./fast-path.ts";
+import type { StreamDelta } from "../../shared/adapters/types.ts";
+import type { TaskPolicy } from "../../shared/routing/catalog.ts";
 import type { KeyLimits } from "./key-limits.ts";
 import { isRecord } from "../../shared/json.ts";
 
@@ -101,8 +107,17 @@ export async function chatCompletion(deps: ChatDeps, caller: Caller, h: Incoming
   const { request, stream, includeUsage } = parseChatBody(body, catalog);
   const task = taskFor(caller, h[TASK_HEADER], catalog);
   if (note) note.task = task;
-  const o = await runInteractive(deps, caller, h, task, `chatcmpl-${nuid.next()}`, request, note);
+  const id = `chatcmpl-${nuid.next()}`;
+  const live = stream && deps.fastPath !== undefined && streamsLive(catalog.tasks.get(task)!, request) ? new LiveStream(res, id, task, includeUsage, deps.clock) : undefined;
+  let o: Result;
+  try {
+    o = await runInteractive(deps, caller, h, task, id, request, note, live);
+  } catch (err) {
+    if (live?.started) return live.fail(err);
+    throw err;
+  }
   const completion = completionOf(o);
+  if (live?.started) return live.end(completion);
   const extra = resultHeaders(o);
   if (stream) return writeStream(res, completion, includeUsage, extra);
   res.writeHead(200, { "content-type": "application/json", ...extra });
@@ -114,7 +129,7 @@ export async function chatCompletion(deps: ChatDeps, caller: Caller, h: Incoming
  * OpenAI-shaped error its dead letter (or the deadline passing) means. Every OpenAI endpoint
  * that answers at once (chat completions, responses) goes through here.
  */
-export async function runInteractive(deps: ChatDeps, caller: Caller, h: IncomingHttpHeaders, task: string, id: string, request: ChatRequest, note?: JobNote): Promise<Result> {
+export async function runInteractive(deps: ChatDeps, caller: Caller, h: IncomingHttpHeaders, task: string, id: string, request: ChatRequest, note?: JobNote, live?: StreamListener): Promise<Result> {
   // The key's models and tokens per minute, shared by every gateway (key-limits.ts).
   await deps.keyLimits?.admit(caller, request, task, deps.catalog());
   const timeoutMs = timeoutFor(h, deps.requestTimeoutMs);
@@ -125,7 +140,11 @@ export async function runInteractive(deps: ChatDeps, caller: Caller, h: Incoming
     deadline: new Date(deps.clock() + timeoutMs).toISOString(),
     metadata: { tenant: caller.tenant, key: caller.keyName },
   };
-  const o = deps.fastPath !== undefined ? await deps.fastPath.request(task, id, job, timeoutMs, note) : await viaQueue(deps, task, id, job, timeoutMs, note);
+  const fast = deps.fastPath;
+  const o =
+    fast === undefined ? await viaQueue(deps, task, id, job, timeoutMs, note)
+    : live === undefined ? await fast.request(task, id, job, timeoutMs, note)
+    : await fast.stream(task, id, job, timeoutMs, note, live);
   if (o === undefined) {
     throw new GatewayError(504, `No model answered within ${timeoutMs} ms; the request was not served.`, { code: "deadline_exceeded", headers: { "x-request-id": id } });
   }
@@ -200,6 +219,83 @@ export function errorFromDeadLetter(dl: DeadLetter): GatewayError {
       // No transient failure among the attempts: the request itself was refused, the caller's problem; anything else is ours.
       if (dl.attempts.length > 0 && !dl.attempts.some((a) => isTransient(a.outcome))) return new GatewayError(400, dl.error, { code: "upstream_bad_request", headers: h });
       return new GatewayError(502, dl.error, { code: "upstream_unavailable", headers: h });
+  }
+}
+
+/**
+ * Whether the answer may reach the caller as it is made: not when a check must read it whole
+ * first (the task's `output:` section, a JSON `response_format`, which the router judges after
+ * the last token), nor with `n` > 1 (the router relays one choice).
+ */
+export function streamsLive(policy: TaskPolicy, request: ChatRequest): boolean {
+  const format = request.response_format?.type;
+  return !policy.contract.declared && format !== "json_object" && format !== "json_schema" && (request.n ?? 1) === 1;
+}
+
+/**
+ * A chat completion streamed as the router relays it, in OpenAI's framing: the headers and a
+ * role chunk with the first piece, a chunk per piece, then (`end`) the finish chunk, the usage
+ * chunk when asked for, and `[DONE]`; or (`fail`) an error event in OpenAI's shape, which the
+ * SDKs raise as an APIError mid-iteration. The caller going away cuts the router's call off.
+ */
+class LiveStream implements StreamListener {
+  readonly #res: ServerResponse;
+  readonly #id: string;
+  readonly #task: string;
+  readonly #includeUsage: boolean;
+  readonly #created: number;
+  #head = "";
+  #started = false;
+
+  constructor(res: ServerResponse, id: string, task: string, includeUsage: boolean, clock: () => number) {
+    this.#res = res;
+    this.#id = id;
+    this.#task = task;
+    this.#includeUsage = includeUsage;
+    this.#created = Math.floor(clock() / 1000);
+  }
+
+  get started(): boolean {
+    return this.#started;
+  }
+
+  cancelWith(cancel: () => void): void {
+    this.#res.once("close", () => {
+      if (!this.#res.writableEnded) cancel();
+    });
+  }
+
+  chunk(model: string, deltas: readonly StreamDelta[]): void {
+    const res = this.#res;
+    if (res.destroyed) return;
+    let out = "";
+    if (!this.#started) {
+      this.#started = true;
+      this.#head = `{"id":"${this.#id}","object":"chat.completion.chunk","created":${this.#created},"model":${JSON.stringify(model)},"choices":[`;
+      res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", connection: "keep-alive", "x-request-id": this.#id, "x-switchyard-task": this.#task });
+      out = this.#choice(`{"role":"assistant","content":""}`, null);
+    }
+    for (const d of deltas) out += this.#choice(JSON.stringify(d), null);
+    res.write(out);
+  }
+
+  end(c: ChatCompletion): void {
+    const res = this.#res;
+    if (res.destroyed) return;
+    let out = this.#choice("{}", c.choices[0]?.finish_reason ?? "stop");
+    if (this.#includeUsage) out += `data: ${this.#head}],"usage":${JSON.stringify(c.usage)}}\n\n`;
+    res.end(`${out}data: [DONE]\n\n`);
+  }
+
+  fail(err: unknown): void {
+    const res = this.#res;
+    if (res.destroyed) return;
+    const e = err instanceof GatewayError ? err : new GatewayError(500, "The stream failed inside the gateway.", { code: "internal_error" });
+    res.end(`data: ${e.body()}\n\n`);
+  }
+
+  #choice(delta: string, finish: string | null): string {
+    return `data: ${this.#head}{"index":0,"delta":${delta},"logprobs":null,"finish_reason":${finish === null ? "null" : JSON.stringify(finish)}}]}\n\n`;
   }
 }
 

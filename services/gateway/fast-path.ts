@@ -11,14 +11,21 @@
  * stops before finishing hands the request back with nothing published, and it is sent
  * again (another router of the group takes it). A router that dies mid-request leaves the
  * caller to its deadline (504): no queue redelivers a request.
+ *
+ * Streaming (`stream`, README "Streaming"): the request carries STREAM_HEADER and its own reply
+ * subject, where the router sends the answer's pieces as they arrive and then the outcome.
+ * A handback before any piece sends the request again as above; after one, the caller already
+ * has half an answer and the stream fails.
  */
-import { headers as natsHeaders, RequestError, TimeoutError, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
+import { createInbox, headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import type { StreamDelta } from "../../shared/adapters/types.ts";
 import type { JobInput } from "../../shared/contract/job.ts";
-import { HANDBACK_HEADER, type Names } from "../../shared/contract/subjects.ts";
+import { HANDBACK_HEADER, STREAM_CANCEL_SUFFIX, STREAM_HEADER, type Names } from "../../shared/contract/subjects.ts";
 import { parseJsonOrUndefined } from "../../shared/json.ts";
 import { isMessageTooLarge } from "../../shared/nats/errors.ts";
 import { GatewayError } from "./openai-error.ts";
 import { OutcomeSchema, type Outcome } from "./replies.ts";
+import { createRequestMux, NoRespondersError, RequestTimeoutError } from "./request-mux.ts";
 
 /** The caller's trace context, passed on so the router's job span joins its trace. */
 export interface TraceContext {
@@ -32,13 +39,111 @@ export interface FastPath {
    * when no router takes the request, 413 when it is larger than NATS carries.
    */
   request(task: string, id: string, job: JobInput, timeoutMs: number, trace?: TraceContext): Promise<Outcome | undefined>;
+  /**
+   * The same, with the answer streamed: its pieces reach `listener` as the router sends them,
+   * then the outcome settles the promise. Throws as `request` does, and a GatewayError 502
+   * when the router stopped after the first piece.
+   */
+  stream(task: string, id: string, job: JobInput, timeoutMs: number, trace: TraceContext | undefined, listener: StreamListener): Promise<Outcome | undefined>;
+}
+
+export interface StreamListener {
+  /** Pieces of the answer from `model` (`provider/model`). */
+  chunk(model: string, deltas: readonly StreamDelta[]): void;
+  /** Hands over the way to cut the request off (the caller went away): the router aborts its call, the promise settles undefined. */
+  cancelWith(cancel: () => void): void;
 }
 
 /** Sends of one request at most: the first, and again after each router that stopped under it. */
 const MAX_SENDS = 3;
 
 export function createFastPath(nc: NatsConnection, names: Names, clock: () => number = Date.now): FastPath {
+  const cancelSubject = `${names.interactiveRequestPrefix}.${STREAM_CANCEL_SUFFIX}`;
+  const mux = createRequestMux(nc);
+  // Streamed requests' messages all come to one wildcard subscription, `<inbox>.<token>`, routed
+  // by token: no SUB and UNSUB per request.
+  const streamInbox = createInbox();
+  const streams = new Map<string, (err: Error | null, msg: Msg) => void>();
+  let streamSub: Subscription | undefined;
+  let streamed = 0;
+  const subscribeStreams = () =>
+    nc.subscribe(`${streamInbox}.*`, {
+      callback: (err, msg) => {
+        if (err) for (const on of [...streams.values()]) on(err, msg);
+        else streams.get(msg.subject.slice(streamInbox.length + 1))?.(null, msg);
+      },
+    });
   return {
+    stream(task, id, job, timeoutMs, trace, listener) {
+      const subject = names.interactiveRequestSubject(task);
+      const payload = JSON.stringify(job);
+      const headers = natsHeaders();
+      headers.set(STREAM_HEADER, "1");
+      if (trace?.traceparent) {
+        headers.set("traceparent", trace.traceparent);
+        if (trace.tracestate) headers.set("tracestate", trace.tracestate);
+      }
+      const xid = { "x-request-id": id };
+      return new Promise<Outcome | undefined>((resolve, reject) => {
+        let sends = 0;
+        let pieces = 0;
+        let settled = false;
+        const settle = (err: GatewayError | undefined, o?: Outcome) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          streams.delete(token);
+          if (err) reject(err);
+          else resolve(o);
+        };
+        const timer = setTimeout(() => settle(undefined), timeoutMs);
+        const token = (++streamed).toString(36);
+        const inbox = `${streamInbox}.${token}`;
+        streamSub ??= subscribeStreams();
+        streams.set(token, (err, msg) => {
+          if (err) return settle(new GatewayError(503, `The routers are unreachable (${err.message}); try again shortly.`, { code: "queue_unavailable", headers: xid }));
+          const h = msg.headers;
+          if (h?.get(STREAM_HEADER)) {
+            pieces++;
+            const chunk = parseJsonOrUndefined(msg.string()) as { model?: unknown; deltas?: unknown } | undefined;
+            if (chunk && typeof chunk.model === "string" && Array.isArray(chunk.deltas)) listener.chunk(chunk.model, chunk.deltas as StreamDelta[]);
+            return;
+          }
+          if (msg.data.length === 0 && h?.status === "503") {
+            return settle(new GatewayError(503, "No router has a free slot for the request (or none is running); try again shortly.", { code: "no_router_available", headers: xid }));
+          }
+          if (h?.get(HANDBACK_HEADER)) {
+            if (pieces > 0) return settle(new GatewayError(502, "The router serving the request stopped partway through the answer.", { code: "upstream_unavailable", headers: xid }));
+            if (sends < MAX_SENDS) return send();
+            return settle(new GatewayError(503, "Every router that took the request was stopping; try again shortly.", { code: "no_router_available", headers: xid }));
+          }
+          try {
+            settle(undefined, outcomeOf(msg, id, xid));
+          } catch (err) {
+            settle(err as GatewayError);
+          }
+        });
+        const send = () => {
+          sends++;
+          try {
+            nc.publish(subject, payload, { reply: inbox, headers });
+          } catch (err) {
+            if (isMessageTooLarge(err)) settle(new GatewayError(413, "The request is larger than NATS carries (max_payload); send a smaller one.", { code: "request_too_large" }));
+            else settle(new GatewayError(503, `The routers are unreachable (${(err as Error).message}); try again shortly.`, { code: "queue_unavailable", headers: xid }));
+          }
+        };
+        listener.cancelWith(() => {
+          if (settled) return;
+          try {
+            nc.publish(cancelSubject, inbox);
+          } catch {
+            // A closed connection: the router's call runs to its end, heard by nobody.
+          }
+          settle(undefined);
+        });
+        send();
+      });
+    },
     async request(task, id, job, timeoutMs, trace) {
       const subject = names.interactiveRequestSubject(task);
       const payload = JSON.stringify(job);
@@ -53,12 +158,12 @@ export function createFastPath(nc: NatsConnection, names: Names, clock: () => nu
       for (let send = 1; ; send++) {
         const left = until - clock();
         if (left <= 0) return undefined;
-        let reply;
+        let reply: Msg;
         try {
-          reply = await nc.request(subject, payload, { timeout: left, ...(headers ? { headers } : {}) });
+          reply = await mux.request(subject, payload, left, headers);
         } catch (err) {
-          if (err instanceof TimeoutError) return undefined;
-          if (err instanceof RequestError && err.isNoResponders()) {
+          if (err instanceof RequestTimeoutError) return undefined;
+          if (err instanceof NoRespondersError) {
             throw new GatewayError(503, "No router has a free slot for the request (or none is running); try again shortly.", { code: "no_router_available", headers: xid });
           }
           if (isMessageTooLarge(err)) throw new GatewayError(413, "The request is larger than NATS carries (max_payload); send a smaller one.", { code: "request_too_large" });
@@ -68,12 +173,17 @@ export function createFastPath(nc: NatsConnection, names: Names, clock: () => nu
           if (send < MAX_SENDS) continue;
           throw new GatewayError(503, "Every router that took the request was stopping; try again shortly.", { code: "no_router_available", headers: xid });
         }
-        const parsed = OutcomeSchema.safeParse(parseJsonOrUndefined(reply.string()));
-        if (!parsed.success || parsed.data.id !== id) {
-          throw new GatewayError(502, "A router answered with something that is not this request's outcome.", { code: "internal_error", headers: xid });
-        }
-        return parsed.data;
+        return outcomeOf(reply, id, xid);
       }
     },
   };
+}
+
+/** The router's final reply as this request's outcome, or a 502 when it is not one. */
+function outcomeOf(reply: Msg, id: string, xid: Record<string, string>): Outcome {
+  const parsed = OutcomeSchema.safeParse(parseJsonOrUndefined(reply.string()));
+  if (!parsed.success || parsed.data.id !== id) {
+    throw new GatewayError(502, "A router answered with something that is not this request's outcome.", { code: "internal_error", headers: xid });
+  }
+  return parsed.data;
 }

@@ -9,12 +9,18 @@
  * one drains the subscription, so NATS sends new requests to the other routers of the group,
  * or, with none left, answers the gateway "no responders" at once; a slot freeing subscribes
  * again. Draining rather than unsubscribing keeps the requests NATS had already sent here.
+ *
+ * A streamed request (`stream.ts`) can be cut off by its gateway when the caller goes away: it
+ * publishes the request's reply subject to `<prefix>.stream.cancel`, which every router hears,
+ * and the one serving it cancels the call as a stop would (nothing recorded, nothing replied
+ * that anyone hears).
  */
 import { Empty, headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { CallCancel } from "../../shared/adapters/http.ts";
-import { HANDBACK_HEADER } from "../../shared/contract/subjects.ts";
+import { HANDBACK_HEADER, STREAM_CANCEL_SUFFIX, STREAM_HEADER } from "../../shared/contract/subjects.ts";
 import type { Logger } from "../../shared/log.ts";
 import type { JobTrace } from "./job-trace.ts";
+import { RouterStream } from "./stream.ts";
 
 /** One request being worked, as the job logic sees it (the fields of a JetStream hold it reads). */
 export interface RequestTurn {
@@ -25,6 +31,8 @@ export interface RequestTurn {
   readonly cancel: CallCancel;
   readonly lane: "interactive";
   trace?: JobTrace | undefined;
+  /** Set when the gateway asked for the answer streamed (STREAM_HEADER, `stream.ts`). */
+  readonly stream?: RouterStream | undefined;
 }
 
 /** The worker's interactive slots (the consumer's, `consumer.ts`). */
@@ -68,7 +76,10 @@ const DRAIN_TIMEOUT_MS = 500;
 
 export function createRequestServer({ nc, prefix, queue, logger, clock, slots, serve }: RequestServerDeps): RequestServer {
   const turns = new Set<RequestTurn>();
+  /** Streamed requests by reply subject, for their gateway's cancel. */
+  const streams = new Map<string, RequestTurn>();
   let sub: Subscription | undefined;
+  let cancels: Subscription | undefined;
   let started = false;
   let stopping = false;
   let idleWaiter: (() => void) | undefined;
@@ -101,6 +112,8 @@ export function createRequestServer({ nc, prefix, queue, logger, clock, slots, s
       return;
     }
     const now = clock();
+    const replyTo = msg.reply;
+    const streamed = msg.headers?.get(STREAM_HEADER) === "1";
     const turn: RequestTurn = {
       startedAt: now,
       get renewedAt() {
@@ -109,8 +122,10 @@ export function createRequestServer({ nc, prefix, queue, logger, clock, slots, s
       cancel: new CallCancel(),
       lane: "interactive",
       trace: undefined,
+      stream: streamed ? new RouterStream(nc, replyTo) : undefined,
     };
     turns.add(turn);
+    if (streamed) streams.set(replyTo, turn);
     if (!slots.free()) void leave();
     serve(msg, msg.subject.slice(prefix.length + 1), turn)
       .catch((err: unknown) => {
@@ -119,6 +134,7 @@ export function createRequestServer({ nc, prefix, queue, logger, clock, slots, s
       })
       .finally(() => {
         turns.delete(turn);
+        if (streamed) streams.delete(replyTo);
         slots.giveBack();
         if (turns.size === 0) idleWaiter?.();
       });
@@ -146,11 +162,21 @@ export function createRequestServer({ nc, prefix, queue, logger, clock, slots, s
     turns,
     start() {
       started = true;
+      cancels = nc.subscribe(`${prefix}.${STREAM_CANCEL_SUFFIX}`, {
+        callback: (err, msg) => {
+          if (!err) streams.get(msg.string())?.cancel.cancel();
+        },
+      });
       open();
     },
     resume: open,
     async stop() {
       stopping = true;
+      try {
+        cancels?.unsubscribe();
+      } catch {
+        // NATS is gone: the subscription went with it.
+      }
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([leave(), new Promise((r) => (timer = setTimeout(r, DRAIN_TIMEOUT_MS)))]);
       clearTimeout(timer);

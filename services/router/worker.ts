@@ -11,9 +11,9 @@ import { ProviderError } from "../../shared/adapters/errors.ts";
 import { CallAbortedError, CallCancel } from "../../shared/adapters/http.ts";
 import type { Completion } from "../../shared/adapters/types.ts";
 import { routerLanes, type Config } from "../../shared/config/schema.ts";
-import type { Attempt, AttemptOutcome, DeadLetter, DlqReason, Job, Result } from "../../shared/contract/job.ts";
+import type { Attempt, AttemptOutcome, ChatRequest, DeadLetter, DlqReason, Job, Result } from "../../shared/contract/job.ts";
 import type { AttemptEvent } from "../../shared/contract/live.ts";
-import { INTERACTIVE_QUEUE, namesOf } from "../../shared/contract/subjects.ts";
+import { ATTEMPTS_HEADER, INTERACTIVE_QUEUE, LIVE_HEADER, namesOf } from "../../shared/contract/subjects.ts";
 import type { Logger } from "../../shared/log.ts";
 import { openBuckets } from "../../shared/nats/buckets.ts";
 import type { RouterMetrics, TaskChildren } from "../../shared/ops/router-metrics.ts";
@@ -30,6 +30,7 @@ import { adaptiveTimeoutMs } from "../../shared/routing/timeouts.ts";
 import { createConsumer, type Hold } from "./consumer.ts";
 import { createRequestServer, sleepUnlessCancelled, type RequestTurn } from "./interactive.ts";
 import { intake } from "./intake.ts";
+import { brokenStream, type RouterStream } from "./stream.ts";
 import { beforePlanning, buildDeadLetter, Delivery, holdLapsed, type Moment, type Step } from "./job.ts";
 import { afterRefusal, refusalMessage } from "../../shared/spend/budget.ts";
 import { budgetField, createRouterBudgets, type Reservation } from "./budgets.ts";
@@ -38,6 +39,12 @@ import type { Tracing } from "../../shared/ops/tracing.ts";
 import { JobTrace, originOf } from "./job-trace.ts";
 import { createResultCache, type CacheClaim, type Lookup } from "./result-cache.ts";
 import { cachedResult } from "../../shared/cache/result-cache.ts";
+import { batchAttempt, batchPrices, qualifies } from "../../shared/routing/batch-plan.ts";
+import type { PlannedAttempt } from "../../shared/routing/planner.ts";
+import type { TaskPolicy } from "../../shared/routing/catalog.ts";
+import { estimatePromptTokens } from "../../shared/tokens.ts";
+import { batchPolicyOf, createBatcher, liveNeedFor, type Batcher } from "../batcher/batcher.ts";
+import { carriedAttempts, type QueuedLine } from "../batcher/records.ts";
 
 export interface RouterDeps {
   readonly nc: NatsConnection;
@@ -87,7 +94,7 @@ const ABORT_SETTLE_MS = 500;
  * One delivery of a job as the job logic sees it, whichever way it came: a JetStream hold, or
  * a fast-path request (`interactive.ts`). The job logic (`work`) reads only this.
  */
-type Turn = Pick<Hold, "startedAt" | "renewedAt" | "cancel" | "lane" | "trace">;
+type Turn = Pick<Hold, "startedAt" | "renewedAt" | "cancel" | "lane" | "trace"> & { readonly stream?: RouterStream | undefined };
 
 /** A job as it arrived, before intake. */
 interface Arrival {
@@ -103,6 +110,8 @@ interface Arrival {
   readonly publishedAt: number;
   /** Attempts of earlier deliveries this worker made. */
   readonly earlier: readonly Attempt[];
+  /** Set on a job the batcher handed back (LIVE_HEADER): it is served live, never batched again. */
+  readonly live?: string;
 }
 
 /** How a delivery of a job ended; the path that brought it carries this out (store and ack, or reply). */
@@ -111,7 +120,9 @@ type Ending =
   /** `task` as labelled in metrics (`other` for a subject no task has). */
   | { readonly kind: "dead_letter"; readonly subject: string; readonly deadLetter: DeadLetter; readonly task: string; readonly providerMs: number }
   | { readonly kind: "redeliver"; readonly delayMs: number; readonly attempts: readonly Attempt[] }
-  | { readonly kind: "let_go"; readonly why: "hold_lapsed" | "stopping"; readonly id: string };
+  | { readonly kind: "let_go"; readonly why: "hold_lapsed" | "stopping"; readonly id: string }
+  /** The job goes to a provider batch (README, "Batch lane"): queued for the batcher, then acked. */
+  | { readonly kind: "batch_line"; readonly line: QueuedLine };
 
 export function createRouter({ nc, config, logger, clock = Date.now, random = Math.random, env = process.env, metrics, onConsumerMissing, tracing }: RouterDeps): Router {
   const js = jetstream(nc);
@@ -226,7 +237,8 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
       await finish(hold, kept);
       return;
     }
-    const earlier = history.get(m.seq) ?? [];
+    const live = m.headers?.get(LIVE_HEADER) || undefined;
+    const earlier = history.get(m.seq) ?? (live === undefined ? [] : carriedAttempts(m.headers?.get(ATTEMPTS_HEADER)));
     history.delete(m.seq);
     const end = await work(
       {
@@ -238,6 +250,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
         deliveryCount: m.info.deliveryCount,
         publishedAt: m.info.timestampNanos / 1e6,
         earlier,
+        ...(live === undefined ? {} : { live }),
       },
       hold,
     );
@@ -258,6 +271,13 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
         return;
       case "let_go":
         return letGo(hold, end.id, end.why);
+      case "batch_line":
+        // Deduplicated by job id, so a redelivery after a lost ack queues nothing twice.
+        await js.publish(names.batchQueueSubject(end.line.job.task), JSON.stringify(end.line), { msgID: end.line.job.id });
+        hold.trace?.outcome("batched");
+        metrics?.batchLine(end.line.job.task, "queued");
+        m.ack();
+        return;
     }
   }
 
@@ -294,11 +314,18 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
       const taskConfig = lease.config.tasks[job.task]!;
       if (taskConfig.cache !== undefined) {
         const looked = await resultCache.lookup(job, taskConfig, taskConfig.cache.ttl, turn.cancel);
+        if (looked.kind !== "cancelled") metrics?.cacheLookup(job.task, looked.kind === "hit");
         if (looked.kind !== "miss") return fromCache(looked, job, a, turn);
         claim = looked.claim;
       }
       const contract = bindContract(policy.contract, job.request);
       if ("kind" in contract) return dead(buildDeadLetter(job, "invalid_job", contract.message, a.earlier, clock()), 0);
+      const planned = plan({ policy, catalog: lease.catalog, view: live, job, now: turn.startedAt, random });
+      // The batch lane (README, "Batch lane"): a job with slack waits for a provider batch at its batch price.
+      if (taskConfig.batch !== undefined && batcher !== undefined && turn.lane === "batch" && a.live === undefined && job.routing?.batch !== false && planned.kind === "attempts") {
+        const line = batchLine(lease, job, policy, planned.attempts, deadline, a, turn);
+        if (line !== undefined && (await budgetsAdmit(job, line.planned, contract.requestFor(line.planned.model.structuredOutput)))) return { kind: "batch_line", line: line.queued };
+      }
       // Time in provider calls, taken out of the job's router overhead.
       let providerMs = 0;
       const tenant = t === undefined ? "" : metrics!.tenantOf(job.metadata);
@@ -307,7 +334,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
         job,
         policy,
         contract,
-        plan: plan({ policy, catalog: lease.catalog, view: live, job, now: turn.startedAt, random }),
+        plan: planned,
         earlier: a.earlier,
         deliveryCount: a.deliveryCount,
         backoffMs: router.redelivery_backoff,
@@ -316,7 +343,8 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
           return adaptiveTimeoutMs(p.timeout_ms, live.latency(model), p.adaptive_timeout);
         },
         // Nobody waits on the batch lane: a hedge there would only add cost.
-        ...(policy.hedge !== undefined && turn.lane !== "batch" ? { hedgeAfterOf: hedgeAfterOf(policy.hedge.after), hedgeMaxExtraCostUsd: policy.hedge.maxExtraCostUsd } : {}),
+        // Two calls racing could not share one stream to the caller (README, "Streaming").
+        ...(policy.hedge !== undefined && turn.lane !== "batch" && turn.stream === undefined ? { hedgeAfterOf: hedgeAfterOf(policy.hedge.after), hedgeMaxExtraCostUsd: policy.hedge.maxExtraCostUsd } : {}),
         startedAt: turn.startedAt,
         publishedAt: a.publishedAt,
         ackWaitMs: router.ack_wait,
@@ -325,6 +353,8 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
       const at: Moment = { now: 0, renewedAt: 0, stopping: false };
       for (;;) {
         const step: Step = delivery.next(live, moment(turn, at));
+        // Once the caller has part of an answer, no other model can take over (stream.ts).
+        if (turn.stream?.committed && (step.kind === "call" || step.kind === "redeliver")) return dead(brokenStream(job, delivery.attempts, clock()), providerMs);
         switch (step.kind) {
           case "call": {
             // Budgets (README "Budgets"): the worst case reserved before the call; none apply, no KV touched.
@@ -362,6 +392,41 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
       claim?.release();
       lease.release();
     }
+  }
+
+  /** The job's line for a provider batch, when its deadline leaves the slack and a batched candidate is cheaper than live; else undefined. */
+  function batchLine(lease: ProviderLease, job: Job, policy: TaskPolicy, attempts: readonly PlannedAttempt[], deadline: number | undefined, a: Arrival, turn: Turn): { queued: QueuedLine; planned: PlannedAttempt } | undefined {
+    const q = qualifies({ deadline, wantsBatch: job.routing?.batch === true }, batchPolicyOf(lease.config, job.task)!, liveNeedFor(lease.config, policy), turn.startedAt);
+    if (!q.batch) return undefined;
+    const tokens = { prompt: estimatePromptTokens(job.request.messages), completion: job.request.max_completion_tokens ?? job.request.max_tokens ?? policy.expectedCompletionTokens };
+    const chosen = batchAttempt(attempts, (p) => batchPrices({ ...lease.config.providers[p.model.provider]!.models[p.model.name]!, input_per_mtok: p.inputPerMtok, output_per_mtok: p.outputPerMtok }), tokens);
+    if (chosen === undefined) return undefined;
+    const queued: QueuedLine = {
+      job,
+      model: chosen.model.id,
+      tier: chosen.tier,
+      input_per_mtok: chosen.inputPerMtok,
+      output_per_mtok: chosen.outputPerMtok,
+      received_at: turn.startedAt,
+      published_at: a.publishedAt,
+      earlier: [...a.earlier],
+    };
+    return { queued, planned: chosen };
+  }
+
+  /**
+   * A batch line holds no reservation through the hours it may take: the job goes to a batch
+   * only if its budgets have room for its worst case now (the reservation is released at
+   * once), and the batcher records what the line billed when it answers. Refused, the job
+   * takes the live path, where the call's own reservation refuses it as budgets say.
+   */
+  async function budgetsAdmit(job: Job, planned: PlannedAttempt, request: ChatRequest): Promise<boolean> {
+    const applying = budgets.applying(job.task, job.metadata);
+    if (applying.length === 0) return true;
+    const r = await budgets.reserve(applying, planned, request);
+    if (r.kind === "refused") return false;
+    r.reservation.release();
+    return true;
   }
 
   /** A cache hit's ending: the stored answer as this job's result, unless the wait for an identical job outlasted the hold or a stop came. */
@@ -411,6 +476,8 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
             turn.trace?.outcome(end.why);
             requests.handBack(msg);
             return;
+          case "batch_line":
+            throw new Error("a fast-path request never takes the batch lane");
         }
       }
     } finally {
@@ -504,13 +571,15 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
   async function call(lease: ProviderLease, delivery: Delivery, step: Extract<Step, { kind: "call" }>, hold: Turn, task: string, at: Moment, t: TaskChildren | undefined, tenant: string, reservation: Reservation | undefined, cancel: CallCancel): Promise<number> {
     const model = step.planned.model;
     // Provider limits shared by every worker: waits for quota, or refuses by the task's `on_rate_limited`; a refusal fails the attempt below.
-    const refused = await limits.admit(model, step.request, task, step.timeoutMs, cancel)?.then(() => undefined, (err: unknown) => err);
+    const admitted = limits.admit(model, step.request, task, step.timeoutMs, cancel);
+    // No limit on the model (the usual case): no await, so the call starts in this turn.
+    const refused = admitted === undefined ? undefined : await admitted.then(() => undefined, (err: unknown) => err);
     const t0 = clock();
     const span = hold.trace?.attempt(model, step.planned.tier);
     let completion: Completion;
     try {
       if (refused !== undefined) throw refused;
-      completion = await limits.during(step.request, lease.call(model, step.request, step.timeoutMs, cancel));
+      completion = await limits.during(step.request, lease.call(model, step.request, step.timeoutMs, cancel, hold.stream));
     } catch (err) {
       // No answer, no bill: the reservation is given back whole.
       reservation?.release();
@@ -663,7 +732,21 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
     return { interactive, batch: consumer.holds.size + requests.turns.size - interactive };
   });
 
+  // The batch lane runs in every router of a deployment with a task that has `batch:` (README, "Batch lane").
+  let latest = config;
+  let batcher: Batcher | undefined;
+  async function startBatcher(): Promise<void> {
+    if (batcher !== undefined || stopping || !Object.values(latest.tasks).some((t) => t.batch !== undefined)) return;
+    const b = createBatcher({ nc, config: () => latest, caller, names, logger, clock, random, resultCache, recordSpend: (job, usd) => budgets.record(budgets.applying(job.task, job.metadata), usd), metrics });
+    batcher = b;
+    await b.start().catch((err: unknown) => {
+      batcher = undefined;
+      logger.error({ err: (err as Error).message }, "batch lane not started (its stream, consumer or bucket); jobs are served live");
+    });
+  }
+
   async function run(): Promise<void> {
+    await startBatcher();
     void watchLiveState().catch((err: unknown) => logger.error({ err: (err as Error).message }, "live state watch failed; routing on configured prices and local health"));
     await resultCache.open();
     // Budgets must be known before the first job is served.
@@ -686,6 +769,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
     await Promise.all([consumer.idle(ABORT_SETTLE_MS), requests.idle(ABORT_SETTLE_MS)]);
     for (const h of consumer.holds) nak(h);
     consumer.close();
+    await batcher?.stop();
     removeInFlight?.();
     watch?.stop();
     await limits.close();
@@ -696,6 +780,8 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
   function reload(next: Config): void {
     // Jobs running keep the setup they leased; its pools close when the last of them ends.
     caller.reload(next);
+    latest = next;
+    void startBatcher();
     limits.reload(next);
     budgets.reload(next);
     if (JSON.stringify(next.router) !== JSON.stringify(config.router) || JSON.stringify(next.streams) !== JSON.stringify(config.streams)) {

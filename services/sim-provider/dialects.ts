@@ -84,7 +84,38 @@ export interface SimDialect {
   completion(id: number, m: SimModel, reply: Reply, n: number, promptTokens: number, completionTokens: number): string;
   /** A 200 body that starts like a completion and is not JSON. */
   malformed(id: number): string;
+  /**
+   * A success as the dialect's event stream, the same answer as `completion` gives: `head`
+   * goes out at once, each of `tokens` after the scenario's per-token delay, then `tail`.
+   * Every string is whole SSE events.
+   */
+  stream(id: number, m: SimModel, reply: Reply, n: number, promptTokens: number, completionTokens: number, includeUsage: boolean): StreamFraming;
+  /** The error event that breaks a stream off midway (`stream_fail_after_tokens`), as the API sends it after its 200. */
+  streamError(): string;
 }
+
+export interface StreamFraming {
+  readonly head: string;
+  readonly tokens: readonly string[];
+  readonly tail: string;
+}
+
+/**
+ * The reply's text in the pieces a model would stream: each word with the spaces before it,
+ * so the pieces join back to exactly the text.
+ */
+export function streamPieces(text: string): string[] {
+  return text === "" ? [] : text.split(/(?<=\S)(?=\s)/);
+}
+
+/** A tool call's arguments in two pieces, as the APIs stream a call's JSON in fragments. */
+function argumentPieces(args: string): string[] {
+  const half = args.length >> 1;
+  return half === 0 ? [args] : [args.slice(0, half), args.slice(half)];
+}
+
+const sse = (data: string) => `data: ${data}\n\n`;
+const namedSse = (event: string, data: string) => `event: ${event}\ndata: ${data}\n\n`;
 
 const MALFORMED = "<<simulated malformed body>>";
 
@@ -108,12 +139,15 @@ export const openaiDialect: SimDialect = {
       if (typeof m !== "object" || m === null) return openAiError(400, "Invalid 'messages': every message must be an object.", undefined, "messages");
     }
     if (typeof body.model !== "string") return openAiError(400, "Missing required parameter: 'model'.", undefined, "model");
-    if (body.stream === true) return openAiError(400, "The simulator does not stream; send stream: false.", undefined, "stream");
     const request: MutableRequest = {
       messages: messages as SimMessage[],
       max_tokens: body.max_tokens,
       max_completion_tokens: body.max_completion_tokens,
     };
+    if (body.stream === true) {
+      request.stream = true;
+      request.streamUsage = isRecord(body.stream_options) && body.stream_options.include_usage === true;
+    }
     if (body.response_format !== undefined && body.response_format !== null) {
       const refusal = readOpenAiFormat(body.response_format, request);
       if (refusal) return refusal;
@@ -166,6 +200,27 @@ export const openaiDialect: SimDialect = {
     return `{"id":"chatcmpl-sim-${id}","object":"chat.completion","created":${Math.floor(Date.now() / 1000)},"model":${m.modelJson},"choices":[${choices}],"usage":${openAiUsage(m, prompt, completion)},"system_fingerprint":${m.fingerprintJson}}`;
   },
   malformed: (id) => `{"id":"chatcmpl-sim-${id}","object":"chat.completion","choices":[{"index":0,"message":${MALFORMED}`,
+  stream(id, m, reply, n, prompt, completion, includeUsage) {
+    const base = `{"id":"chatcmpl-sim-${id}","object":"chat.completion.chunk","created":${Math.floor(Date.now() / 1000)},"model":${m.modelJson},"system_fingerprint":${m.fingerprintJson},"choices":[`;
+    const chunk = (index: number, delta: string, finish: string | null = null) => sse(`${base}{"index":${index},"delta":${delta},"logprobs":null,"finish_reason":${finish === null ? "null" : `"${finish}"`}}]}`);
+    let head = "";
+    const tokens: string[] = [];
+    let tail = "";
+    const call = reply.toolCall;
+    for (let i = 0; i < n; i++) {
+      head += chunk(i, `{"role":"assistant","content":${call ? "null" : '""'},"refusal":null}`);
+      if (call) {
+        tokens.push(chunk(i, `{"tool_calls":[{"index":0,"id":"call_sim_${id}_${i}","type":"function","function":{"name":${JSON.stringify(call.name)},"arguments":""}}]}`));
+        for (const piece of argumentPieces(call.arguments)) tokens.push(chunk(i, `{"tool_calls":[{"index":0,"function":{"arguments":${JSON.stringify(piece)}}}]}`));
+      } else {
+        for (const piece of streamPieces(reply.content)) tokens.push(chunk(i, `{"content":${JSON.stringify(piece)}}`));
+      }
+      tail += chunk(i, "{}", call ? "tool_calls" : reply.finish_reason);
+    }
+    if (includeUsage) tail += sse(`${base}],"usage":${openAiUsage(m, prompt, completion)}}`);
+    return { head, tokens, tail: `${tail}data: [DONE]\n\n` };
+  },
+  streamError: () => sse(`{"error":{"message":"The server had an error while processing your request. Sorry about that!","type":"server_error","param":null,"code":null}}`),
 };
 
 type MutableRequest = { -readonly [K in keyof SimChatRequest]: SimChatRequest[K] };
@@ -258,7 +313,6 @@ export const anthropicDialect: SimDialect = {
     if (headers["anthropic-version"] === undefined) return anthropicError(400, "anthropic-version: header is required");
     if (typeof body.model !== "string") return anthropicError(400, "model: Field required");
     if (!positiveInt(body.max_tokens)) return anthropicError(400, "max_tokens: Field required");
-    if (body.stream === true) return anthropicError(400, "stream: the simulator does not stream; send stream: false");
     const messages = body.messages;
     if (!Array.isArray(messages) || messages.length === 0) return anthropicError(400, "messages: at least one message is required");
     for (const m of messages) {
@@ -274,6 +328,7 @@ export const anthropicDialect: SimDialect = {
     };
     const refusal = readAnthropicFormat(body, system, request) ?? (body.tools !== undefined || body.tool_choice !== undefined ? readAnthropicTools(body.tools, body.tool_choice, request) : undefined);
     if (refusal) return refusal;
+    if (body.stream === true) request.stream = true;
     return { model: body.model, request };
   },
   presentedKey: (headers) => single(headers["x-api-key"]),
@@ -304,6 +359,32 @@ export const anthropicDialect: SimDialect = {
     return `{"id":"msg_sim_${id}","type":"message","role":"assistant","model":${m.modelJson},"content":[{"type":"text","text":${JSON.stringify(reply.content)}}],"stop_reason":"${stop}","stop_sequence":null,"usage":${anthropicUsage(m, prompt, completion)}}`;
   },
   malformed: (id) => `{"id":"msg_sim_${id}","type":"message","role":"assistant","content":${MALFORMED}`,
+  stream(id, m, reply, _n, prompt, completion) {
+    // message_start carries the input side with no output yet; message_delta's usage is the cumulative whole.
+    const start = `{"type":"message_start","message":{"id":"msg_sim_${id}","type":"message","role":"assistant","model":${m.modelJson},"content":[],"stop_reason":null,"stop_sequence":null,"usage":${anthropicUsage(m, prompt, 0).replace(/"output_tokens":\d+/, '"output_tokens":0')}}}`;
+    let head = namedSse("message_start", start);
+    const tokens: string[] = [];
+    const call = reply.toolCall;
+    if (call) {
+      tokens.push(namedSse("content_block_start", `{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"toolu_sim_${id}","name":${JSON.stringify(call.name)},"input":{}}}`));
+      for (const piece of argumentPieces(call.arguments)) {
+        tokens.push(namedSse("content_block_delta", `{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":${JSON.stringify(piece)}}}`));
+      }
+    } else {
+      head += namedSse("content_block_start", `{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}`);
+      for (const piece of streamPieces(reply.content)) {
+        tokens.push(namedSse("content_block_delta", `{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":${JSON.stringify(piece)}}}`));
+      }
+    }
+    head += namedSse("ping", `{"type":"ping"}`);
+    const stop = call ? "tool_use" : reply.finish_reason === "length" ? "max_tokens" : "end_turn";
+    const tail =
+      namedSse("content_block_stop", `{"type":"content_block_stop","index":0}`) +
+      namedSse("message_delta", `{"type":"message_delta","delta":{"stop_reason":"${stop}","stop_sequence":null},"usage":${anthropicUsage(m, prompt, completion)}}`) +
+      namedSse("message_stop", `{"type":"message_stop"}`);
+    return { head, tokens, tail };
+  },
+  streamError: () => namedSse("error", `{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}`),
 };
 
 /**
@@ -489,6 +570,18 @@ export const geminiDialect: SimDialect = {
     return `{"candidates":[${candidates}],"usageMetadata":${geminiUsage(m, prompt, completion)},"modelVersion":${m.modelJson},"responseId":"sim-${id}"}`;
   },
   malformed: (id) => `{"candidates":[{"content":{"parts":${MALFORMED}],"responseId":"sim-${id}"`,
+  stream(id, m, reply, n, prompt, completion) {
+    // Each event is a whole GenerateContentResponse with the next parts; the last one carries the finish reason and the usage.
+    const chunk = (parts: string, extra = "", usage = "") =>
+      `data: {"candidates":[${Array.from({ length: n }, (_, i) => `{"content":{"parts":[${parts}],"role":"model"}${extra},"index":${i}}`).join(",")}]${usage},"modelVersion":${m.modelJson},"responseId":"sim-${id}"}\r\n\r\n`;
+    const tokens = reply.toolCall
+      ? [chunk(`{"functionCall":{"name":${JSON.stringify(reply.toolCall.name)},"args":${reply.toolCall.arguments}}}`)]
+      : streamPieces(reply.content).map((piece) => chunk(`{"text":${JSON.stringify(piece)}}`));
+    const finish = reply.finish_reason === "length" ? "MAX_TOKENS" : "STOP";
+    // The closing event adds no text (an empty part would turn a tool call's null content into "").
+    return { head: "", tokens, tail: chunk(reply.toolCall ? "" : `{"text":""}`, `,"finishReason":"${finish}"`, `,"usageMetadata":${geminiUsage(m, prompt, completion)}`) };
+  },
+  streamError: () => `data: {"error":{"code":503,"message":"The model is overloaded. Please try again later.","status":"UNAVAILABLE"}}\r\n\r\n`,
 };
 
 /**

@@ -40,6 +40,10 @@ export interface SimChatRequest {
   readonly toolChoice?: SimToolChoice;
   /** How many choices (OpenAI `n`) or candidates (Gemini `candidateCount`) to return. @defaultValue 1 */
   readonly n?: number;
+  /** Answer as the dialect's event stream: OpenAI and Anthropic `stream: true`, Gemini `streamGenerateContent`. */
+  readonly stream?: boolean;
+  /** OpenAI `stream_options.include_usage`: a usage chunk before `[DONE]`. */
+  readonly streamUsage?: boolean;
 }
 
 export interface SimTool {

@@ -102,6 +102,20 @@ export const ModelBehaviourSchema = z.strictObject({
    */
   disobey_rate: probability.default(0),
   /**
+   * A streamed answer (`stream: true`, Gemini `streamGenerateContent`) sends its opening events
+   * and first token after `latency_ms` (its time to first token), then each further token (a
+   * word with the spaces before it; a tool call in two or three pieces) this many milliseconds
+   * after the one before, then its closing events at once. Default 2.
+   */
+  stream_token_delay_ms: z.number().nonnegative().default(2),
+  /**
+   * A streamed answer breaks off after this many tokens with the API's mid-stream error event
+   * (OpenAI's error chunk, Anthropic's `event: error` overloaded_error, Gemini's UNAVAILABLE
+   * status) and the response ends: the failure a caller sees once it has the first tokens.
+   * Absent: streams finish.
+   */
+  stream_fail_after_tokens: z.int().nonnegative().optional(),
+  /**
    * Usage parts every answer reports, in the dialect's own fields, so cost ledgers meet cached
    * and reasoning tokens: `cached_tokens` of the prompt read from the prompt cache (at most
    * the prompt), `cache_write_tokens` written to it (reported by the anthropic dialect only;
@@ -138,8 +152,10 @@ export const SimProviderSchema = z.strictObject({
       window_ms: z.int().positive().default(86_400_000),
       /** Share of lines answered with the dialect's server error instead of a completion, chosen by a hash of the seed and the line's id. Default 0. */
       line_error_rate: probability.default(0),
+      /** Every Nth batch this provider receives fails as a whole (no line answered), as a provider outage would fail it. Default 0: none. */
+      fail_every: z.int().nonnegative().default(0),
     })
-    .default({ turnaround_ms: 1000, window_ms: 86_400_000, line_error_rate: 0 }),
+    .default({ turnaround_ms: 1000, window_ms: 86_400_000, line_error_rate: 0, fail_every: 0 }),
 });
 export type SimProviderConfig = z.output<typeof SimProviderSchema>;
 export type SimBatchBehaviour = SimProviderConfig["batch"];
@@ -174,6 +190,10 @@ export const BehaviourOverrideSchema = z.strictObject({
   slow_body_ms: z.int().positive().optional(),
   /** Replaces the share of answers that break the request's contract (see `ModelBehaviourSchema.disobey_rate`). */
   disobey_rate: probability.optional(),
+  /** Replaces the delay between streamed tokens. */
+  stream_token_delay_ms: z.number().nonnegative().optional(),
+  /** Streams break off after this many tokens; `null` lets them finish again. */
+  stream_fail_after_tokens: z.int().nonnegative().nullable().optional(),
 });
 export type BehaviourOverride = z.input<typeof BehaviourOverrideSchema>;
 

@@ -3,8 +3,9 @@
  * with scripted latency and faults. Every provider speaks all three dialects: OpenAI chat
  * completions (`POST /<provider>/v1/chat/completions`), Anthropic messages
  * (`POST /<provider>/v1/messages`) and Gemini generateContent
- * (`POST /<provider>/v1beta/models/<model>:generateContent`). Each also serves its batch API
- * on the same prefixes (`batches.ts`).
+ * (`POST /<provider>/v1beta/models/<model>:generateContent`), each also streamed in the API's own
+ * framing (`stream: true`, Gemini `:streamGenerateContent?alt=sse`) at the scenario's pace per
+ * token. Each also serves its batch API on the same prefixes (`batches.ts`).
  *
  * The benchmark drives it at many thousands of requests per second, so the request path
  * avoids frameworks, zod, logging and per-request objects it can do without; the control
@@ -46,6 +47,10 @@ export interface ModelCounters {
   slow: number;
   /** Answers deliberately made invalid against the request's contract (`disobey_rate`). */
   disobeyed: number;
+  /** Answers sent as an event stream. */
+  streamed: number;
+  /** Streams started and not yet ended by the sim: a caller that has tokens while this is above 0 got them before the answer was whole. */
+  streaming: number;
 }
 
 export interface ModelView {
@@ -67,6 +72,8 @@ export interface SimStats {
   models: Record<string, ModelCounters>;
   /** Chat requests turned away before a model was known (bad body, unknown provider or model), by status. */
   unmatched: Record<string, number>;
+  /** Batches each provider accepted through its batch APIs, and their lines (a batch refused at submission is not counted). */
+  batches: Record<string, { batches: number; lines: number }>;
 }
 
 export interface SimProvider {
@@ -122,6 +129,8 @@ interface ChatRoute {
   readonly dialect: SimDialect;
   /** Gemini names the model in the path, the others in the body. */
   readonly model?: string;
+  /** Gemini streams by path (`:streamGenerateContent`), the others by a body field. */
+  readonly stream?: boolean;
 }
 
 const JSON_TYPE = "application/json";
@@ -129,20 +138,23 @@ const OPENAI_ROUTE: ChatRoute = { dialect: openaiDialect };
 const ANTHROPIC_ROUTE: ChatRoute = { dialect: anthropicDialect };
 const GEMINI_PREFIX = "/v1beta/models/";
 const GEMINI_SUFFIX = ":generateContent";
+const GEMINI_STREAM_SUFFIX = ":streamGenerateContent";
+const STREAM_HEADERS = { "content-type": "text/event-stream", "cache-control": "no-cache" };
 
 /** The dialect a path under `/<provider>` speaks, or undefined when it is no chat route. */
 function chatRoute(rest: string): ChatRoute | undefined {
   if (rest === "/v1/chat/completions") return OPENAI_ROUTE;
   if (rest === "/v1/messages") return ANTHROPIC_ROUTE;
-  if (rest.startsWith(GEMINI_PREFIX) && rest.endsWith(GEMINI_SUFFIX) && rest.length > GEMINI_PREFIX.length + GEMINI_SUFFIX.length) {
-    const raw = rest.slice(GEMINI_PREFIX.length, -GEMINI_SUFFIX.length);
+  const suffix = rest.endsWith(GEMINI_STREAM_SUFFIX) ? GEMINI_STREAM_SUFFIX : GEMINI_SUFFIX;
+  if (rest.startsWith(GEMINI_PREFIX) && rest.endsWith(suffix) && rest.length > GEMINI_PREFIX.length + suffix.length) {
+    const raw = rest.slice(GEMINI_PREFIX.length, -suffix.length);
     let model = raw;
     try {
       model = decodeURIComponent(raw);
     } catch {
       // A malformed escape stays as sent; it then names no model and gets 404.
     }
-    return { dialect: geminiDialect, model };
+    return suffix === GEMINI_STREAM_SUFFIX ? { dialect: geminiDialect, model, stream: true } : { dialect: geminiDialect, model };
   }
   return undefined;
 }
@@ -232,7 +244,7 @@ export function createSimProvider(scenario: Scenario, opts: SimProviderOptions =
       m.counters.requests++;
       if (!authorized(req, res, provider, dialect, query, m)) return;
 
-      const { request } = parsed;
+      const request = route.stream ? { ...parsed.request, stream: true } : parsed.request;
       const promptTokens = estimatePromptTokens(request.messages);
       const window = m.behaviour.context_window;
       if (window !== undefined) {
@@ -255,17 +267,75 @@ export function createSimProvider(scenario: Scenario, opts: SimProviderOptions =
   }
 
   function complete(res: ServerResponse, m: ModelState, dialect: SimDialect, request: SimChatRequest, promptTokens: number): void {
+    if (request.stream) return streamAnswer(res, m, dialect, request, promptTokens);
     count(m, res, { status: 200, body: completionBody(m, dialect, request, promptTokens) });
   }
 
-  function completionBody(m: ModelState, dialect: SimDialect, request: SimChatRequest, promptTokens: number): string {
+  function answerOf(m: ModelState, request: SimChatRequest) {
     // Drawn only when the knob is on, so a scenario without it replays exactly as before.
     const rate = m.behaviour.disobey_rate;
     const disobey = rate > 0 && m.disobeyDraw() < rate;
     const reply = buildReply(m.model, request, disobey);
     if (reply.disobeyed) m.counters.disobeyed++;
+    return reply;
+  }
+
+  function completionBody(m: ModelState, dialect: SimDialect, request: SimChatRequest, promptTokens: number): string {
+    const reply = answerOf(m, request);
     const n = request.n ?? 1;
     return dialect.completion(++completions, m, reply, n, promptTokens, n * replyTokens(reply));
+  }
+
+  /** The answer `completionBody` would give, as the dialect's event stream: the first token at once, each next one `stream_token_delay_ms` later. */
+  function streamAnswer(res: ServerResponse, m: ModelState, dialect: SimDialect, request: SimChatRequest, promptTokens: number): void {
+    const reply = answerOf(m, request);
+    const n = request.n ?? 1;
+    const { head, tokens, tail } = dialect.stream(++completions, m, reply, n, promptTokens, n * replyTokens(reply), request.streamUsage === true);
+    const { stream_token_delay_ms: delay, stream_fail_after_tokens: failAfter } = m.behaviour;
+    // The counters in force now: a reset while the stream runs must not make the new ones negative.
+    const counters = m.counters;
+    tally(counters.responses, 200);
+    counters.streamed++;
+    counters.streaming++;
+    let open = true;
+    let timer: NodeJS.Timeout | undefined;
+    const close = () => {
+      if (!open) return;
+      open = false;
+      counters.streaming--;
+      if (timer !== undefined) {
+        clearTimeout(timer);
+        timers.delete(timer);
+      }
+    };
+    res.once("close", close);
+    res.writeHead(200, STREAM_HEADERS);
+    if (head !== "") res.write(head);
+    let sent = 0;
+    const next = (): void => {
+      if (timer !== undefined) timers.delete(timer);
+      timer = undefined;
+      if (!open || res.destroyed) return;
+      for (;;) {
+        if (failAfter !== undefined && sent >= failAfter) {
+          close();
+          res.end(dialect.streamError());
+          return;
+        }
+        if (sent >= tokens.length) {
+          close();
+          res.end(tail);
+          return;
+        }
+        res.write(tokens[sent++]);
+        // The closing events (or the scripted error) follow the last token at once.
+        if (delay > 0 && sent < tokens.length && (failAfter === undefined || sent < failAfter)) break;
+      }
+      timer = setTimeout(next, delay);
+      timers.add(timer);
+    };
+    // The first token goes with the opening events: time to first token is the model's latency.
+    next();
   }
 
   function fail(req: IncomingMessage, res: ServerResponse, m: ModelState, dialect: SimDialect, fault: Fault, request: SimChatRequest, promptTokens: number): void {
@@ -416,7 +486,12 @@ export function createSimProvider(scenario: Scenario, opts: SimProviderOptions =
       hang_ms: o.hang_ms ?? m.behaviour.hang_ms,
       slow_body_ms: o.slow_body_ms ?? m.behaviour.slow_body_ms,
       disobey_rate: o.disobey_rate ?? m.behaviour.disobey_rate,
+      stream_token_delay_ms: o.stream_token_delay_ms ?? m.behaviour.stream_token_delay_ms,
     };
+    if (o.stream_fail_after_tokens !== undefined) {
+      const { stream_fail_after_tokens: _, ...rest } = m.behaviour;
+      m.behaviour = o.stream_fail_after_tokens === null ? rest : { ...rest, stream_fail_after_tokens: o.stream_fail_after_tokens };
+    }
     if (o.outage !== undefined) m.outage = o.outage;
     return view(m);
   }
@@ -428,7 +503,7 @@ export function createSimProvider(scenario: Scenario, opts: SimProviderOptions =
   }
 
   function stats(): SimStats {
-    const out: SimStats = { models: {}, unmatched: { ...unmatched } };
+    const out: SimStats = { models: {}, unmatched: { ...unmatched }, batches: batches.counts() };
     for (const [key, m] of models) out.models[key] = copyCounters(m.counters);
     return out;
   }
@@ -482,7 +557,7 @@ function tally(counts: Record<string, number>, status: number): void {
 }
 
 function zeroCounters(): ModelCounters {
-  return { requests: 0, responses: {}, hangs: 0, resets: 0, malformed: 0, truncated: 0, slow: 0, disobeyed: 0 };
+  return { requests: 0, responses: {}, hangs: 0, resets: 0, malformed: 0, truncated: 0, slow: 0, disobeyed: 0, streamed: 0, streaming: 0 };
 }
 
 function copyCounters(c: ModelCounters): ModelCounters {

@@ -8,6 +8,8 @@ import {
   completion,
   completionLimit,
   createdFrom,
+  eventJson,
+  streamCutShort,
   functionTools,
   jsonInstruction,
   normalUsage,
@@ -32,7 +34,7 @@ import {
   type ProviderError,
 } from "./errors.ts";
 import { isRecord } from "../json.ts";
-import type { Adapter, Completion, HttpCall, HttpReply, ProviderTarget } from "./types.ts";
+import type { Adapter, Completion, HttpCall, HttpReply, ProviderTarget, SseEvent, StreamDelta, StreamParser } from "./types.ts";
 
 /**
  * `max_tokens` sent when the job sets neither `max_tokens` nor `max_completion_tokens`: the
@@ -284,11 +286,14 @@ function errorFromReply(reply: HttpReply): ProviderError {
   const parsed = ErrorBodySchema.safeParse(parseErrorBody(reply.body));
   const type = parsed.success ? parsed.data.error.type : undefined;
   const detail = parsed.success ? parsed.data.error.message : undefined;
-  const message = `HTTP ${reply.status}${type ? ` ${type}` : ""}: ${detail ?? "no error message"}`;
-  const status = reply.status;
+  return errorOfType(type, detail, `HTTP ${reply.status}${type ? ` ${type}` : ""}: ${detail ?? "no error message"}`, reply.status, reply.headers);
+}
+
+/** The error for Anthropic's error `type`, from an error status or an `error` event in a stream (status 200 then). */
+function errorOfType(type: string | undefined, detail: string | undefined, message: string, status: number, headers: HttpReply["headers"]): ProviderError {
   switch (type) {
     case "rate_limit_error":
-      return new RateLimitedError(message, { status, retryAfterMs: parseRetryAfter(reply.headers) });
+      return new RateLimitedError(message, { status, retryAfterMs: parseRetryAfter(headers) });
     case "overloaded_error":
     case "api_error":
       return new UnavailableError(message, { status });
@@ -303,7 +308,9 @@ function errorFromReply(reply: HttpReply): ProviderError {
     case "request_too_large":
       return new BadRequestError(message, { status });
   }
-  return errorForStatus(status, message, reply.headers);
+  // An error event with a type this adapter does not know: the provider failed mid-answer.
+  if (status === 200) return new UnavailableError(message, { status });
+  return errorForStatus(status, message, headers);
 }
 
 /**
@@ -316,4 +323,123 @@ export function isContextLengthMessage(message: string): boolean {
   return /^prompt is too long\b/i.test(message) || /exceed context limit/i.test(message);
 }
 
-export const anthropicAdapter: Adapter = { dialect: "anthropic", toRequest, fromResponse };
+/** The same body with `stream: true`: the answer comes as the Messages API's event stream. */
+export function toStreamRequest(request: ChatRequest, target: ProviderTarget): HttpCall {
+  const call = toRequest(request, target);
+  return { ...call, headers: { ...call.headers, accept: "text/event-stream" }, body: `${call.body.slice(0, -1)},"stream":true}` };
+}
+
+/** The events this parser reads (message_start, content_block_start/delta, message_delta, message_stop, error); others (ping, content_block_stop, new ones) pass. */
+const EventSchema = z.looseObject({
+  type: z.string(),
+  index: z.number().int().nonnegative().optional(),
+  message: z.looseObject({ id: z.string().optional(), model: z.string().optional(), usage: z.record(z.string(), z.unknown()).optional() }).optional(),
+  content_block: z.looseObject({ type: z.string(), id: z.string().optional(), name: z.string().optional() }).optional(),
+  delta: z
+    .looseObject({
+      type: z.string().optional(),
+      text: z.string().optional(),
+      partial_json: z.string().optional(),
+      stop_reason: z.string().nullable().optional(),
+      stop_sequence: z.string().nullable().optional(),
+    })
+    .optional(),
+  usage: z.record(z.string(), z.unknown()).nullable().optional(),
+  error: z.looseObject({ type: z.string().optional(), message: z.string().optional() }).optional(),
+});
+
+interface BlockSoFar {
+  readonly type: string;
+  text: string;
+  readonly id?: string | undefined;
+  readonly name?: string | undefined;
+  json: string;
+  /** Its index among the answer's tool calls, as OpenAI numbers them. */
+  readonly call: number;
+}
+
+class AnthropicStream implements StreamParser {
+  readonly #request: ChatRequest;
+  #id: string | undefined;
+  #model: string | undefined;
+  #usage: Record<string, unknown> = {};
+  readonly #blocks: BlockSoFar[] = [];
+  #calls = 0;
+  #stop: string | null = null;
+  #done = false;
+
+  constructor(request: ChatRequest) {
+    this.#request = request;
+  }
+
+  push(event: SseEvent): readonly StreamDelta[] {
+    const parsed = EventSchema.safeParse(eventJson(event));
+    if (!parsed.success) throw streamCutShort("an event it could read");
+    const e = parsed.data;
+    switch (e.type) {
+      case "message_start":
+        this.#id = e.message?.id;
+        this.#model = e.message?.model;
+        this.#usage = { ...e.message?.usage };
+        return [];
+      case "content_block_start": {
+        const b = e.content_block;
+        if (b === undefined || e.index === undefined) return [];
+        const call = b.type === "tool_use" ? this.#calls++ : -1;
+        this.#blocks[e.index] = { type: b.type, text: "", id: b.id, name: b.name, json: "", call };
+        if (b.type !== "tool_use") return [];
+        return [{ tool_calls: [{ index: call, id: b.id ?? "", type: "function", function: { name: b.name ?? "", arguments: "" } }] }];
+      }
+      case "content_block_delta": {
+        const block = e.index === undefined ? undefined : this.#blocks[e.index];
+        const d = e.delta;
+        if (block === undefined || d === undefined) return [];
+        if (d.type === "text_delta" && d.text) {
+          block.text += d.text;
+          return block.type === "text" ? [{ content: d.text }] : [];
+        }
+        if (d.type === "input_json_delta" && d.partial_json) {
+          block.json += d.partial_json;
+          return [{ tool_calls: [{ index: block.call, function: { arguments: d.partial_json } }] }];
+        }
+        return [];
+      }
+      case "message_delta":
+        if (e.delta?.stop_reason) this.#stop = e.delta.stop_reason;
+        // message_delta's usage counts are cumulative: each replaces the one before.
+        if (e.usage) for (const [k, v] of Object.entries(e.usage)) if (v !== null) this.#usage[k] = v;
+        return [];
+      case "message_stop":
+        this.#done = true;
+        return [];
+      case "error": {
+        const type = e.error?.type;
+        const detail = e.error?.message;
+        throw errorOfType(type, detail, `stream error${type ? ` ${type}` : ""}: ${detail ?? "no error message"}`, 200, {});
+      }
+    }
+    return [];
+  }
+
+  finish(headers: HttpReply["headers"]): Completion {
+    if (!this.#done) throw streamCutShort("message_stop");
+    const content = this.#blocks.filter((b) => b !== undefined).map((b) => {
+      if (b.type === "tool_use") return { type: b.type, id: b.id, name: b.name, input: parseToolInput(b.json) };
+      return b.type === "text" ? { type: b.type, text: b.text } : { type: b.type };
+    });
+    const body = { id: this.#id, type: "message", role: "assistant", model: this.#model, content, stop_reason: this.#stop, usage: this.#usage };
+    return fromResponse({ status: 200, headers, body: JSON.stringify(body) }, this.#request);
+  }
+}
+
+/** A tool call's streamed input: no fragments is an empty object, as the Messages API documents. */
+function parseToolInput(json: string): unknown {
+  if (json === "") return {};
+  try {
+    return JSON.parse(json);
+  } catch {
+    throw new InvalidOutputError("provider streamed tool_use input that is not JSON", { status: 200 });
+  }
+}
+
+export const anthropicAdapter: Adapter = { dialect: "anthropic", toRequest, fromResponse, toStreamRequest, streamParser: (request) => new AnthropicStream(request) };

@@ -9,7 +9,7 @@ import type { z } from "zod";
 import type { ChatMessage, ChatRequest, Usage } from "../contract/job.ts";
 import { estimatePromptTokens, estimateTextTokens } from "../tokens.ts";
 import { BadRequestError, MalformedResponseError } from "./errors.ts";
-import type { ChatCompletion, Completion, HttpReply } from "./types.ts";
+import type { ChatCompletion, Completion, HttpReply, SseEvent } from "./types.ts";
 
 /** An OpenAI function tool, the only kind the translating dialects carry over. */
 export interface FunctionTool {
@@ -203,4 +203,69 @@ export function completion(base: ChatCompletion, usage: Usage | undefined, reque
   const estimated = usage === undefined;
   const counted = usage ?? normalUsage(estimatePromptTokens(request.messages), estimateTextTokens(base.choices[0]?.message.content ?? ""), undefined);
   return { response: { ...base, usage: counted }, usage: counted, usageEstimated: estimated };
+}
+
+/**
+ * Server-Sent Events out of a body that arrives in arbitrary pieces (the WHATWG event-stream
+ * rules the three APIs use: lines end in LF, CRLF or CR; `event:` names the event, `data:`
+ * lines are joined with LF; a blank line dispatches; lines starting with `:` are comments).
+ */
+export class SseDecoder {
+  #buffer = "";
+  #event: string | undefined;
+  #data: string[] = [];
+
+  /** The events completed by this piece of the body. */
+  push(text: string): SseEvent[] {
+    const out: SseEvent[] = [];
+    let buffer = this.#buffer + text;
+    let start = 0;
+    for (;;) {
+      let end = -1;
+      for (let i = start; i < buffer.length; i++) {
+        const c = buffer.charCodeAt(i);
+        if (c === 10 || c === 13) {
+          end = i;
+          break;
+        }
+      }
+      // A CR at the very end may be the first half of a CRLF: wait for the next piece.
+      if (end === -1 || (buffer.charCodeAt(end) === 13 && end === buffer.length - 1)) break;
+      this.#line(buffer.slice(start, end), out);
+      start = end + (buffer.charCodeAt(end) === 13 && buffer.charCodeAt(end + 1) === 10 ? 2 : 1);
+    }
+    buffer = buffer.slice(start);
+    this.#buffer = buffer;
+    return out;
+  }
+
+  #line(line: string, out: SseEvent[]): void {
+    if (line === "") {
+      if (this.#data.length > 0) out.push({ event: this.#event, data: this.#data.join("\n") });
+      this.#event = undefined;
+      this.#data = [];
+      return;
+    }
+    if (line.charCodeAt(0) === 58) return;
+    const colon = line.indexOf(":");
+    const field = colon === -1 ? line : line.slice(0, colon);
+    let value = colon === -1 ? "" : line.slice(colon + 1);
+    if (value.charCodeAt(0) === 32) value = value.slice(1);
+    if (field === "data") this.#data.push(value);
+    else if (field === "event") this.#event = value;
+  }
+}
+
+/** A stream event's data as JSON, or `MalformedResponseError`: the provider's fault, as a body that is not JSON would be. */
+export function eventJson(event: SseEvent): unknown {
+  try {
+    return JSON.parse(event.data);
+  } catch {
+    throw new MalformedResponseError(`provider streamed an event whose data is not JSON (${event.data.length} bytes)`, { status: 200 });
+  }
+}
+
+/** The stream stopped before the API's end of answer: as a truncated body, the provider's fault. */
+export function streamCutShort(what: string): MalformedResponseError {
+  return new MalformedResponseError(`provider stream ended before ${what}`, { status: 200 });
 }

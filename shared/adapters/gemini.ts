@@ -8,6 +8,8 @@ import {
   completion,
   completionLimit,
   createdFrom,
+  eventJson,
+  streamCutShort,
   functionTools,
   normalUsage,
   parseErrorBody,
@@ -31,7 +33,7 @@ import {
   UnavailableError,
   type ProviderError,
 } from "./errors.ts";
-import type { Adapter, Completion, HttpCall, HttpReply, ProviderTarget } from "./types.ts";
+import type { Adapter, Completion, HttpCall, HttpReply, ProviderTarget, SseEvent, StreamDelta, StreamParser } from "./types.ts";
 
 type Part =
   | { text: string }
@@ -293,11 +295,15 @@ function errorFromReply(reply: HttpReply): ProviderError {
   const parsed = ErrorBodySchema.safeParse(parseErrorBody(reply.body));
   const error = parsed.success ? parsed.data.error : undefined;
   const code = error?.status;
-  const message = `HTTP ${reply.status}${code ? ` ${code}` : ""}: ${error?.message ?? "no error message"}`;
-  const status = reply.status;
+  return errorOfStatus(error, `HTTP ${reply.status}${code ? ` ${code}` : ""}: ${error?.message ?? "no error message"}`, reply.status, reply.headers);
+}
+
+/** The error for a google.rpc.Status, from an error reply or one sent in a stream after its 200. */
+function errorOfStatus(error: z.output<typeof ErrorBodySchema>["error"] | undefined, message: string, status: number, headers: HttpReply["headers"]): ProviderError {
+  const code = error?.status;
   switch (code) {
     case "RESOURCE_EXHAUSTED":
-      return new RateLimitedError(message, { status, retryAfterMs: parseRetryAfter(reply.headers) ?? retryInfoMs(error?.details) });
+      return new RateLimitedError(message, { status, retryAfterMs: parseRetryAfter(headers) ?? retryInfoMs(error?.details) });
     case "UNAVAILABLE":
     case "INTERNAL":
       return new UnavailableError(message, { status });
@@ -314,7 +320,8 @@ function errorFromReply(reply: HttpReply): ProviderError {
     case "NOT_FOUND":
       return new BadRequestError(message, { status });
   }
-  return errorForStatus(status, message, reply.headers);
+  if (status === 200) return new UnavailableError(message, { status });
+  return errorForStatus(status, message, headers);
 }
 
 /** google.rpc.RetryInfo's `retryDelay` (a protobuf Duration such as "34s"), under the same one-minute cap as Retry-After. */
@@ -333,4 +340,63 @@ export function isContextLengthMessage(message: string): boolean {
   return /input token count .* exceeds the maximum number of tokens/i.test(message);
 }
 
-export const geminiAdapter: Adapter = { dialect: "gemini", toRequest, fromResponse };
+/** `streamGenerateContent` with `alt=sse`: each event's data is a GenerateContentResponse holding the answer's next parts. */
+export function toStreamRequest(request: ChatRequest, target: ProviderTarget): HttpCall {
+  const call = toRequest(request, target);
+  return { ...call, path: `${call.path.slice(0, -":generateContent".length)}:streamGenerateContent?alt=sse`, headers: { ...call.headers, accept: "text/event-stream" } };
+}
+
+const ChunkSchema = ResponseSchema.extend({ error: ErrorBodySchema.shape.error.optional() });
+
+type PartOut = NonNullable<NonNullable<NonNullable<z.output<typeof ResponseSchema>["candidates"]>[number]["content"]>["parts"]>[number];
+
+class GeminiStream implements StreamParser {
+  readonly #request: ChatRequest;
+  #responseId: string | undefined;
+  #modelVersion: string | undefined;
+  readonly #parts: PartOut[] = [];
+  #finish: string | undefined;
+  #candidates = false;
+  #promptFeedback: unknown;
+  #usage: unknown;
+  #calls = 0;
+
+  constructor(request: ChatRequest) {
+    this.#request = request;
+  }
+
+  push(event: SseEvent): readonly StreamDelta[] {
+    const parsed = ChunkSchema.safeParse(eventJson(event));
+    if (!parsed.success) throw streamCutShort("a GenerateContentResponse it could read");
+    const chunk = parsed.data;
+    if (chunk.error) throw errorOfStatus(chunk.error, `stream error${chunk.error.status ? ` ${chunk.error.status}` : ""}: ${chunk.error.message ?? "no error message"}`, 200, {});
+    this.#responseId ??= chunk.responseId;
+    this.#modelVersion ??= chunk.modelVersion;
+    if (chunk.usageMetadata) this.#usage = chunk.usageMetadata;
+    if (chunk.promptFeedback) this.#promptFeedback = chunk.promptFeedback;
+    const candidate = chunk.candidates?.[0];
+    if (candidate === undefined) return [];
+    this.#candidates = true;
+    if (candidate.finishReason) this.#finish = candidate.finishReason;
+    const out: StreamDelta[] = [];
+    for (const part of candidate.content?.parts ?? []) {
+      this.#parts.push(part);
+      // A function call comes whole in one part; numbered as fromResponse numbers them.
+      if (part.functionCall) {
+        const index = this.#calls++;
+        out.push({ tool_calls: [{ index, id: `call_${index}`, type: "function", function: { name: part.functionCall.name, arguments: JSON.stringify(part.functionCall.args ?? {}) } }] });
+      } else if (part.text && part.thought !== true) out.push({ content: part.text });
+    }
+    return out;
+  }
+
+  finish(headers: HttpReply["headers"]): Completion {
+    // Gemini has no end-of-stream event: the last chunk carries the finish reason (or the prompt's block).
+    if (this.#finish === undefined && this.#promptFeedback === undefined) throw streamCutShort("a finishReason");
+    const candidates = this.#candidates ? [{ content: { parts: this.#parts, role: "model" }, ...(this.#finish ? { finishReason: this.#finish } : {}) }] : undefined;
+    const body = { candidates, promptFeedback: this.#promptFeedback, usageMetadata: this.#usage, modelVersion: this.#modelVersion, responseId: this.#responseId };
+    return fromResponse({ status: 200, headers, body: JSON.stringify(body) }, this.#request);
+  }
+}
+
+export const geminiAdapter: Adapter = { dialect: "gemini", toRequest, fromResponse, toStreamRequest, streamParser: (request) => new GeminiStream(request) };

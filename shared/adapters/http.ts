@@ -2,9 +2,9 @@
  * The one place provider HTTP happens: a keep-alive undici Pool per provider (undici's
  * `request` costs about a fifth of the CPU of global fetch per call on Node 20, PERF-NOTES).
  */
-import { Pool } from "undici";
+import { Pool, type Dispatcher } from "undici";
 import type { ProviderConfig } from "../config/schema.ts";
-import { NetworkError, ProviderTimeoutError } from "./errors.ts";
+import { NetworkError, ProviderError, ProviderTimeoutError } from "./errors.ts";
 import type { HttpCall, HttpReply } from "./types.ts";
 
 export interface ProviderClient {
@@ -14,6 +14,13 @@ export interface ProviderClient {
    * about the provider.
    */
   send(call: HttpCall, timeoutMs: number, cancel?: CallCancel): Promise<HttpReply>;
+  /**
+   * Sends a call whose answer streams: a 2xx body goes to `onText` piece by piece as it
+   * arrives (the reply's `body` is then empty), any other status is read whole as `send`
+   * reads it. The same one timer bounds the whole call, stream included, and `cancel` works
+   * as in `send`; an error `onText` throws (a provider's error event) ends the call with it.
+   */
+  stream(call: HttpCall, timeoutMs: number, cancel: CallCancel | undefined, onText: (text: string) => void): Promise<HttpReply>;
   close(): Promise<void>;
 }
 
@@ -70,44 +77,76 @@ export function createProviderClient(provider: Pick<ProviderConfig, "base_url" |
       }),
   );
   let turn = 0;
+  const readWhole = (res: Dispatcher.ResponseData) => res.body.text();
   return {
-    async send(call, timeoutMs, cancel) {
-      if (cancel?.cancelled) throw new CallAbortedError();
-      // One timer bounds the whole call. undici's own headersTimeout/bodyTimeout run on ~1 s
-      // coarse timers and bodyTimeout only bounds the gap between chunks, so a dripping body
-      // or a 900 ms answer to a 300 ms budget would outlive the attempt (and the job's deadline).
-      const abort = new AbortController();
-      const timer = setTimeout(() => abort.abort(), timeoutMs);
-      cancel?.attach(() => abort.abort());
-      try {
-        const pool = pools[turn]!;
-        turn = (turn + 1) % shards;
-        const method = call.method ?? "POST";
-        const res = await pool.request({ method, path: prefix + call.path, headers: call.headers, body: method === "GET" ? null : call.body, signal: abort.signal });
-        const length = Number(res.headers["content-length"]);
-        const limit = call.maxResponseBytes ?? MAX_RESPONSE_BYTES;
-        if (length > limit) {
-          res.body.destroy();
-          throw new NetworkError(`response of ${length} bytes exceeds the ${limit}-byte limit`);
-        }
-        const body = await res.body.text();
-        return { status: res.statusCode, headers: res.headers, body };
-      } catch (err) {
-        if (cancel?.cancelled) throw new CallAbortedError();
-        throw abort.signal.aborted ? new ProviderTimeoutError(`no complete response within ${timeoutMs} ms`, { cause: err }) : transportError(err);
-      } finally {
-        clearTimeout(timer);
-        cancel?.attach(undefined);
-      }
-    },
+    send: (call, timeoutMs, cancel) => exchange(call, timeoutMs, cancel, readWhole),
+    stream: (call, timeoutMs, cancel, onText) =>
+      exchange(call, timeoutMs, cancel, async (res, limit) => {
+        if (res.statusCode < 200 || res.statusCode >= 300) return res.body.text();
+        // Listeners rather than an async iterator: no promise per piece, and a streamed answer is many pieces.
+        const body = res.body;
+        body.setEncoding("utf8");
+        return new Promise<string>((resolve, reject) => {
+          let received = 0;
+          body.on("data", (piece: string) => {
+            received += piece.length;
+            try {
+              if (received > limit) throw new NetworkError(`streamed response exceeds the ${limit}-byte limit`);
+              onText(piece);
+            } catch (err) {
+              body.destroy();
+              reject(err);
+            }
+          });
+          body.once("end", () => resolve(""));
+          body.once("error", reject);
+        });
+      }),
     close: async () => {
       await Promise.all(pools.map((p) => p.close()));
     },
   };
+
+  async function exchange(call: HttpCall, timeoutMs: number, cancel: CallCancel | undefined, read: (res: Dispatcher.ResponseData, limit: number) => Promise<string>): Promise<HttpReply> {
+    if (cancel?.cancelled) throw new CallAbortedError();
+    // One timer bounds the whole call. undici's own headersTimeout/bodyTimeout run on ~1 s
+    // coarse timers and bodyTimeout only bounds the gap between chunks, so a dripping body
+    // or a 900 ms answer to a 300 ms budget would outlive the attempt (and the job's deadline).
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), timeoutMs);
+    cancel?.attach(() => abort.abort());
+    try {
+      const pool = pools[turn]!;
+      turn = (turn + 1) % shards;
+      const method = call.method ?? "POST";
+      const res = await pool.request({ method, path: prefix + call.path, headers: call.headers, body: method === "GET" ? null : call.body, signal: abort.signal });
+      const length = Number(res.headers["content-length"]);
+      const limit = call.maxResponseBytes ?? MAX_RESPONSE_BYTES;
+      if (length > limit) {
+        res.body.destroy();
+        throw new NetworkError(`response of ${length} bytes exceeds the ${limit}-byte limit`);
+      }
+      let body: string;
+      try {
+        body = await read(res, limit);
+      } catch (err) {
+        // Left unread, the socket would stay busy; destroying it frees the pool's slot.
+        res.body.destroy();
+        throw err;
+      }
+      return { status: res.statusCode, headers: res.headers, body };
+    } catch (err) {
+      if (cancel?.cancelled) throw new CallAbortedError();
+      throw abort.signal.aborted ? new ProviderTimeoutError(`no complete response within ${timeoutMs} ms`, { cause: err }) : transportError(err);
+    } finally {
+      clearTimeout(timer);
+      cancel?.attach(undefined);
+    }
+  }
 }
 
 function transportError(err: unknown) {
-  if (err instanceof NetworkError) return err;
+  if (err instanceof ProviderError) return err;
   const code = (err as { code?: string }).code;
   if (code === "UND_ERR_CONNECT_TIMEOUT") return new ProviderTimeoutError("connecting to the provider timed out", { cause: err });
   return new NetworkError(`connection failed (${code ?? (err as Error).name})`, { cause: err });

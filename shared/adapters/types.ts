@@ -61,4 +61,50 @@ export interface Adapter {
   readonly dialect: Dialect;
   toRequest(request: ChatRequest, target: ProviderTarget): HttpCall;
   fromResponse(reply: HttpReply, request: ChatRequest): Completion;
+  /** The same call asking the provider to stream its answer (Server-Sent Events). */
+  toStreamRequest(request: ChatRequest, target: ProviderTarget): HttpCall;
+  /** A parser for one streamed answer; an error status is read by `fromResponse` as usual. */
+  streamParser(request: ChatRequest): StreamParser;
+}
+
+/** One Server-Sent Event: its `event:` name (none for a plain `data:` event) and its data lines joined. */
+export interface SseEvent {
+  readonly event: string | undefined;
+  readonly data: string;
+}
+
+/**
+ * A piece of a streamed answer, normalised to the `delta` of OpenAI's `chat.completion.chunk`
+ * (first choice only): text, or tool-call fragments keyed by `index`, whose `id` and
+ * `function.name` come with a call's first fragment and whose `arguments` are pieces of its
+ * JSON. The finish reason and usage come with the whole answer (`StreamParser.finish`).
+ */
+export type StreamDelta =
+  | { readonly content: string }
+  | { readonly tool_calls: readonly ToolCallDelta[] };
+
+export interface ToolCallDelta {
+  readonly index: number;
+  readonly id?: string;
+  readonly type?: "function";
+  readonly function: { readonly name?: string; readonly arguments: string };
+}
+
+/**
+ * Reads one streamed answer event by event. Pure: it holds the answer so far and does no I/O.
+ * `push` returns what the event adds to the answer (nothing for bookkeeping events: pings, a
+ * role, empty text) and throws the dialect's `ProviderError` for an error event; `finish`
+ * returns the whole answer, the very `Completion` the dialect's `fromResponse` gives for the
+ * same answer unstreamed, or throws `MalformedResponseError` when the stream stopped short of
+ * its end.
+ */
+export interface StreamParser {
+  push(event: SseEvent): readonly StreamDelta[];
+  finish(headers: HttpReply["headers"]): Completion;
+}
+
+/** Where a streamed answer's pieces go as they arrive: one call per read from the network. */
+export interface StreamSink {
+  /** `model`: the catalogue id (`provider/model`) of the model answering. */
+  deltas(deltas: readonly StreamDelta[], model: string): void;
 }

@@ -70,6 +70,9 @@ export class RouterMetrics {
   readonly #callSeconds: Histogram;
   readonly #cost: Counter;
   readonly #tokens: Counter;
+  readonly #cacheLookups: Counter;
+  readonly #batchLines: Counter;
+  readonly #providerBatches: Counter;
   readonly #tasks = new Map<string, TaskChildren>();
   /** By model ordinal, then outcome index. */
   readonly #byModel: (AttemptChildren | undefined)[][] = [];
@@ -87,6 +90,9 @@ export class RouterMetrics {
     this.#attempts = m.add(new Counter("switchyard_attempts_total", "Provider calls, by provider, model and outcome (see the outcome table).", ["provider", "model", "outcome"]));
     this.#callSeconds = m.add(new Histogram("switchyard_provider_call_duration_seconds", "Provider call duration, by provider, model and outcome.", ["provider", "model", "outcome"], LATENCY_BUCKETS));
     this.#cost = m.add(new Counter("switchyard_cost_usd_total", "What providers billed, in USD: every answered call (invalid answers included) at the price it was routed at.", ["task", "provider", "model", "tenant"]));
+    this.#cacheLookups = m.add(new Counter("switchyard_result_cache_lookups_total", "Result cache lookups of tasks with `cache:`, by task and outcome (hit: the stored answer served, no provider call; miss: the job routed).", ["task", "outcome"]));
+    this.#batchLines = m.add(new Counter("switchyard_batch_lines_total", "Batch-lane jobs by task and what became of them: queued (sent toward a provider batch), result (answered by their batch line), live (handed back to the live tiers).", ["task", "outcome"]));
+    this.#providerBatches = m.add(new Counter("switchyard_provider_batches_total", "Provider batches ended, by task, provider, model and ending: completed (its lines read), failed, refused (at submission), abandoned (given up for a deadline), interrupted (its submission cut off by a stop).", ["task", "provider", "model", "ending"]));
     this.#tokens = m.add(new Counter("switchyard_tokens_total", "Tokens of answered calls, by kind: input, output, and their parts priced apart (cached and cache_write of input, reasoning of output).", ["task", "provider", "model", "tenant", "kind"]));
     m.add(
       new Gauge("switchyard_jobs_in_flight", "Jobs held by this process's router workers now, by lane.", ["lane"], (set) => {
@@ -178,6 +184,21 @@ export class RouterMetrics {
 
   #part(u: UsageChildren, kind: PartKind, tokens: number): void {
     (u.parts[kind] ??= this.#tokens.labels(...u.labels, kind)).inc(tokens);
+  }
+
+  /** A result cache lookup of a task with `cache:`. */
+  cacheLookup(task: string, hit: boolean): void {
+    this.#cacheLookups.labels(task, hit ? "hit" : "miss").inc();
+  }
+
+  /** A batch-lane job queued for a provider batch, answered by its line, or handed back to the live tiers. */
+  batchLine(task: string, outcome: "queued" | "result" | "live", n = 1): void {
+    this.#batchLines.labels(task, outcome).inc(n);
+  }
+
+  /** A provider batch ended. */
+  providerBatch(task: string, model: ModelInfo | { readonly provider: string; readonly name: string }, ending: "completed" | "failed" | "refused" | "abandoned" | "interrupted"): void {
+    this.#providerBatches.labels(task, model.provider, model.name, ending).inc();
   }
 
   /** The tenant label of a job's metadata: its `tenant` string, bounded; `none` without one. */

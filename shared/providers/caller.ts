@@ -162,11 +162,15 @@ async function streamed(client: ProviderClient, adapter: Adapter, target: Provid
   const parser = adapter.streamParser(request);
   const reply = await client.stream(adapter.toStreamRequest(request, target), timeoutMs, cancel, (text) => {
     let out: StreamDelta[] | undefined;
-    for (const event of decoder.push(text)) {
-      const deltas = parser.push(event);
-      if (deltas.length > 0) (out ??= []).push(...deltas);
+    try {
+      for (const event of decoder.push(text)) {
+        const deltas = parser.push(event);
+        if (deltas.length > 0) (out ??= []).push(...deltas);
+      }
+    } finally {
+      // The tokens that came before an error event in the same read still reach the caller.
+      if (out !== undefined) sink.deltas(out, model);
     }
-    if (out !== undefined) sink.deltas(out, model);
   });
   if (reply.status < 200 || reply.status >= 300) return adapter.fromResponse(reply, request);
   // A final event without its blank line (a server closing right after it) still counts.
