@@ -16,6 +16,7 @@ import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jet
 import { Kvm } from "@nats-io/kv";
 import { errors, nanos, nkeys, type NatsConnection } from "@nats-io/transport-node";
 import OpenAI, { toFile } from "openai";
+import { parse, stringify } from "yaml";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { startGateway, type RunningGateway } from "../services/gateway/main.ts";
 import { startPricing, type RunningPricing } from "../services/pricing/main.ts";
@@ -131,7 +132,11 @@ async function servesTraffic(as: (user: User) => NatsTarget, admin: NatsConnecti
 beforeAll(async () => {
   sim = createSimProvider(parseScenario(TEST_SCENARIO, "test-scenario.yaml"));
   simUrl = await sim.listen(0);
-  const yaml = `${gatewayConfigYaml(simUrl)}provision: check\n`;
+  // The batch lane on: the gateway's Batch API jobs (due in 24 h) and producers' jobs with slack go through provider batches, under the router's own rights.
+  const withBatches = parse(gatewayConfigYaml(simUrl)) as { providers: Record<string, { models: Record<string, Record<string, unknown>> }>; tasks: Record<string, Record<string, unknown>> };
+  for (const p of Object.values(withBatches.providers)) for (const m of Object.values(p.models)) m.batch_discount = 0.5;
+  withBatches.tasks.moderation!.batch = { min_slack: "1h", window: "300ms", poll_interval: "100ms" };
+  const yaml = `${stringify(withBatches)}provision: check\n`;
   config = parseConfig(yaml, "test-config.yaml", {});
   configFile = join(dir, "switchyard.yaml");
   writeFileSync(configFile, yaml);
@@ -236,6 +241,12 @@ describe("a stack whose services each have only their own permissions", () => {
     gateway = await startGateway({ natsUrl: as("gateway"), config, logger, batchTuning: { leaseMs: 2_000 } });
 
     await servesTraffic(as, admin, gateway, "lp");
+
+    // A producer's job due tomorrow: through a provider batch, under the router's rights.
+    const producer = await connectNats(as("producer"), "test-producer");
+    await jetstream(producer).publish("jobs.moderation", JSON.stringify(moderationJob(2, { id: "lp-night", deadline: new Date(Date.now() + 86_400_000).toISOString() })), { msgID: "lp-night" });
+    await producer.close();
+    await vi.waitFor(async () => expect((await readAll<Result>(jetstream(admin), STREAMS.results)).find((r) => r.id === "lp-night")?.attempts.at(-1)?.batch).toMatch(/^batch_sim/), { timeout: 20_000, interval: 200 });
 
     // Every provider down: the job is redelivered, then dead-lettered, after the router has read RESULTS for an earlier result.
     const models = [["budget", "budget-lite"], ["swift", "swift-mini"], ["premium", "premium-large"]] as const;
