@@ -20,28 +20,14 @@ import { startRouter } from "../services/router/main.ts";
 import { readAll } from "./harness/nats.ts";
 import { parseScrape, sample } from "./harness/scrape.ts";
 import { spawnCli } from "./harness/processes.ts";
-import { startStack, testConfigYaml, type TestStack } from "./harness/stack.ts";
+import { startStack, TEST_SCENARIO, testConfigYaml, type TestStack } from "./harness/stack.ts";
 
 const DAY = 86_400_000;
 /** Live prices of the test config's models (testConfigYaml). */
 const LIVE = { "budget/lite": { inputPerMtok: 0.05, outputPerMtok: 0.2 }, "swift/mini": { inputPerMtok: 0.15, outputPerMtok: 0.6 }, "premium/large": { inputPerMtok: 2.5, outputPerMtok: 10 } } as const;
 
-function scenario(budgetBatch: string): string {
-  return `
-seed: 11
-providers:
-  budget:
-    batch: ${budgetBatch}
-    models:
-      budget-lite: { latency_ms: { min: 1, max: 5 } }
-  swift:
-    models:
-      swift-mini: { latency_ms: { min: 1, max: 5 } }
-  premium:
-    models:
-      premium-large: { latency_ms: { min: 1, max: 5 } }
-`;
-}
+/** The harness's three providers, budget's batch APIs scripted by `budgetBatch`. */
+const scenario = (budgetBatch: string): string => TEST_SCENARIO.replace("  budget:\n", `  budget:\n    batch: ${budgetBatch}\n`);
 
 /** The test config with a batch lane on `moderation`, and half-price batches on every model. */
 function batchYaml(simUrl: string): string {

@@ -93,18 +93,8 @@ temporary NATS store is removed (exit 130); a second Ctrl-C quits at once.`,
           if (signal.aborted) return stopped();
           pub.finish();
 
-          const done = progress("ended", jobs.length);
-          const timer = setInterval(() => done.update(collected.results.length + collected.deadLetters.length), 100);
-          stops.push(() => clearInterval(timer));
-          const finished = await Promise.race([
-            collected.done.then(() => true),
-            new Promise<boolean>((r) => setTimeout(() => r(false), timeoutMs).unref()),
-            interrupted.then(() => false),
-          ]);
+          await untilEnded(collected, jobs.length, timeoutMs, interrupted, stops);
           if (signal.aborted) return stopped();
-          clearInterval(timer);
-          done.update(collected.results.length + collected.deadLetters.length);
-          done.finish(finished ? "" : "timed out");
           const elapsed = (Date.now() - t0) / 1000;
           const catalog = buildCatalog(stack.config);
           reportPhases(out, ["steady", ...events.map((e) => e.name)], collected.results, phaseOf);
@@ -118,18 +108,8 @@ temporary NATS store is removed (exit 130); a second Ctrl-C quits at once.`,
           const nightCollected = collect(js, backlogId, new Date(Date.now() - 1000), night.length, names);
           stops.push(nightCollected.stop);
           await Promise.all(night.map((j) => js.publish(j.subject, j.payload, { msgID: j.msgId })));
-          const nightDone = progress("ended", night.length);
-          const nightTimer = setInterval(() => nightDone.update(nightCollected.results.length + nightCollected.deadLetters.length), 100);
-          stops.push(() => clearInterval(nightTimer));
-          const nightFinished = await Promise.race([
-            nightCollected.done.then(() => true),
-            new Promise<boolean>((r) => setTimeout(() => r(false), timeoutMs).unref()),
-            interrupted.then(() => false),
-          ]);
+          await untilEnded(nightCollected, night.length, timeoutMs, interrupted, stops);
           if (signal.aborted) return stopped();
-          clearInterval(nightTimer);
-          nightDone.update(nightCollected.results.length + nightCollected.deadLetters.length);
-          nightDone.finish(nightFinished ? "" : "timed out");
           const nightLost = reportBacklog(out, { published: night.length, results: nightCollected.results, deadLetters: nightCollected.deadLetters, livePrices: await livePricesOf(catalog, prices) });
           return lost === 0 && nightLost === 0 ? 0 : 1;
         } finally {
@@ -144,6 +124,22 @@ temporary NATS store is removed (exit 130); a second Ctrl-C quits at once.`,
     }
   },
 };
+
+/** Shows the jobs ending on a progress bar until all have, the time is up, or Ctrl-C. */
+async function untilEnded(collected: ReturnType<typeof collect>, total: number, timeoutMs: number, interrupted: Promise<void>, stops: (() => void)[]): Promise<void> {
+  const ended = () => collected.results.length + collected.deadLetters.length;
+  const bar = progress("ended", total);
+  const timer = setInterval(() => bar.update(ended()), 100);
+  stops.push(() => clearInterval(timer));
+  const finished = await Promise.race([
+    collected.done.then(() => true),
+    new Promise<boolean>((r) => setTimeout(() => r(false), timeoutMs).unref()),
+    interrupted.then(() => false),
+  ]);
+  clearInterval(timer);
+  bar.update(ended());
+  bar.finish(finished ? "" : "timed out");
+}
 
 /** What the demo says when Ctrl-C cut it short; 130, as a shell reports a SIGINT. */
 function stopped(): number {
