@@ -220,3 +220,76 @@ describe("a batch that cannot finish before a deadline", () => {
     }
   }, 60_000);
 });
+
+describe("the batch lane through Anthropic's Message Batches and Gemini's batch mode", () => {
+  let stack: TestStack;
+  const yaml = (simUrl: string) => `
+streams: { duplicate_window: 2m }
+router: { ack_wait: 5s, max_deliveries: 3, redelivery_backoff: [200ms, 400ms], shutdown_grace: 5s }
+providers:
+  claude:
+    dialect: anthropic
+    base_url: ${simUrl}/claude/v1
+    timeout_ms: 2s
+    models:
+      haiku: { upstream: claude-haiku, input_per_mtok: 0.8, output_per_mtok: 4, context_window: 200000, batch_discount: 0.5 }
+  gem:
+    dialect: gemini
+    base_url: ${simUrl}/gem/v1beta
+    timeout_ms: 2s
+    models:
+      flash: { upstream: gem-flash, input_per_mtok: 0.1, output_per_mtok: 0.4, context_window: 1000000, batch_input_per_mtok: 0.05, batch_output_per_mtok: 0.2 }
+tasks:
+${["claude", "gem"]
+  .map(
+    (p) => `  ${p}-extraction:
+    batch: { min_slack: 1h, window: 300ms, poll_interval: 100ms }
+    tiers: [{ models: [${p === "claude" ? "claude/haiku" : "gem/flash"}] }]
+    output:
+      format: json
+      json_schema: { type: object, required: [order_number, city], properties: { order_number: { type: string }, city: { type: string } }, additionalProperties: false }`,
+  )
+  .join("\n")}
+`;
+
+  beforeAll(async () => {
+    const scenario = `
+seed: 3
+providers:
+  claude: { batch: { turnaround_ms: 500 }, models: { claude-haiku: { latency_ms: { min: 1, max: 5 } } } }
+  gem: { batch: { turnaround_ms: 500 }, models: { gem-flash: { latency_ms: { min: 1, max: 5 } } } }
+`;
+    stack = await startStack({ scenario, configYaml: yaml });
+  }, 30_000);
+
+  afterAll(async () => {
+    await stack?.close();
+  });
+
+  it("serves each job from its line, the task's schema sent in the dialect's own form and checked, at the batch price", async () => {
+    const deadline = new Date(Date.now() + DAY).toISOString();
+    const cities = ["Lisbon", "Oslo", "Quito", "Hanoi", "Perth"];
+    for (const [task, provider, idPattern, prices] of [
+      ["claude-extraction", "claude", /^msgbatch_sim/, { inputPerMtok: 0.4, outputPerMtok: 2 }],
+      ["gem-extraction", "gem", /^batches\/sim/, { inputPerMtok: 0.05, outputPerMtok: 0.2 }],
+    ] as const) {
+      const jobs = cities.map((city, i) => ({ id: `${provider}-${i}`, deadline, request: { messages: [{ role: "user", content: `Order ${1000 + i} should ship to ${city}; give me the order number and the city.` }] } }));
+      await stack.publishJobs(task, jobs);
+      let results: Result[] = [];
+      await vi.waitFor(
+        async () => {
+          results = (await readAll<Result>(stack.nats.js, STREAMS.results, { subject: `results.${task}` })).filter((r) => r.id.startsWith(`${provider}-`));
+          expect(results).toHaveLength(cities.length);
+        },
+        { timeout: 20_000, interval: 200 },
+      );
+      for (const r of results) {
+        expect(r.attempts).toHaveLength(1);
+        expect(r.attempts[0]!.batch).toMatch(idPattern);
+        expect(r.output).toMatchObject({ order_number: expect.any(String), city: expect.any(String) });
+        expect(r.cost_usd).toBeCloseTo(costUsd(r.usage, prices), 12);
+      }
+      expect(stack.sim.stats().batches[provider]).toEqual({ batches: 1, lines: cities.length });
+    }
+  }, 60_000);
+});
