@@ -144,6 +144,21 @@ describe("a task with a result cache", () => {
     }
   }, 30_000);
 
+  it("ten identical jobs at once across three workers make one call", async () => {
+    const others = [await startRouter({ natsUrl: stack.nats.url, config: stack.config, logger: createLogger("test-router", process.env.LOG_LEVEL ?? "silent"), clock: () => Date.now() + ahead })];
+    others.push(await startRouter({ natsUrl: stack.nats.url, config: stack.config, logger: createLogger("test-router", process.env.LOG_LEVEL ?? "silent"), clock: () => Date.now() + ahead }));
+    for (const [p, m] of [["budget", "budget-lite"], ["swift", "swift-mini"], ["premium", "premium-large"]] as const) stack.sim.control(p, m, { latency_ms: { min: 300, max: 300 } });
+    try {
+      const before = calls();
+      const got = await run(Array.from({ length: 10 }, (_, i) => ({ ...job("across", 0, "one message, ten times, three workers"), id: `across-${i}` })));
+      expect(calls()).toBe(before + 1);
+      expect([...got.values()].filter((r) => r.cached === true)).toHaveLength(9);
+    } finally {
+      stack.sim.reset();
+      await Promise.all(others.map((r) => r.stop()));
+    }
+  }, 30_000);
+
   it("after the TTL the job is called again", async () => {
     const before = calls();
     await run([job("ttl-a", 7)]);

@@ -2,14 +2,16 @@
  * The result cache's I/O for one router worker (README, "Result cache"; the decisions are in
  * `shared/cache/result-cache.ts`): the KV bucket, opened on the first job of a task with
  * `cache:`, and the jobs in flight here by cache key, so identical jobs at the same time in
- * this worker are served by one call. A cache that cannot be read or written never fails a
- * job: it is a miss, and the job is routed as usual.
+ * this worker are served by one call; across workers, a claim written in the bucket on a miss
+ * holds identical jobs back until its result is stored (or the claim lapses). A cache that
+ * cannot be read or written never fails a job: it is a miss, and the job is routed as usual.
  */
 import { jetstream } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { CallCancel } from "../../shared/adapters/http.ts";
-import { CacheEntrySchema, cacheKey, entryOf, fresh, policyVersion, RESULT_CACHE_MAX_AGE_MS } from "../../shared/cache/result-cache.ts";
+import { CacheEntrySchema, cacheKey, entryOf, fresh, PendingEntrySchema, pendingHolds, policyVersion, RESULT_CACHE_MAX_AGE_MS, type PendingEntry } from "../../shared/cache/result-cache.ts";
+import { isWrongRevision } from "../../shared/nats/errors.ts";
 import type { Config, TaskConfig } from "../../shared/config/schema.ts";
 import type { Job, Result } from "../../shared/contract/job.ts";
 import { namesOf } from "../../shared/contract/subjects.ts";
@@ -79,20 +81,21 @@ export function createResultCache({ nc, config, logger, clock }: { nc: NatsConne
       settle(r);
     };
 
-    // The revision the store must find: 0 for none, the stale or unreadable entry's otherwise; undefined when the read failed.
+    // The revision the store must find: our claim's, or undefined when the bucket could not be read or claimed.
     let revision: number | undefined;
     let kv: KV | undefined;
     try {
       kv = await bucket();
-      const e = await kv.get(key);
-      revision = e?.revision ?? 0;
-      if (e && e.operation === "PUT") {
-        const entry = CacheEntrySchema.safeParse(parseJsonOrUndefined(e.string()));
-        if (entry.success && fresh(entry.data.stored_at, ttlMs, clock())) {
-          end(entry.data.result);
-          return { kind: "hit", stored: entry.data.result };
-        }
+      const read = await readOrClaim(kv, key, ttlMs, cancel);
+      if (read.kind === "hit") {
+        end(read.stored);
+        return read;
       }
+      if (read.kind === "cancelled") {
+        end(undefined);
+        return read;
+      }
+      revision = read.revision;
     } catch (err) {
       logger.warn({ err: (err as Error).message, task: job.task }, "result cache unreadable; routing the job");
     }
@@ -101,21 +104,65 @@ export function createResultCache({ nc, config, logger, clock }: { nc: NatsConne
       kind: "miss",
       claim: {
         async store(result) {
-          // First write wins: a create, or a compare-and-set over the stale entry read above; a
-          // worker that lost the race to an identical job leaves the winner's entry alone.
+          // Over our own claim: a worker that took the claim over after ours lapsed keeps its own.
           if (kv !== undefined && revision !== undefined) {
-            const data = JSON.stringify(entryOf(result, clock()));
             try {
-              await (revision === 0 ? kv.create(key, data) : kv.update(key, data, revision));
+              await kv.update(key, JSON.stringify(entryOf(result, clock())), revision);
             } catch (err) {
-              logger.debug({ err: (err as Error).message, task: job.task }, "result not cached (written by another worker first, or NATS refused)");
+              logger.debug({ err: (err as Error).message, task: job.task }, "result not cached (the claim was taken over, or NATS refused)");
             }
+            revision = undefined;
           }
           end(result);
         },
-        release: () => end(undefined),
+        release() {
+          // No result: the claim goes, so identical jobs waiting on it try themselves.
+          if (kv !== undefined && revision !== undefined) {
+            const [k, rev] = [kv, revision];
+            revision = undefined;
+            void k
+              .get(key)
+              .then((e) => (e?.revision === rev ? k.delete(key) : undefined))
+              .catch(() => {});
+          }
+          end(undefined);
+        },
       },
     };
+  }
+
+  /**
+   * A fresh result (hit), or our claim on the entry (its revision): created where there is
+   * none, written over a stale result or a lapsed claim by compare-and-set. While another
+   * worker's claim holds, waits for its result, polling the entry.
+   */
+  async function readOrClaim(kv: KV, key: string, ttlMs: number, cancel: CallCancel): Promise<{ kind: "hit"; stored: Result } | { kind: "cancelled" } | { kind: "claimed"; revision: number }> {
+    let wait = 25;
+    for (;;) {
+      const e = await kv.get(key);
+      const now = clock();
+      let value: unknown;
+      if (e && e.operation === "PUT") {
+        value = parseJsonOrUndefined(e.string());
+        const entry = CacheEntrySchema.safeParse(value);
+        if (entry.success && fresh(entry.data.stored_at, ttlMs, now)) return { kind: "hit", stored: entry.data.result };
+        const pending = PendingEntrySchema.safeParse(value);
+        if (pending.success && pendingHolds(pending.data.pending_since, now)) {
+          if (cancel.cancelled) return { kind: "cancelled" };
+          await new Promise((r) => setTimeout(r, wait));
+          wait = Math.min(wait * 2, 500);
+          continue;
+        }
+      }
+      const claim = JSON.stringify({ pending_since: now } satisfies PendingEntry);
+      try {
+        const revision = e && e.operation === "PUT" ? await kv.update(key, claim, e.revision) : await kv.create(key, claim);
+        return { kind: "claimed", revision };
+      } catch (err) {
+        // Another worker claimed or stored it first: read again.
+        if (!isWrongRevision(err)) throw err;
+      }
+    }
   }
 
   async function open(): Promise<void> {

@@ -51,6 +51,25 @@ export const CacheEntrySchema = z.object({
 });
 export type CacheEntry = z.infer<typeof CacheEntrySchema>;
 
+/**
+ * A KV entry that says a worker is calling a model for this job now (written by compare-and-set
+ * on a miss), so a worker that takes an identical job meanwhile waits for its result instead of
+ * paying for a second call. It counts for PENDING_LEASE_MS at most: a claimant that stopped, or
+ * a call that runs longer, lets the others go ahead.
+ */
+export const PendingEntrySchema = z.object({
+  pending_since: z.int().nonnegative(),
+});
+export type PendingEntry = z.infer<typeof PendingEntrySchema>;
+
+/** How long a claim on an identical job holds the others back. */
+export const PENDING_LEASE_MS = 60_000;
+
+/** Whether a claim written at `since` still holds identical jobs back. */
+export function pendingHolds(since: number, now: number): boolean {
+  return now - since < PENDING_LEASE_MS;
+}
+
 /** Whether an entry stored at `storedAt` is still served under a TTL of `ttlMs`. */
 export function fresh(storedAt: number, ttlMs: number, now: number): boolean {
   return now - storedAt < ttlMs;
