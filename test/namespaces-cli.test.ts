@@ -159,7 +159,7 @@ describe.each(["a", "b"] as const)("deployment %s", (ns) => {
     const r = await cli(ns, "streams", "--json");
     expect(r.code, r.out).toBe(0);
     const report = JSON.parse(r.out) as StreamsReport;
-    expect(report.streams.map((s) => s.name)).toEqual([n.streams.jobs, n.streams.results, n.streams.dlq, n.batchLinesStream]);
+    expect(report.streams.map((s) => s.name)).toEqual([n.streams.jobs, n.streams.results, n.streams.dlq, n.batchLinesStream, n.batchQueueStream]);
     const jobs = report.streams.find((s) => s.name === n.streams.jobs);
     expect(jobs).toMatchObject({ present: true, subjects: [`${ns}.jobs.>`, `${ns}.ijobs.>`] });
     expect(jobs).toHaveProperty("messages", (await readMsgIds(nats.js, n.streams.jobs)).length);

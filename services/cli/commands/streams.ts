@@ -1,5 +1,5 @@
 import { jetstreamManager, type ConsumerInfo, type JetStreamManager, type StreamInfo } from "@nats-io/jetstream";
-import { GATEWAY_BATCH_DURABLE, INTERACTIVE_DURABLE, names, ROUTER_DURABLE, type Names } from "../../../shared/contract/subjects.ts";
+import { BATCHER_DURABLE, GATEWAY_BATCH_DURABLE, INTERACTIVE_DURABLE, names, ROUTER_DURABLE, type Names } from "../../../shared/contract/subjects.ts";
 import { cliNames } from "../names.ts";
 import { connectNats, natsFromEnvironment } from "../../../shared/nats/connect.ts";
 import { parse } from "../args.ts";
@@ -57,10 +57,11 @@ export const streamsCommand: Command = {
   summary: summaryOf("streams"),
   usage: `switchyard streams [--json]
 
-For JOBS, RESULTS, DLQ and the gateway's BATCH_LINES: subjects, messages, size, first and
-last time. For each shared consumer — the router workers' batch lane (${ROUTER_DURABLE}) and
-interactive lane (${INTERACTIVE_DURABLE}) on JOBS, the gateways' batch collectors
-(${GATEWAY_BATCH_DURABLE}) on RESULTS and DLQ —: messages waiting, in flight (delivered, not
+For JOBS, RESULTS, DLQ, the gateway's BATCH_LINES and the batch lane's BATCH_QUEUE: subjects,
+messages, size, first and last time. For each shared consumer — the router workers' batch lane
+(${ROUTER_DURABLE}) and interactive lane (${INTERACTIVE_DURABLE}) on JOBS, the gateways' batch
+collectors (${GATEWAY_BATCH_DURABLE}) on RESULTS and DLQ, the batchers (${BATCHER_DURABLE}) on
+BATCH_QUEUE —: messages waiting, in flight (delivered, not
 acknowledged), redelivered, pull requests waiting (the processes pulling) and ack wait.
 A stream or consumer not created yet is listed as missing.
 
