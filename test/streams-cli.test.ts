@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { provisionGateway } from "../services/gateway/provision.ts";
 import { DEFAULT_CONFIG_PATH, loadConfig } from "../shared/config/load.ts";
-import { BATCH_LINES_STREAM, GATEWAY_BATCH_DURABLE, INTERACTIVE_DURABLE, ROUTER_DURABLE, STREAMS } from "../shared/contract/subjects.ts";
+import { BATCH_LINES_STREAM, BATCH_QUEUE_STREAM, BATCHER_DURABLE, GATEWAY_BATCH_DURABLE, INTERACTIVE_DURABLE, ROUTER_DURABLE, STREAMS } from "../shared/contract/subjects.ts";
 import { provision } from "../shared/nats/provision.ts";
 import type { StreamsReport } from "../services/cli/commands/streams.ts";
 import { startTestNats, type TestNats } from "./harness/nats.ts";
@@ -36,7 +36,9 @@ const stream = (r: StreamsReport, name: string) => r.streams.find((s) => s.name 
 describe("switchyard streams", () => {
   it("--json lists every stream and shared consumer, what is missing marked as such", async () => {
     const r = JSON.parse(await streams("--json")) as StreamsReport;
-    expect(r.streams.map((s) => s.name)).toEqual([STREAMS.jobs, STREAMS.results, STREAMS.dlq, BATCH_LINES_STREAM]);
+    expect(r.streams.map((s) => s.name)).toEqual([STREAMS.jobs, STREAMS.results, STREAMS.dlq, BATCH_LINES_STREAM, BATCH_QUEUE_STREAM]);
+    expect(stream(r, BATCH_QUEUE_STREAM)).toMatchObject({ present: true, messages: 0, subjects: ["batchq.>"] });
+    expect(consumer(r, BATCH_QUEUE_STREAM, BATCHER_DURABLE)).toMatchObject({ present: true, num_pending: 0, ack_wait_ms: 60_000 });
     expect(stream(r, BATCH_LINES_STREAM)).toEqual({ name: BATCH_LINES_STREAM, present: false });
     expect(stream(r, STREAMS.jobs)).toMatchObject({ present: true, messages: 0, first_ts: null, subjects: ["jobs.>", "ijobs.>"] });
     expect(consumer(r, STREAMS.jobs, ROUTER_DURABLE)).toMatchObject({ present: true, num_pending: 0, ack_wait_ms: 30_000 });

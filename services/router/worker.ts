@@ -746,11 +746,12 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
   }
 
   async function run(): Promise<void> {
-    await startBatcher();
     void watchLiveState().catch((err: unknown) => logger.error({ err: (err as Error).message }, "live state watch failed; routing on configured prices and local health"));
     await resultCache.open();
     // Budgets must be known before the first job is served.
     await budgets.start();
+    // Before the first pull, so a job with slack never misses the batch lane for want of it.
+    await startBatcher();
     requests.start();
     await consumer.run();
   }
