@@ -308,7 +308,14 @@ export function createBatcher(deps: BatcherDeps): Batcher {
    */
   async function finish(record: BatchRecord, revision: number, status: BatchStatus | "abandoned" | undefined): Promise<void> {
     const now = clock();
-    const claimed: BatchRecord = { ...record, state: "finishing", lease_until: now + FINISH_LEASE_MS, ...(status !== undefined && status !== "abandoned" ? { provider_state: status.state, counts: status.counts } : {}) };
+    const abandoned = status === "abandoned" || record.abandoned === true;
+    const claimed: BatchRecord = {
+      ...record,
+      state: "finishing",
+      lease_until: now + FINISH_LEASE_MS,
+      ...(abandoned ? { abandoned: true as const } : {}),
+      ...(status !== undefined && status !== "abandoned" ? { provider_state: status.state, counts: status.counts } : {}),
+    };
     let rev: number;
     try {
       rev = await kv!.update(`open.${record.id}`, JSON.stringify(claimed), revision);
@@ -320,12 +327,14 @@ export function createBatcher(deps: BatcherDeps): Batcher {
     const lease = deps.caller.lease();
     try {
       const model = lease.catalog.models.get(record.model);
-      if (status === "abandoned" || model === undefined) {
+      if (abandoned || model === undefined) {
         const why = model === undefined ? `the model ${record.model} was removed from the config` : "the provider batch was given up: it had not ended when the earliest deadline among its jobs came within the live path's need";
         return await finishLive(claimed, rev, lines, why, model === undefined ? "refused" : "abandoned");
       }
       const api = lease.batchApi(model);
       const final = status ?? (await api.poll(record.provider_batch_id!, API_TIMEOUT_MS));
+      // Only a final batch has results; a finish is only ever claimed for one (or for a batch given up, above).
+      if (!isBatchFinal(final.state)) throw new Error(`provider batch ${final.id} is ${final.state}, not final`);
       if (final.state === "failed") return await finishLive(claimed, rev, lines, `the provider batch failed: ${final.failure ?? "no reason given"}`, "failed");
       const batchLines = toBatchLines(lease, model, lines, record.lines);
       if (batchLines === undefined) return await finishLive(claimed, rev, lines, `the task ${record.task} changed: its lines could not be read back`, "refused");

@@ -63,6 +63,8 @@ export const BatchRecordSchema = z.object({
   abandon_at: z.number(),
   /** The next poll is due; a batcher claims it by moving this forward. */
   next_poll_at: z.int(),
+  /** Set when the finish is the batch given up for a deadline, so a finish taken over after a crash sends the rest live too. */
+  abandoned: z.literal(true).optional(),
   /** While `submitting` or `finishing`: until when the process doing it holds it. */
   lease_until: z.int().optional(),
   /** How it ended: results published, lines sent to the live tiers, and why the batch was not used (if so). */
