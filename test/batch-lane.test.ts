@@ -293,3 +293,44 @@ providers:
     }
   }, 60_000);
 });
+
+describe("identical jobs in one provider batch, for a task with a result cache", () => {
+  let stack: TestStack;
+
+  beforeAll(async () => {
+    stack = await startStack({
+      scenario: scenario("{ turnaround_ms: 300 }"),
+      configYaml: (simUrl) => {
+        const cfg = parse(batchYaml(simUrl)) as { tasks: Record<string, Record<string, unknown>>; budgets?: unknown };
+        cfg.tasks.moderation!.cache = { ttl: "1h" };
+        return stringify(cfg);
+      },
+    });
+  }, 30_000);
+
+  afterAll(async () => {
+    await stack?.close();
+  });
+
+  it("are submitted once; each copy is served as a cache hit of the first, at no cost", async () => {
+    const deadline = new Date(Date.now() + DAY).toISOString();
+    // Four reviews, each reported three times.
+    const jobs = Array.from({ length: 12 }, (_, i) => job(`dup-${i}`, i % 4, { deadline }));
+    await stack.publishJobs("moderation", jobs);
+    const { results, deadLetters } = await outcomes(stack, new Set(jobs.map((j) => j.id)), 20_000);
+    expect(deadLetters).toEqual([]);
+    expect(stack.sim.stats().batches.budget).toEqual({ batches: 1, lines: 4 });
+    const paid = [...results.values()].filter((r) => r.cached === undefined);
+    const copies = [...results.values()].filter((r) => r.cached === true);
+    expect(paid).toHaveLength(4);
+    expect(copies).toHaveLength(8);
+    for (const r of paid) expect(r.attempts.at(-1)!.batch).toMatch(/^batch_sim/);
+    for (const r of copies) {
+      const first = results.get(r.cached_from!.id)!;
+      expect(first.cached).toBeUndefined();
+      expect(first.metadata).toEqual({ i: r.metadata.i });
+      expect(r.response).toEqual(first.response);
+      expect(r).toMatchObject({ cost_usd: 0, billed_usd: 0 });
+    }
+  }, 30_000);
+});

@@ -24,6 +24,7 @@ import { ProviderTimeoutError } from "../../shared/adapters/errors.ts";
 import type { Config } from "../../shared/config/schema.ts";
 import type { Attempt, Job, Result } from "../../shared/contract/job.ts";
 import { billedUsd } from "../../shared/routing/cost.ts";
+import { cachedResult, cacheKey, policyVersion } from "../../shared/cache/result-cache.ts";
 import { ATTEMPTS_HEADER, LIVE_HEADER, type Names } from "../../shared/contract/subjects.ts";
 import type { Logger } from "../../shared/log.ts";
 import { isWrongRevision } from "../../shared/nats/errors.ts";
@@ -182,12 +183,14 @@ export function createBatcher(deps: BatcherDeps): Batcher {
     const policy = batchPolicyOf(config, task);
     const now = clock();
     const id = nuid.next();
+    const sameAs = duplicates(config, task, lines.map((h) => h.line), lines.map((h) => h.m.seq));
     const record: BatchRecord = {
       id,
       task,
       model: `${group.provider}/${group.model}`,
       state: "submitting",
       lines: lines.map((h) => h.m.seq),
+      ...(sameAs === undefined ? {} : { same_as: sameAs }),
       created_at: now,
       abandon_at: abandonMoment(config, task, lines.map((h) => h.line)),
       next_poll_at: now + (policy?.pollIntervalMs ?? 60_000),
@@ -209,7 +212,7 @@ export function createBatcher(deps: BatcherDeps): Batcher {
     const lease = deps.caller.lease();
     try {
       const model = lease.catalog.models.get(record.model);
-      const batchLines = model === undefined ? undefined : toBatchLines(lease, model, lines.map((h) => h.line), record.lines);
+      const batchLines = model === undefined ? undefined : toBatchLines(lease, model, lines.map((h) => h.line), record.lines, record.same_as);
       if (model === undefined || batchLines === undefined) {
         await finishLive({ ...record }, revision, lines.map((h) => h.line), `the model ${record.model} can no longer take these jobs as a batch (config changed)`, "refused");
         return;
@@ -336,17 +339,36 @@ export function createBatcher(deps: BatcherDeps): Batcher {
       // Only a final batch has results; a finish is only ever claimed for one (or for a batch given up, above).
       if (!isBatchFinal(final.state)) throw new Error(`provider batch ${final.id} is ${final.state}, not final`);
       if (final.state === "failed") return await finishLive(claimed, rev, lines, `the provider batch failed: ${final.failure ?? "no reason given"}`, "failed");
-      const batchLines = toBatchLines(lease, model, lines, record.lines);
+      const batchLines = toBatchLines(lease, model, lines, record.lines, record.same_as);
       if (batchLines === undefined) return await finishLive(claimed, rev, lines, `the task ${record.task} changed: its lines could not be read back`, "refused");
       const outcomes = await api.results(final, batchLines, API_TIMEOUT_MS);
       const bySeq = new Map(outcomes.map((o) => [o.customId, o]));
       let results = 0;
       let live = 0;
+      // The lines submitted first; then their copies, each answered as a cache hit of its first.
+      const answered = new Map<number, Result | undefined>();
+      const copies: number[] = [];
       await inChunks(lines, async (line, i) => {
-        const o = bySeq.get(customIdOf(record.lines[i]!));
-        const served = await serveLine(lease, model, record, line, o);
-        if (served) results++;
-        else live++;
+        const seq = record.lines[i]!;
+        if (record.same_as?.[seq] !== undefined) return void copies.push(i);
+        const ended = await serveLine(lease, model, record, line, bySeq.get(customIdOf(seq)));
+        answered.set(seq, ended === "live" ? undefined : ended === "dead_letter" ? undefined : ended);
+        if (ended === "live") live++;
+        else results++;
+      });
+      await inChunks(copies, async (i) => {
+        const line = lines[i]!;
+        const first = answered.get(record.same_as![record.lines[i]!]!);
+        if (first === undefined) {
+          live++;
+          return toLive(line, [...line.earlier], "an identical job in the same provider batch got no answer to share");
+        }
+        const now = clock();
+        const copy = cachedResult(first, line.job, line.earlier, { startedAt: line.received_at, publishedAt: line.published_at, now });
+        await js.publish(names.resultSubject(line.job.task), JSON.stringify(copy), { msgID: line.job.id });
+        deps.metrics?.task(line.job.task, true).result.inc();
+        deps.metrics?.batchLine(line.job.task, "result");
+        results++;
       });
       await close(claimed, rev, { at: clock(), results, live }, "completed");
     } finally {
@@ -365,14 +387,15 @@ export function createBatcher(deps: BatcherDeps): Batcher {
   }
 
   /** The line's answer as the job's outcome (true), or the job sent live (false). */
-  async function serveLine(lease: ProviderLease, model: ModelInfo, record: BatchRecord, line: QueuedLine, o: BatchLineOutcome | undefined): Promise<boolean> {
+  /** The line's answer as its job's outcome: the result published, a deadline dead letter, or the job sent live. */
+  async function serveLine(lease: ProviderLease, model: ModelInfo, record: BatchRecord, line: QueuedLine, o: BatchLineOutcome | undefined): Promise<Result | "dead_letter" | "live"> {
     const config = lease.config;
     const policy = lease.catalog.tasks.get(line.job.task);
     const contract = policy === undefined ? undefined : bindContract(policy.contract, line.job.request);
     const now = clock();
     if (policy === undefined || contract === undefined || "kind" in contract || o === undefined) {
       await toLive(line, [...line.earlier], "the batch line could not be judged here");
-      return false;
+      return "live";
     }
     const planned: PlannedAttempt = {
       model,
@@ -402,7 +425,7 @@ export function createBatcher(deps: BatcherDeps): Batcher {
     const call = delivery.next(NO_COOLDOWN, at);
     if (call.kind !== "call") {
       await toLive(line, [...delivery.attempts], "the batch model may not answer this job again");
-      return false;
+      return "live";
     }
     at.now = now;
     switch (o.kind) {
@@ -439,16 +462,16 @@ export function createBatcher(deps: BatcherDeps): Batcher {
       if (cache !== undefined) await storeInCache(line, result, cache.ttl);
       t?.result.inc();
       deps.metrics?.batchLine(line.job.task, "result");
-      return true;
+      return result;
     }
     if (step.kind === "dead_letter" && step.deadLetter.reason === "deadline_exceeded") {
       await js.publish(names.dlqSubject(line.job.task), JSON.stringify({ ...step.deadLetter, attempts }), { msgID: line.job.id });
       if (t !== undefined) deps.metrics!.deadLettered(t, "deadline_exceeded");
-      return true;
+      return "dead_letter";
     }
     const last = attempts.at(-1);
     await toLive(line, attempts, `the batch line ended ${last?.outcome ?? "without an answer"}: ${last?.error ?? ""}`.trim());
-    return false;
+    return "live";
   }
 
   async function storeInCache(line: QueuedLine, result: Result, ttlMs: number): Promise<void> {
@@ -558,9 +581,27 @@ export function liveNeedFor(config: Config, policy: TaskPolicy): number {
   return liveNeedMs({ timeoutMs, attempts: policy.maxAttempts, pollIntervalMs: config.tasks[policy.task]?.batch?.poll_interval ?? 60_000 });
 }
 
-function toBatchLines(lease: ProviderLease, model: ModelInfo, lines: readonly QueuedLine[], seqs: readonly number[]): BatchLine[] | undefined {
+/** For a task with `cache:`, the lines identical to an earlier one of the group (by cache key): sequence → the first's sequence. */
+function duplicates(config: Config, task: string, lines: readonly QueuedLine[], seqs: readonly number[]): Record<string, number> | undefined {
+  const t = config.tasks[task];
+  if (t?.cache === undefined) return undefined;
+  const version = policyVersion(t);
+  const first = new Map<string, number>();
+  let out: Record<string, number> | undefined;
+  for (const [i, l] of lines.entries()) {
+    const key = cacheKey(l.job, version);
+    const seen = first.get(key);
+    if (seen === undefined) first.set(key, seqs[i]!);
+    else (out ??= {})[String(seqs[i])] = seen;
+  }
+  return out;
+}
+
+/** The submitted lines: each job's request as the live call would send it, copies (`same_as`) left out. */
+function toBatchLines(lease: ProviderLease, model: ModelInfo, lines: readonly QueuedLine[], seqs: readonly number[], sameAs: Readonly<Record<string, number>> | undefined): BatchLine[] | undefined {
   const out: BatchLine[] = [];
   for (const [i, l] of lines.entries()) {
+    if (sameAs?.[seqs[i]!] !== undefined) continue;
     const policy = lease.catalog.tasks.get(l.job.task);
     if (policy === undefined) return undefined;
     const contract = bindContract(policy.contract, l.job.request);

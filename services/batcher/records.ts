@@ -54,6 +54,12 @@ export const BatchRecordSchema = z.object({
   provider_state: z.string().optional(),
   /** Sequences in BATCH_QUEUE of the lines, in submission order; a line's custom id is `l<seq>`. */
   lines: z.array(z.int().positive()),
+  /**
+   * For a task with `cache:`: lines identical to an earlier line of this batch (the same cache
+   * key), by sequence → that line's sequence. Submitted once; the copy is answered as a cache
+   * hit of the first (`cached: true`, no cost), or sent live with it.
+   */
+  same_as: z.record(z.string(), z.int().positive()).optional(),
   counts: z
     .object({ total: z.int(), processing: z.int(), succeeded: z.int(), errored: z.int(), expired: z.int(), cancelled: z.int() })
     .optional(),
