@@ -5,8 +5,9 @@
  * figures alone). `--cpu-prof` also writes a V8 CPU profile of every router worker into
  * bench/out/profiles (read them with bench/profile-summary.ts); profiling slows the workers,
  * so figures from such a run are not for publishing. `--only metrics` runs scenario 9 alone
- * (`--only budgets`, scenario 10) and puts its figures into the last report of the same
- * profile, the other figures left as they were.
+ * (`--only budgets`, scenario 10; `--only gateway`, scenario 8 with its peer; `--only hedging`,
+ * scenario 6 hedged) and puts its figures into the last report of the same profile, the other
+ * figures left as they were.
  */
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -21,6 +22,7 @@ import { startStack } from "./lib/stack.ts";
 import { NOISY_CORES, renderMarkdown, renderText, type BenchRun, type Stage } from "./report.ts";
 import { budgetsCost } from "./scenarios/budgets.ts";
 import { FAILOVER_MODES, failover, type FailoverFigures } from "./scenarios/failover.ts";
+import { hedging } from "./scenarios/hedging.ts";
 import { convergence, costVsBaselines } from "./scenarios/live-routing.ts";
 import { addedLatency } from "./scenarios/latency.ts";
 import { metricsOverhead } from "./scenarios/metrics.ts";
@@ -29,7 +31,7 @@ import { providerLimit } from "./scenarios/provider-limit.ts";
 import { idleRouterRssKiB, slowProvider, type SlowFigures } from "./scenarios/slow.ts";
 import { endToEnd, jetStreamLimit, resultBytes } from "./scenarios/throughput.ts";
 
-const ONLY = ["metrics", "budgets"] as const;
+const ONLY = ["metrics", "budgets", "gateway", "hedging"] as const;
 const { values } = parseArgs({ options: { quick: { type: "boolean", default: false }, "cpu-prof": { type: "boolean", default: false }, only: { type: "string" } } });
 if (values.only !== undefined && !(ONLY as readonly string[]).includes(values.only)) throw new Error(`--only: one of ${ONLY.join(", ")}, not "${values.only}"`);
 const profile = values.quick ? QUICK : FULL;
@@ -38,6 +40,8 @@ const profileDir = fileURLToPath(new URL("./out/profiles/", import.meta.url));
 
 const METRICS_STAGE = "9. metrics overhead";
 const BUDGETS_STAGE = "10. budget reservations";
+const GATEWAY_STAGE = "8. gateway";
+const HEDGING_STAGE = "6. failover, primary hang, hedged";
 const stages: Stage[] = [];
 /**
  * Runs one scenario and records how much CPU the rest of the machine used meanwhile: other
@@ -94,6 +98,14 @@ function writeReport(run: BenchRun, what: string): void {
   process.stdout.write(`\nwrote ${what}\n`);
 }
 
+/** The gateway's own driver (services/gateway/measure.ts): direct sim-provider calls against the same calls through each gateway path and the Portkey peer. */
+function gatewayDriver(): string {
+  return execFileSync(process.execPath, ["--import", "tsx", fileURLToPath(new URL("../services/gateway/measure.ts", import.meta.url)), "--seconds", String(profile.gatewaySeconds)], {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "ignore"],
+  });
+}
+
 if (values.only !== undefined) {
   const reportFile = `${outDir}benchmarks${suffix}.json`;
   if (!existsSync(reportFile)) throw new Error(`--only ${values.only} updates ${reportFile}, which a full run writes first`);
@@ -111,10 +123,27 @@ if (values.only !== undefined) {
       }
     })();
     run = { ...last, metrics: { ...metrics, code: codeState() } };
-  } else {
+  } else if (values.only === "budgets") {
     name = BUDGETS_STAGE;
     const budgets = await stage(BUDGETS_STAGE, () => budgetsCost(profile));
     run = { ...last, budgets: { ...budgets, code: codeState() } };
+  } else if (values.only === "gateway") {
+    name = GATEWAY_STAGE;
+    const date = new Date().toISOString();
+    const gateway = await stage(GATEWAY_STAGE, gatewayDriver);
+    run = { ...last, gateway, gatewayRun: { date, code: codeState() } };
+  } else {
+    name = HEDGING_STAGE;
+    const date = new Date().toISOString();
+    const stack = await startStack();
+    const figures = await (async () => {
+      try {
+        return await stage(HEDGING_STAGE, () => hedging(stack, profile));
+      } finally {
+        await stack.close();
+      }
+    })();
+    run = { ...last, hedging: { ...figures, date, code: codeState() } };
   }
   run = { ...run, stages: [...last.stages.filter((s) => s.name !== name), ...stages] };
   writeReport(run, `${reportFile} (${name} only)`);
@@ -137,8 +166,10 @@ const measured = await (async () => {
     for (const s of profile.slow) slow.push(await stage(`4. slow provider, ${s.latencyMs} ms`, () => slowProvider(stack, profile, s.latencyMs, s.jobs, idleRss)));
     const failovers: FailoverFigures[] = [];
     for (const mode of FAILOVER_MODES) failovers.push(await stage(`6. failover, primary ${mode}`, () => failover(stack, profile, mode)));
+    const hedgingDate = new Date().toISOString();
+    const hedged = { ...(await stage(HEDGING_STAGE, () => hedging(stack, profile))), date: hedgingDate };
     const metrics = await stage(METRICS_STAGE, () => metricsOverhead(stack, profile));
-    return { resultBytes: bytes, jetstream, provider, e2e1, e2e2, latency, slow, failover: failovers, metrics };
+    return { resultBytes: bytes, jetstream, provider, e2e1, e2e2, latency, slow, failover: failovers, hedging: hedged, metrics };
   } finally {
     await stack.close();
   }
@@ -147,13 +178,7 @@ const live = {
   convergence: await stage("7. live routing: convergence", () => convergence(profile.live.priceTrials, profile.live.outageTrials)),
   cost: await stage("7. live routing: cost against baselines", () => costVsBaselines(profile.live.costJobs, profile.live.costRate)),
 };
-// The gateway's own driver (services/gateway/measure.ts): direct sim-provider calls against the same calls through gateway, JetStream and a router.
-const gateway = await stage("8. gateway", () =>
-  execFileSync(process.execPath, ["--import", "tsx", fileURLToPath(new URL("../services/gateway/measure.ts", import.meta.url)), "--seconds", String(profile.gatewaySeconds)], {
-    encoding: "utf8",
-    stdio: ["ignore", "pipe", "ignore"],
-  }),
-);
+const gateway = await stage(GATEWAY_STAGE, gatewayDriver);
 // In-process and last, with no other bench process left running.
 const planner = await stage("5. planner scale", () => plannerScale(profile));
 // In-process too (its own nats-server, a router worker in this process), after the planner so neither disturbs the other.

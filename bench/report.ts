@@ -9,6 +9,7 @@ import type { Profile } from "./lib/profile.ts";
 import { spread, type Spread } from "./lib/stats.ts";
 import type { FailoverFigures } from "./scenarios/failover.ts";
 import type { BudgetsFigures } from "./scenarios/budgets.ts";
+import type { HedgingRun } from "./scenarios/hedging.ts";
 import type { ConvergenceFigures, CostFigures } from "./scenarios/live-routing.ts";
 import type { LatencyFigures } from "./scenarios/latency.ts";
 import type { MetricsFigures } from "./scenarios/metrics.ts";
@@ -47,6 +48,10 @@ export interface BenchRun {
   readonly live: { readonly convergence: ConvergenceFigures; readonly cost: CostFigures };
   /** The gateway driver's table, as it printed it. */
   readonly gateway: string;
+  /** Set when scenario 8 was run on its own (`--only gateway`). */
+  readonly gatewayRun?: { readonly date: string; readonly code: { readonly commit: string; readonly uncommitted: readonly string[] } };
+  /** Scenario 6 hedged (`--only hedging`); absent from reports before it was wired in. */
+  readonly hedging?: HedgingFigures;
   readonly metrics: MetricsFigures;
   /** Absent from reports written before scenario 10 existed. */
   readonly budgets?: BudgetsFigures;
@@ -203,6 +208,30 @@ function ranAt(name: string, f: { readonly date: string; readonly code?: { reado
   return `bench/scenarios/${name}.ts, run ${f.date.slice(0, 16).replace("T", " ")} UTC${how}.`;
 }
 
+export interface HedgingFigures {
+  readonly date: string;
+  /** Set when run on its own (`--only hedging`). */
+  readonly code?: { readonly commit: string; readonly uncommitted: readonly string[] };
+  readonly primaryP95Ms: number;
+  readonly runs: readonly HedgingRun[];
+}
+
+function hedgingSection(h: HedgingFigures, p: Profile): string[] {
+  return [
+    "## 6b. Failover with hedging",
+    "",
+    ranAt("hedging", h),
+    `Scenario 6 with the primary hanging until its ${fmt(p.failover.timeoutMs, 0)} ms timeout, on the interactive lane at ${fmt(p.failover.rate, 0)} jobs/s for`,
+    `${fmt(p.failover.faultyMs / 1000, 1)} s, once without and once with the task's \`hedge\` (after the primary's p95 in the warm-up,`,
+    `${fmt(h.primaryP95Ms, 2)} ms), one worker each. Slow: delivery → result stored over 2 × that p95.`,
+    "",
+    md(["hedge", "jobs", "slow (> 2 × p95)", "p50 ms", "p99 ms", "extra calls per job", "billed USD per 1,000 jobs"]),
+    md(["---", "---:", "---:", "---:", "---:", "---:", "---:"]),
+    ...h.runs.map((r) => md([r.hedge ? "on" : "off", fmt(r.jobs, 0), `${fmt(r.slowShare * 100, 1)} %`, fmt(r.p50, 2), fmt(r.p99, 2), fmt(r.extraCallsPerJob, 3), fmt(r.billedPer1k, 6)])),
+    "",
+  ];
+}
+
 function budgetsSection(b: BudgetsFigures): string[] {
   const c = (w: BudgetsFigures["oneWorker"]) => md([`${w.workers === 1 ? "one worker" : `${w.workers} workers`}, ${fmt(w.inFlight, 0)} at once`, fmt(w.p50Ms, 3), fmt(w.p99Ms, 3), fmt(w.reservationsPerSec, 0), fmt(w.clientCpuUsPerReservation, 1), fmt(w.kvWrites, 0)]);
   const t = b.throughput;
@@ -327,6 +356,7 @@ export function renderMarkdown(run: BenchRun): string {
     "sending chat requests through the JetStream interactive lane and one over the core NATS fast path (`gateway.interactive:",
     "request`), each its own process, and the Portkey OSS gateway as a peer (installed into bench/out/peers on first use);",
     `the same chat request sent straight to the sim-provider and through each gateway with undici, ${fmt(p.gatewaySeconds, 0)} s per run.`,
+    ...(run.gatewayRun === undefined ? [] : [ranAt("gateway", run.gatewayRun).replace("bench/scenarios/gateway.ts", "services/gateway/measure.ts")]),
     "",
     "```",
     run.gateway.trimEnd(),
@@ -349,6 +379,7 @@ export function renderMarkdown(run: BenchRun): string {
     md(["A/A", "", "", `${run.metrics.controlPct.runs.map((r) => `${fmt(r, 1)} %`).join(", ")}`, ""]),
     "",
     ...(run.budgets === undefined ? [] : budgetsSection(run.budgets)),
+    ...(run.hedging === undefined ? [] : hedgingSection(run.hedging, p)),
     "## 3. Added latency",
     "",
     `One worker, provider at 0 ms, jobs published one at a time at ${run.latency.rate}/s for ${fmt(p.latency.durationMs / 1000, 0)} s (${fmt(run.latency.jobsPerRep, 0)} jobs) after a`,
@@ -431,6 +462,9 @@ export function renderMarkdown(run: BenchRun): string {
     "npm run bench -- --quick       # smoke run, written to bench/out/",
     "npm run bench -- --only metrics  # scenario 9 alone, its figures updated in the last report",
     "npm run bench -- --only budgets  # scenario 10 alone, likewise",
+    "npm run bench -- --only gateway  # scenario 8 (gateway paths and the Portkey peer) alone, likewise",
+    "npm run bench -- --only hedging  # scenario 6 with hedging off and on, likewise",
+    "npx tsx bench/compare.ts --tree before=<checkout> --tree now=.  # alternating router A/B runs with the JetStream-only limit",
     "npm run bench -- --cpu-prof    # also V8 profiles of every router worker in bench/out/profiles/",
     "npx tsx bench/profile-summary.ts bench/out/profiles/<file>.cpuprofile",
     "```",

@@ -40,6 +40,11 @@ export function spawnWorker(label: string, script: string, env: Record<string, s
   return spawnNode(label, [...nodeArgs, "--import", "tsx", fileURLToPath(new URL(`../workers/${script}`, import.meta.url))], env);
 }
 
+/** `node <nodeArgs> <script> <args>`: e.g. another source tree's bin/switchyard.js, for A/B runs (bench/compare.ts). */
+export function spawnScript(label: string, script: string, args: string[], env: Record<string, string>, nodeArgs: string[] = []): Child {
+  return spawnNode(label, [...nodeArgs, script, ...args], env);
+}
+
 function spawnNode(label: string, args: string[], env: Record<string, string>): Child {
   const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   running.add(child);

@@ -2,17 +2,22 @@
  * Limit (a): the JetStream work the router does per job, and nothing else. It pulls the
  * way services/router/worker.ts pulls (fetch sized to free slots, at most 256, 1 s expiry),
  * publishes a result of a real result's size with msgID = the job's Nats-Msg-Id and awaits
- * the PubAck, then acks. No parsing, no planning, no provider call.
- * Env: NATS_URL, MAX_IN_FLIGHT, RESULT_BYTES. SIGTERM ends it.
+ * the PubAck the way the router's outcome store does (`createPubAcks`: one subscription for
+ * every PubAck), then acks. No parsing, no planning, no provider call.
+ * Env: NATS_URL, MAX_IN_FLIGHT, RESULT_BYTES; PUBACKS=nats-js awaits each PubAck with nats.js's
+ * `js.publish` instead (what the router did before; bench/compare.ts runs both). SIGTERM ends it.
  */
 import { jetstream } from "@nats-io/jetstream";
 import { natsFromEnvironment, connectNats } from "../../shared/nats/connect.ts";
 import { ROUTER_DURABLE, STREAMS, SUBJECTS } from "../../shared/contract/subjects.ts";
+import { createPubAcks } from "../../services/router/outcome-store.ts";
 
 const maxInFlight = Number(process.env.MAX_IN_FLIGHT);
 const result = new Uint8Array(Number(process.env.RESULT_BYTES)).fill(0x78);
 const nc = await connectNats(natsFromEnvironment(), "switchyard-bench-pipeline");
 const js = jetstream(nc);
+const pubAcks = createPubAcks(nc);
+const publish = process.env.PUBACKS === "nats-js" ? (subject: string, msgID: string) => js.publish(subject, result, { msgID }) : (subject: string, msgID: string) => pubAcks.publish(subject, result, msgID);
 const consumer = await js.consumers.get(STREAMS.jobs, ROUTER_DURABLE);
 let inFlight = 0;
 let wake: (() => void) | undefined;
@@ -33,7 +38,7 @@ while (!stopping) {
   for await (const m of batch) {
     inFlight++;
     const subject = `${SUBJECTS.results}.${m.subject.slice(SUBJECTS.jobs.length + 1)}`;
-    js.publish(subject, result, { msgID: m.headers!.get("Nats-Msg-Id") })
+    publish(subject, m.headers!.get("Nats-Msg-Id"))
       .then(() => m.ack())
       .finally(() => {
         inFlight--;

@@ -1,7 +1,7 @@
 /**
  * Measures the gateway against calling the provider directly, on loopback:
  *
- *   npx tsx services/gateway/measure.ts [--seconds 10] [--concurrency 64]
+ *   npx tsx services/gateway/measure.ts [--seconds 10] [--concurrency 64] [--cpu-prof <dir>]
  *
  * Starts a nats-server, a sim-provider answering at once (no simulated latency), one router
  * worker and two gateways — one sending chat requests through the JetStream interactive lane
@@ -39,7 +39,9 @@ const MESSAGES = [
 const GATEWAY_BODY = JSON.stringify({ model: "auto", messages: MESSAGES });
 const DIRECT_BODY = JSON.stringify({ model: "budget-lite-1", messages: MESSAGES });
 
-const { values } = parseArgs({ options: { seconds: { type: "string" }, concurrency: { type: "string" } } });
+const { values } = parseArgs({ options: { seconds: { type: "string" }, concurrency: { type: "string" }, "cpu-prof": { type: "string" } } });
+/** `--cpu-prof <dir>`: a V8 profile of every gateway and router, named by its role (profiling slows them: not for figures). */
+const profDir = values["cpu-prof"];
 const seconds = Number(values.seconds ?? 10);
 const concurrency = Number(values.concurrency ?? 64);
 
@@ -74,8 +76,9 @@ function portkeyEntry(): string | undefined {
 }
 
 const children: ChildProcess[] = [];
-function cli(args: string[], env: Record<string, string>): ChildProcess {
-  const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, LOG_LEVEL: "warn", ...env }, stdio: ["ignore", "ignore", "inherit"] });
+function cli(args: string[], env: Record<string, string>, role?: string): ChildProcess {
+  const prof = profDir !== undefined && role !== undefined ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${role}.cpuprofile`] : [];
+  const child = spawn(process.execPath, [...prof, BIN, ...args], { env: { ...process.env, LOG_LEVEL: "warn", ...env }, stdio: ["ignore", "ignore", "inherit"] });
   children.push(child);
   return child;
 }
@@ -150,12 +153,12 @@ gateway:
   await writeFile(join(dir, "config-bare.yaml"), config(bareFastPort, "request", false));
   const env = { NATS_URL: nats.url, SWITCHYARD_CONFIG: join(dir, "config.yaml") };
   cli(["sim-provider", "--port", String(simPort), "--scenario", join(dir, "scenario.yaml")], env);
-  const router = cli(["router"], env);
-  const queueGateway = cli(["gateway"], env);
-  const fastGateway = cli(["gateway"], { ...env, SWITCHYARD_CONFIG: join(dir, "config-fast.yaml") });
+  const router = cli(["router"], env, "router");
+  const queueGateway = cli(["gateway"], env, "gateway-queue");
+  const fastGateway = cli(["gateway"], { ...env, SWITCHYARD_CONFIG: join(dir, "config-fast.yaml") }, "gateway-fast");
   const bareEnv = { ...env, SWITCHYARD_CONFIG: join(dir, "config-bare.yaml") };
-  const bareRouter = cli(["router"], bareEnv);
-  const bareGateway = cli(["gateway"], bareEnv);
+  const bareRouter = cli(["router"], bareEnv, "router-unrecorded");
+  const bareGateway = cli(["gateway"], bareEnv, "gateway-fast-unrecorded");
   const auth = { authorization: `Bearer ${KEY}` };
   await ready(`${simUrl}/control/state`);
   await ready(`http://127.0.0.1:${gatewayPort}/v1/models`, auth);

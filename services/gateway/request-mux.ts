@@ -2,8 +2,8 @@
  * Core NATS requests whose replies all come to one subscription of this gateway, matched by
  * the reply subject's last token: what `nc.request` does, without its per-request record,
  * deferred, timer promise and the Error object it builds to reject the already answered
- * request ("cancelled") — measured, about a fifth of a process's CPU per request on the
- * router's equivalent (services/router/outcome-store.ts `createPubAcks`).
+ * request ("cancelled"), which showed in the gateway's profile (the router's outcome store
+ * publishes the same way, services/router/outcome-store.ts `createPubAcks`).
  */
 import { createInbox, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 
@@ -47,7 +47,17 @@ export function createRequestMux(nc: NatsConnection): RequestMux {
   return {
     request(subject, payload, timeoutMs, headers) {
       return new Promise<Msg>((resolve, reject) => {
-        sub ??= nc.subscribe(`${prefix}.*`, { callback: (err, msg) => (err ? undefined : settle(msg)) });
+        if (sub === undefined) {
+          sub = nc.subscribe(`${prefix}.*`, { callback: (err, msg) => (err ? undefined : settle(msg)) });
+          // As nats.js fails its requests when the connection closes, rather than at their timeout.
+          void nc.closed().then(() => {
+            for (const a of awaited.values()) {
+              clearTimeout(a.timer);
+              a.reject(new Error("the NATS connection closed"));
+            }
+            awaited.clear();
+          });
+        }
         const token = ++next;
         nc.publish(subject, payload, { reply: `${prefix}.${token}`, ...(headers ? { headers } : {}) });
         const timer = setTimeout(() => {
