@@ -9,6 +9,9 @@
  * (its time to first token) and then streams a token every `--token-delay` ms, so the gateway's
  * first chunk is relayed while the provider is still answering.
  *
+ * The same for the Responses API streamed through the gateway (its first
+ * `response.output_text.delta`), and how many events with text each path's answer came in.
+ *
  * Then the CPU each path costs the gateway and the router per request (from /proc), streamed and
  * unstreamed in alternating phases of `--requests` / 2 each.
  *
@@ -21,6 +24,7 @@ import { parseArgs } from "node:util";
 import { Agent, request } from "undici";
 import { hashKey } from "../services/gateway/auth.ts";
 import { SseDecoder } from "../shared/adapters/convert.ts";
+import type { SseEvent } from "../shared/adapters/types.ts";
 import { startNatsServer } from "../shared/nats/server-process.ts";
 import { cpuMs, spawnCli } from "./lib/procs.ts";
 
@@ -70,27 +74,49 @@ const gatewayUrl = (JSON.parse(listening) as { url: string }).url.replace(/\/v1\
 const agent = new Agent({ connections: 4, keepAliveTimeout: 30_000 });
 const body = JSON.stringify({ model: "budget-lite", messages: [{ role: "user", content: "Tell me, in a few words, what the weather is like in Lisbon in spring." }], stream: true });
 
-/** Milliseconds from sending the request to the first event with text, and whether the stream then ended with [DONE]. */
-async function ttft(url: string, headers: Record<string, string>): Promise<number> {
+/** How a stream's first text and its end look: chat chunks, or the Responses API's events. */
+interface Framing {
+  readonly body: string;
+  isText(event: SseEvent): boolean;
+  isEnd(event: SseEvent): boolean;
+}
+const chat: Framing = { body, isText: (e) => /"content":"[^"]/.test(e.data), isEnd: (e) => e.data === "[DONE]" };
+const responses: Framing = {
+  body: JSON.stringify({ model: "budget-lite", input: "Tell me, in a few words, what the weather is like in Lisbon in spring.", stream: true, store: false }),
+  isText: (e) => e.event === "response.output_text.delta",
+  isEnd: (e) => e.event === "response.completed",
+};
+
+/** Events with text per answer, by URL: how many pieces each path sent (the router gathers the pieces of 10 ms into one). */
+const textEvents = new Map<string, number[]>();
+
+/** Milliseconds from sending the request to the first event with text; throws unless the stream then ended as it should. */
+async function ttft(url: string, headers: Record<string, string>, framing: Framing = chat): Promise<number> {
   const t0 = performance.now();
-  const res = await request(url, { method: "POST", headers: { "content-type": "application/json", ...headers }, body, dispatcher: agent });
+  const res = await request(url, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: framing.body, dispatcher: agent });
   if (res.statusCode !== 200) throw new Error(`${url}: ${res.statusCode} ${await res.body.text()}`);
   res.body.setEncoding("utf8");
   const decoder = new SseDecoder();
   let first: number | undefined;
   let done = false;
+  let texts = 0;
   for await (const piece of res.body as AsyncIterable<string>) {
     for (const event of decoder.push(piece)) {
-      if (event.data === "[DONE]") done = true;
-      else if (first === undefined && /"content":"[^"]/.test(event.data)) first = performance.now() - t0;
+      if (framing.isEnd(event)) done = true;
+      else if (framing.isText(event)) {
+        texts++;
+        first ??= performance.now() - t0;
+      }
     }
   }
-  if (first === undefined || !done) throw new Error(`${url}: no text, or no [DONE]`);
+  if (first === undefined || !done) throw new Error(`${url}: no text, or no end of stream`);
+  textEvents.set(url, [...(textEvents.get(url) ?? []), texts]);
   return first;
 }
 
 const direct = () => ttft(`${simUrl}/budget/v1/chat/completions`, {});
 const viaGateway = () => ttft(`${gatewayUrl}/v1/chat/completions`, { authorization: `Bearer ${KEY}` });
+const responsesViaGateway = () => ttft(`${gatewayUrl}/v1/responses`, { authorization: `Bearer ${KEY}` }, responses);
 
 /** The unstreamed answer's whole round trip, for the fast path's own overhead in the same run. */
 async function whole(url: string, headers: Record<string, string>): Promise<number> {
@@ -109,21 +135,25 @@ try {
   for (let i = 0; i < 50; i++) {
     await direct();
     await viaGateway();
+    await responsesViaGateway();
   }
   const a: number[] = [];
   const b: number[] = [];
   const c: number[] = [];
   const d: number[] = [];
+  const e: number[] = [];
   for (let i = 0; i < REQUESTS; i++) {
     // Alternate which path goes first, so neither always follows the other's GC or timers.
     if (i % 2 === 0) {
       a.push(await direct());
       b.push(await viaGateway());
+      e.push(await responsesViaGateway());
       c.push(await directWhole());
       d.push(await gatewayWhole());
     } else {
       d.push(await gatewayWhole());
       c.push(await directWhole());
+      e.push(await responsesViaGateway());
       b.push(await viaGateway());
       a.push(await direct());
     }
@@ -135,24 +165,37 @@ try {
   console.log(row("provider (sim) direct", a));
   console.log(row("through gateway + router", b));
   console.log(row("added (paired difference)", diffs));
+  console.log(row("Responses API, added", a.map((x, i) => e[i]! - x)));
   console.log(row("unstreamed, direct", c));
   console.log(row("unstreamed, through gateway", d));
   console.log(row("unstreamed added (paired)", c.map((x, i) => d[i]! - x)));
+  console.log(`events with text per answer (median): ${[...textEvents].map(([url, ns]) => `${new URL(url).pathname} ${q(ns, 0.5)}`).join(", ")}`);
 
-  const cpu = { streamed: { gateway: 0, router: 0, n: 0 }, unstreamed: { gateway: 0, router: 0, n: 0 } };
+  // A streamed request lasts the whole answer (~45 tokens × the token delay), so the services'
+  // idle work (timers, NATS pings, pull loops) over that wall time is part of its figure: an
+  // idle phase as long as the streamed ones says how much.
+  const cpu = { streamed: { gateway: 0, router: 0, n: 0, wall: 0 }, unstreamed: { gateway: 0, router: 0, n: 0, wall: 0 } };
   for (let phase = 0; phase < 4; phase++) {
     const kind = phase % 2 === 0 ? "streamed" : "unstreamed";
     const g0 = cpuMs(gateway.pid);
     const r0 = cpuMs(router.pid);
+    const t0 = performance.now();
     for (let i = 0; i < REQUESTS / 2; i++) await (kind === "streamed" ? viaGateway() : gatewayWhole());
+    cpu[kind].wall += performance.now() - t0;
     cpu[kind].gateway += cpuMs(gateway.pid) - g0;
     cpu[kind].router += cpuMs(router.pid) - r0;
     cpu[kind].n += REQUESTS / 2;
   }
+  const g0 = cpuMs(gateway.pid);
+  const r0 = cpuMs(router.pid);
+  await new Promise((r) => setTimeout(r, cpu.streamed.wall));
+  const idle = { gateway: cpuMs(gateway.pid) - g0, router: cpuMs(router.pid) - r0 };
   for (const kind of ["streamed", "unstreamed"] as const) {
     const k = cpu[kind];
-    console.log(`CPU per request, ${kind.padEnd(10)}  gateway ${(k.gateway / k.n).toFixed(3)} ms   router ${(k.router / k.n).toFixed(3)} ms   (${k.n} requests)`);
+    console.log(`CPU per request, ${kind.padEnd(10)}  gateway ${(k.gateway / k.n).toFixed(3)} ms   router ${(k.router / k.n).toFixed(3)} ms   (${k.n} requests, ${(k.wall / k.n).toFixed(1)} ms each)`);
   }
+  const n = cpu.streamed.n;
+  console.log(`CPU idle over a streamed request's wall time  gateway ${(idle.gateway / n).toFixed(3)} ms   router ${(idle.router / n).toFixed(3)} ms`);
 } finally {
   await agent.close();
   await gateway.stop();

@@ -1,7 +1,8 @@
 /**
  * The Responses API (`POST /v1/responses`) as pure translations: its body → the job's chat
- * request; the job's result or dead letter → OpenAI's `response` object; a finished response →
- * the stream events OpenAI sends for it. No I/O here: `responses.ts` carries these out.
+ * request; the job's result or dead letter → OpenAI's `response` object; a finished response,
+ * or an answer's pieces as the router relays them, → the stream events OpenAI sends for it. No
+ * I/O here: `responses.ts` carries these out.
  *
  * Schemas are partial, as the rest of the gateway's: unknown fields are tolerated (OpenAI adds
  * some every few weeks), and a field whose meaning Switchyard cannot honour — server-side
@@ -9,7 +10,7 @@
  * it, because silently ignoring it would give a different answer than the caller asked for.
  */
 import { z } from "zod";
-import type { ChatCompletion } from "../../shared/adapters/types.ts";
+import type { ChatCompletion, StreamDelta } from "../../shared/adapters/types.ts";
 import type { ChatMessage, ChatRequest, DeadLetter, Result } from "../../shared/contract/job.ts";
 import { ChatRequestSchema } from "../../shared/contract/job.ts";
 import type { Catalog } from "../../shared/routing/catalog.ts";
@@ -450,32 +451,173 @@ export function streamEvents(final: ResponseObject): StreamEvent[] {
   const pending: ResponseObject = { ...final, status: "in_progress", output: [], usage: null, completed_at: null, incomplete_details: null };
   emit("response.created", { response: pending });
   emit("response.in_progress", { response: pending });
-  for (const [output_index, item] of final.output.entries()) {
-    if (item.type === "function_call") {
-      emit("response.output_item.added", { output_index, item: { ...item, status: "in_progress", arguments: "" } });
-      emit("response.function_call_arguments.delta", { item_id: item.id, output_index, delta: item.arguments });
-      emit("response.function_call_arguments.done", { item_id: item.id, output_index, name: item.name, arguments: item.arguments });
-      emit("response.output_item.done", { output_index, item });
-      continue;
-    }
-    emit("response.output_item.added", { output_index, item: { ...item, status: "in_progress", content: [] } });
-    for (const [content_index, part] of item.content.entries()) {
-      const ids = { item_id: item.id, output_index, content_index };
-      if (part.type === "refusal") {
-        emit("response.content_part.added", { ...ids, part: { type: "refusal", refusal: "" } });
-        emit("response.refusal.delta", { ...ids, delta: part.refusal });
-        emit("response.refusal.done", { ...ids, refusal: part.refusal });
-      } else {
-        emit("response.content_part.added", { ...ids, part: { ...part, text: "" } });
-        emit("response.output_text.delta", { ...ids, delta: part.text, logprobs: [] });
-        emit("response.output_text.done", { ...ids, text: part.text, logprobs: [] });
-      }
-      emit("response.content_part.done", { ...ids, part });
-    }
-    emit("response.output_item.done", { output_index, item });
-  }
-  emit(final.status === "incomplete" ? "response.incomplete" : "response.completed", { response: final });
+  for (const [output_index, item] of final.output.entries()) itemEvents(emit, output_index, item);
+  emit(terminalEvent(final), { response: final });
   return events;
+}
+
+type Emit = (type: string, fields: Record<string, unknown>) => void;
+
+/** An output item as streamed so far: the answer's text, or a function call by its index among the chat tool calls. */
+type LiveItem = { kind: "message"; text: string } | { kind: "call"; index: number; call_id: string; name: string; arguments: string };
+
+const terminalEvent = (final: ResponseObject) => (final.status === "incomplete" ? "response.incomplete" : "response.completed");
+
+/** One whole output item's events: added, its content in one delta, done. */
+function itemEvents(emit: Emit, output_index: number, item: OutputItem): void {
+  if (item.type === "function_call") {
+    emit("response.output_item.added", { output_index, item: { ...item, status: "in_progress", arguments: "" } });
+    emit("response.function_call_arguments.delta", { item_id: item.id, output_index, delta: item.arguments });
+    emit("response.function_call_arguments.done", { item_id: item.id, output_index, name: item.name, arguments: item.arguments });
+    emit("response.output_item.done", { output_index, item });
+    return;
+  }
+  emit("response.output_item.added", { output_index, item: { ...item, status: "in_progress", content: [] } });
+  for (const [content_index, part] of item.content.entries()) {
+    const ids = { item_id: item.id, output_index, content_index };
+    if (part.type === "refusal") {
+      emit("response.content_part.added", { ...ids, part: { type: "refusal", refusal: "" } });
+      emit("response.refusal.delta", { ...ids, delta: part.refusal });
+      emit("response.refusal.done", { ...ids, refusal: part.refusal });
+    } else {
+      emit("response.content_part.added", { ...ids, part: { ...part, text: "" } });
+      emit("response.output_text.delta", { ...ids, delta: part.text, logprobs: [] });
+      emit("response.output_text.done", { ...ids, text: part.text, logprobs: [] });
+    }
+    emit("response.content_part.done", { ...ids, part });
+  }
+  emit("response.output_item.done", { output_index, item });
+}
+
+/**
+ * A response streamed as its answer arrives (the fast path, README "Responses API"): the
+ * router's pieces (chat deltas) become OpenAI's events, output items numbered in the order
+ * their first piece came. `start` opens the response, `push` adds pieces, and `end` closes the
+ * streamed items against the finished response (which its terminal event carries, its output
+ * in that same order) or `fail` ends it failed. Each returns the events to send, numbered on
+ * from the last.
+ */
+export class LiveResponseEvents {
+  readonly #shell: ResponseObject;
+  readonly #suffix: string;
+  #seq = 0;
+  #model = "";
+  /** Output items as streamed so far, by output_index. */
+  readonly #items: LiveItem[] = [];
+  #message: number | undefined;
+  readonly #calls = new Map<number, number>();
+
+  /** The response's id. */
+  readonly id: string;
+
+  constructor(shell: ResponseObject) {
+    this.#shell = shell;
+    this.id = shell.id;
+    this.#suffix = shell.id.slice("resp_".length);
+  }
+
+  #emitter(events: StreamEvent[]): Emit {
+    return (type, fields) => events.push({ type, sequence_number: this.#seq++, ...fields });
+  }
+
+  #pending(): ResponseObject {
+    return { ...this.#shell, status: "in_progress", model: this.#model || this.#shell.model };
+  }
+
+  /** `model`: the catalogue model answering (`provider/model`). */
+  start(model: string): StreamEvent[] {
+    this.#model = model;
+    const events: StreamEvent[] = [];
+    const emit = this.#emitter(events);
+    emit("response.created", { response: this.#pending() });
+    emit("response.in_progress", { response: this.#pending() });
+    return events;
+  }
+
+  push(deltas: readonly StreamDelta[]): StreamEvent[] {
+    const events: StreamEvent[] = [];
+    const emit = this.#emitter(events);
+    for (const d of deltas) {
+      if ("content" in d) {
+        if (d.content === "") continue;
+        let output_index = this.#message;
+        if (output_index === undefined) {
+          output_index = this.#message = this.#items.push({ kind: "message", text: "" }) - 1;
+          const item_id = `msg_${this.#suffix}`;
+          emit("response.output_item.added", { output_index, item: { id: item_id, type: "message", role: "assistant", status: "in_progress", content: [] } });
+          emit("response.content_part.added", { item_id, output_index, content_index: 0, part: { type: "output_text", text: "", annotations: [], logprobs: [] } });
+        }
+        (this.#items[output_index] as { text: string }).text += d.content;
+        emit("response.output_text.delta", { item_id: `msg_${this.#suffix}`, output_index, content_index: 0, delta: d.content, logprobs: [] });
+        continue;
+      }
+      for (const t of d.tool_calls) {
+        let output_index = this.#calls.get(t.index);
+        const item_id = `fc_${this.#suffix}_${t.index}`;
+        if (output_index === undefined) {
+          const call = { kind: "call" as const, index: t.index, call_id: t.id ?? `call_${this.#suffix}_${t.index}`, name: t.function.name ?? "", arguments: "" };
+          output_index = this.#items.push(call) - 1;
+          this.#calls.set(t.index, output_index);
+          emit("response.output_item.added", { output_index, item: { id: item_id, type: "function_call", status: "in_progress", call_id: call.call_id, name: call.name, arguments: "" } });
+        }
+        if (t.function.arguments === "") continue;
+        (this.#items[output_index] as { arguments: string }).arguments += t.function.arguments;
+        emit("response.function_call_arguments.delta", { item_id, output_index, delta: t.function.arguments });
+      }
+    }
+    return events;
+  }
+
+  /** Closes the streamed items against `final` (the job's response) and finishes: the events, and `final` with its output in the streamed order. */
+  end(final: ResponseObject): { events: StreamEvent[]; response: ResponseObject } {
+    const events: StreamEvent[] = [];
+    const emit = this.#emitter(events);
+    const byId = new Map(final.output.map((item) => [item.id, item]));
+    const output: OutputItem[] = [];
+    for (const [output_index, live] of this.#items.entries()) {
+      const item = byId.get(this.#idOf(live)) ?? this.#asItem(live, "completed");
+      byId.delete(item.id);
+      output.push(item);
+      if (item.type === "function_call") {
+        emit("response.function_call_arguments.done", { item_id: item.id, output_index, name: item.name, arguments: item.arguments });
+      } else {
+        const part = item.content[0]!;
+        const ids = { item_id: item.id, output_index, content_index: 0 };
+        if (part.type === "output_text") emit("response.output_text.done", { ...ids, text: part.text, logprobs: [] });
+        emit("response.content_part.done", { ...ids, part });
+      }
+      emit("response.output_item.done", { output_index, item });
+    }
+    // What the pieces did not carry (an empty answer's message) comes whole.
+    for (const item of byId.values()) itemEvents(emit, output.push(item) - 1, item);
+    const response = { ...final, output };
+    emit(terminalEvent(response), { response });
+    return { events, response };
+  }
+
+  /**
+   * The stream broke off after its first piece: `response.failed`, with the output so far,
+   * incomplete; then an `error` event with the error nested as OpenAI's servers send it, which
+   * the official SDK raises mid-iteration and the Vercel AI SDK reports as an error part.
+   */
+  fail(error: { type: string; code: string; message: string; param: string | null }): StreamEvent[] {
+    const events: StreamEvent[] = [];
+    const emit = this.#emitter(events);
+    const output = this.#items.map((live) => this.#asItem(live, "incomplete"));
+    emit("response.failed", { response: { ...this.#pending(), status: "failed", error: { code: error.code, message: error.message }, output } });
+    emit("error", { error });
+    return events;
+  }
+
+  #idOf(live: LiveItem): string {
+    return live.kind === "message" ? `msg_${this.#suffix}` : `fc_${this.#suffix}_${live.index}`;
+  }
+
+  #asItem(live: LiveItem, status: "completed" | "incomplete"): OutputItem {
+    const id = this.#idOf(live);
+    if (live.kind === "message") return { id, type: "message", role: "assistant", status, content: [{ type: "output_text", text: live.text, annotations: [], logprobs: [] }] };
+    return { id, type: "function_call", status, call_id: live.call_id, name: live.name, arguments: live.arguments };
+  }
 }
 
 /** Server-Sent Events framing: the event's type as the SSE event name, the event as its data. */

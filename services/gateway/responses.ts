@@ -18,19 +18,22 @@ import type { IncomingHttpHeaders, ServerResponse } from "node:http";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { headers as natsHeaders, nuid } from "@nats-io/transport-node";
-import type { JobInput } from "../../shared/contract/job.ts";
+import type { StreamDelta } from "../../shared/adapters/types.ts";
+import type { JobInput, Result } from "../../shared/contract/job.ts";
 import { jobSubject, STREAMS } from "../../shared/contract/subjects.ts";
 import { parseJsonOrUndefined } from "../../shared/json.ts";
 import type { Logger } from "../../shared/log.ts";
 import { isMessageTooLarge } from "../../shared/nats/errors.ts";
 import type { Caller } from "./auth.ts";
-import { jobPublishError, resultHeaders, runInteractive, TASK_HEADER, taskFor, type ChatDeps, type JobNote } from "./chat.ts";
+import { jobPublishError, resultHeaders, runInteractive, streamsLive, TASK_HEADER, taskFor, type ChatDeps, type JobNote } from "./chat.ts";
+import type { StreamListener } from "./fast-path.ts";
 import { GatewayError } from "./openai-error.ts";
 import { OutcomeSchema } from "./replies.ts";
 import {
   completedResponse,
   failedResponse,
   isFinished,
+  LiveResponseEvents,
   newResponse,
   parseResponseBody,
   referencedItemIds,
@@ -42,7 +45,60 @@ import {
   type OutputItem,
   type ResponseObject,
   type ResponseRecord,
+  type StreamEvent,
 } from "./responses-schema.ts";
+
+/**
+ * A response streamed as the router relays its answer (chat.ts's LiveStream, in the Responses
+ * API's events): the headers and `response.created` with the first piece, the pieces' events
+ * as they come, then the items' done events and `response.completed`; or `response.failed`
+ * when the answer broke off after its first piece. The caller going away cuts the router's
+ * call off.
+ */
+class LiveResponse implements StreamListener {
+  readonly #res: ServerResponse;
+  readonly #task: string;
+  readonly events: LiveResponseEvents;
+  #started = false;
+
+  constructor(res: ServerResponse, shell: ResponseObject, task: string) {
+    this.#res = res;
+    this.#task = task;
+    this.events = new LiveResponseEvents(shell);
+  }
+
+  get started(): boolean {
+    return this.#started;
+  }
+
+  cancelWith(cancel: () => void): void {
+    this.#res.once("close", () => {
+      if (!this.#res.writableEnded) cancel();
+    });
+  }
+
+  chunk(model: string, deltas: readonly StreamDelta[]): void {
+    const res = this.#res;
+    if (res.destroyed) return;
+    let out = "";
+    if (!this.#started) {
+      this.#started = true;
+      res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", connection: "keep-alive", "x-request-id": this.events.id, [TASK_HEADER]: this.#task });
+      out = sseOf(this.events.start(model));
+    }
+    res.write(out + sseOf(this.events.push(deltas)));
+  }
+
+  end(events: readonly StreamEvent[]): void {
+    if (!this.#res.destroyed) this.#res.end(sseOf(events));
+  }
+
+  fail(err: unknown): void {
+    if (this.#res.destroyed) return;
+    const e = err instanceof GatewayError ? err : new GatewayError(500, "The stream failed inside the gateway.", { code: "internal_error" });
+    this.#res.end(sseOf(this.events.fail({ type: e.type, code: e.code ?? "server_error", message: e.message, param: e.param })));
+  }
+}
 
 /** Marks a background response's job in its metadata, so the outcome filer tells it from an interactive one. */
 const BACKGROUND_MARK = "background_response";
@@ -183,7 +239,19 @@ export function createResponsesService(deps: ResponsesDeps): ResponsesService {
         return background(caller, task, id, shell, job, note, res);
       }
       const shell = newResponse(id, chat.clock(), p.model, p.echo, "in_progress");
-      const result = await runInteractive(chat, caller, h, task, id, p.request, note);
+      const live = p.stream && chat.fastPath !== undefined && streamsLive(catalog.tasks.get(task)!, p.request) ? new LiveResponse(res, shell, task) : undefined;
+      let result: Result;
+      try {
+        result = await runInteractive(chat, caller, h, task, id, p.request, note, live);
+      } catch (err) {
+        if (live?.started) return live.fail(err);
+        throw err;
+      }
+      if (live?.started) {
+        const { events, response } = live.events.end(completedResponse(shell, result));
+        if (p.store) await keep(caller, task, response);
+        return live.end(events);
+      }
       const final = completedResponse(shell, result);
       if (p.store) await keep(caller, task, final);
       const extra = resultHeaders(result);

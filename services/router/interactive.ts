@@ -135,12 +135,15 @@ export function createRequestServer({ nc, prefix, queue, logger, clock, slots, s
       .finally(() => {
         turns.delete(turn);
         if (streamed) streams.delete(replyTo);
+        turn.stream?.close();
         slots.giveBack();
         if (turns.size === 0) idleWaiter?.();
       });
   }
 
   function reply(msg: Msg, payload: string): void {
+    // The stream's last gathered pieces go before the outcome that ends it.
+    if (msg.reply) streams.get(msg.reply)?.stream?.flush();
     try {
       msg.respond(payload);
     } catch {
@@ -149,6 +152,7 @@ export function createRequestServer({ nc, prefix, queue, logger, clock, slots, s
   }
 
   function handBack(msg: Msg): void {
+    if (msg.reply) streams.get(msg.reply)?.stream?.flush();
     const h = natsHeaders();
     h.set(HANDBACK_HEADER, "1");
     try {

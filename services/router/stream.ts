@@ -16,11 +16,27 @@ import type { Attempt, DeadLetter, Job } from "../../shared/contract/job.ts";
 import { STREAM_HEADER } from "../../shared/contract/subjects.ts";
 import { buildDeadLetter } from "./job.ts";
 
-/** One request's stream to its gateway. */
+/**
+ * How long after sending a message the next one waits, gathering the pieces that arrive
+ * meanwhile. Each message costs a socket write here and a wake-up, a parse and a socket write
+ * in the gateway (≈ 0.2 CPU ms per message per process measured, bench/ttft.ts), while a
+ * provider sends a token every few ms; the first piece never waits, so the time to first token
+ * is untouched and later tokens reach the caller at most this much later.
+ */
+export const STREAM_FLUSH_MS = 10;
+
+/**
+ * One request's stream to its gateway: the first piece at once, then what arrives within
+ * STREAM_FLUSH_MS of the last message as one message, runs of text joined into one delta.
+ */
 export class RouterStream implements StreamSink {
   readonly #nc: NatsConnection;
   readonly #to: string;
   #committed = false;
+  #pending: StreamDelta[] = [];
+  #model = "";
+  #sentAt = -Infinity;
+  #timer: NodeJS.Timeout | undefined;
 
   constructor(nc: NatsConnection, replyTo: string) {
     this.#nc = nc;
@@ -34,11 +50,39 @@ export class RouterStream implements StreamSink {
 
   deltas(deltas: readonly StreamDelta[], model: string): void {
     this.#committed = true;
+    const pending = this.#pending;
+    for (const d of deltas) {
+      const last = pending.at(-1);
+      if (last !== undefined && "content" in last && "content" in d) pending[pending.length - 1] = { content: last.content + d.content };
+      else pending.push(d);
+    }
+    this.#model = model;
+    if (this.#timer !== undefined) return;
+    const wait = this.#sentAt + STREAM_FLUSH_MS - performance.now();
+    if (wait <= 0) this.flush();
+    else this.#timer = setTimeout(() => this.flush(), wait);
+  }
+
+  /** Sends what is gathered now; before the request's reply, so the pieces precede the outcome (one connection keeps their order). */
+  flush(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#pending.length === 0) return;
+    const deltas = this.#pending;
+    this.#pending = [];
+    this.#sentAt = performance.now();
     try {
-      this.#nc.publish(this.#to, JSON.stringify({ model, deltas }), { headers: chunkHeaders() });
+      this.#nc.publish(this.#to, JSON.stringify({ model: this.#model, deltas }), { headers: chunkHeaders() });
     } catch {
       // A closed connection: the caller's stream stops here; the final reply cannot reach it either.
     }
+  }
+
+  /** Drops what is gathered: the request is over without a reply anyone hears (cancelled, or cut off by a stop). */
+  close(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#pending = [];
   }
 }
 
