@@ -9,6 +9,7 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Kvm } from "@nats-io/kv";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { parse, stringify } from "yaml";
 import { ResultSchema, type DeadLetter, type Result } from "../shared/contract/job.ts";
@@ -333,4 +334,48 @@ describe("identical jobs in one provider batch, for a task with a result cache",
       expect(r).toMatchObject({ cost_usd: 0, billed_usd: 0 });
     }
   }, 30_000);
+});
+
+describe("a provider batch whose submission was cut off by a crash", () => {
+  let stack: TestStack;
+
+  beforeAll(async () => {
+    stack = await startStack({ routers: 0, scenario: scenario("{ turnaround_ms: 300 }"), configYaml: batchYaml });
+  }, 30_000);
+
+  afterAll(async () => {
+    await stack?.close();
+  });
+
+  it("is never submitted again: once its lease lapses its jobs are served live, the interruption listed", async () => {
+    const deadline = new Date(Date.now() + DAY).toISOString();
+    const jobs = [0, 1, 2].map((i) => ({ ...job(`cut-${i}`, i, { deadline }), task: "moderation" }));
+    // What a router leaves when it dies between storing the record and submitting: the lines queued and acked, the record `submitting`.
+    const seqs: number[] = [];
+    for (const j of jobs) {
+      const line = { job: j, model: "budget/lite", tier: 0, input_per_mtok: 0.025, output_per_mtok: 0.1, received_at: Date.now(), published_at: Date.now(), earlier: [] };
+      seqs.push((await stack.nats.js.publish(`batchq.moderation`, JSON.stringify(line), { msgID: j.id })).seq);
+    }
+    const consumer = await stack.nats.js.consumers.get("BATCH_QUEUE", "batcher");
+    const taken = await consumer.fetch({ max_messages: 3, expires: 2_000 });
+    for await (const m of taken) m.ack();
+    const kv = await new Kvm(stack.nats.nc).open("switchyard-provider-batches");
+    const now = Date.now();
+    await kv.create("open.crashed", JSON.stringify({ id: "crashed", task: "moderation", model: "budget/lite", state: "submitting", lines: seqs, created_at: now, abandon_at: now + DAY, next_poll_at: now, lease_until: now + 600_000 }));
+
+    // A router started after the lease (its clock eleven minutes on).
+    const logger = createLogger("test-batch-lane", process.env.LOG_LEVEL ?? "silent");
+    stack.routers.push(await startRouter({ natsUrl: stack.nats.url, config: stack.config, logger, clock: () => Date.now() + 11 * 60_000 }));
+    const { results, deadLetters } = await outcomes(stack, new Set(jobs.map((j) => j.id)), 20_000);
+    expect(deadLetters).toEqual([]);
+    expect(stack.sim.stats().batches.budget).toBeUndefined();
+    for (const r of results.values()) {
+      expect(r.attempts[0]).toMatchObject({ provider: "budget", model: "lite", outcome: "unavailable", http_status: null });
+      expect(r.attempts[0]!.error).toMatch(/submission was interrupted/);
+      expect(r.attempts.at(-1)).toMatchObject({ outcome: "ok" });
+      expect(r.attempts.at(-1)!.batch).toBeUndefined();
+    }
+    await vi.waitFor(async () => expect(await kv.get("open.crashed").then((e) => e?.operation ?? "none")).not.toBe("PUT"), { timeout: 5_000 });
+    expect(JSON.parse((await kv.get("done.crashed"))!.string())).toMatchObject({ state: "done", ended: { results: 0, live: 3 } });
+  }, 60_000);
 });
