@@ -465,6 +465,7 @@ export function renderMarkdown(run: BenchRun): string {
     "npm run bench -- --only gateway  # scenario 8 (gateway paths and the Portkey peer) alone, likewise",
     "npm run bench -- --only hedging  # scenario 6 with hedging off and on, likewise",
     "npx tsx bench/compare.ts --tree before=<checkout> --tree now=.  # alternating router A/B runs with the JetStream-only limit",
+    "npx tsx bench/batch-lane.ts [--jobs 10000]  # the batch lane's and the result cache's cost against live routing (issue 14)",
     "npm run bench -- --cpu-prof    # also V8 profiles of every router worker in bench/out/profiles/",
     "npx tsx bench/profile-summary.ts bench/out/profiles/<file>.cpuprofile",
     "```",
