@@ -33,7 +33,7 @@ import { abandonAt, groupLines, liveNeedMs, nextFlushAt, type BatchPolicy, type 
 import type { ModelInfo, TaskPolicy } from "../../shared/routing/catalog.ts";
 import type { PlannedAttempt } from "../../shared/routing/planner.ts";
 import { CallCancel } from "../../shared/adapters/http.ts";
-import { Delivery, type LiveView, type Moment } from "../router/job.ts";
+import { buildDeadLetter, Delivery, type LiveView, type Moment } from "../router/job.ts";
 import type { ResultCache } from "../router/result-cache.ts";
 import type { RouterMetrics } from "../../shared/ops/router-metrics.ts";
 import { customIdOf, parseBatchRecord, parseQueuedLine, type BatchRecord, type QueuedLine } from "./records.ts";
@@ -67,7 +67,8 @@ type Ending = "completed" | "failed" | "refused" | "abandoned" | "interrupted";
 
 /** A line held in an open group; acked once its batch's record is stored. */
 interface Held {
-  readonly m: JsMsg;
+  /** The latest delivery of the line (a redelivery of the same sequence replaces it). */
+  m: JsMsg;
   readonly line: QueuedLine;
 }
 
@@ -82,6 +83,8 @@ const API_TIMEOUT_MS = 120_000;
 /** How often open records are looked at; each is polled only at its own `next_poll_at`. */
 const TICK_MS = 250;
 const DONE_AFTER_MS = 86_400_000;
+/** How long a stop waits for submissions and finishes under way before leaving them to the leases. */
+const STOP_WAIT_MS = 3_000;
 /** Nothing cools down a batch line: it is judged, not routed. */
 const NO_COOLDOWN: LiveView = { cooldownUntil: () => 0 };
 
@@ -98,6 +101,8 @@ export function createBatcher(deps: BatcherDeps): Batcher {
   let messages: ConsumerMessages | undefined;
   let stopped = false;
   const held = new Map<string, Held>();
+  // Lines of a group being recorded: out of `held`, so a stop does not hand them back under a submission.
+  const submitting = new Map<string, Held>();
   // Per task: the groups collecting lines (groupLines keeps one per provider and model).
   const open = new Map<string, OpenGroup[]>();
   const timers: NodeJS.Timeout[] = [];
@@ -130,8 +135,12 @@ export function createBatcher(deps: BatcherDeps): Batcher {
         m.term();
         continue;
       }
-      if (held.has(line.job.id)) {
-        m.ack();
+      const already = held.get(line.job.id) ?? submitting.get(line.job.id);
+      if (already !== undefined) {
+        // The same line again (its hold lapsed): keep the newer handle, still unacked. Another copy
+        // of the job (a second queueing): acked, the job being in hand already.
+        if (already.m.seq === m.seq) already.m = m;
+        else safely(() => m.ack());
         continue;
       }
       held.set(line.job.id, { m, line });
@@ -168,47 +177,77 @@ export function createBatcher(deps: BatcherDeps): Batcher {
   }
 
   function renew(): void {
-    for (const { m } of held.values()) m.working();
+    for (const h of [...held.values(), ...submitting.values()]) safely(() => h.m.working());
   }
 
   /** Records the group, takes its lines off the queue, then submits it; a refusal sends every line live. */
   async function submit(task: string, group: OpenGroup): Promise<void> {
-    const lines: Held[] = [];
+    let lines: Held[] = [];
     for (const { jobId } of group.lines) {
       const h = held.get(jobId);
-      if (h) lines.push(h);
+      if (!h) continue;
+      held.delete(jobId);
+      submitting.set(jobId, h);
+      lines.push(h);
     }
     if (lines.length === 0) return;
-    const config = deps.config();
-    const policy = batchPolicyOf(config, task);
-    const now = clock();
-    const id = nuid.next();
-    const sameAs = duplicates(config, task, lines.map((h) => h.line), lines.map((h) => h.m.seq));
-    const record: BatchRecord = {
-      id,
-      task,
-      model: `${group.provider}/${group.model}`,
-      state: "submitting",
-      lines: lines.map((h) => h.m.seq),
-      ...(sameAs === undefined ? {} : { same_as: sameAs }),
-      created_at: now,
-      abandon_at: abandonMoment(config, task, lines.map((h) => h.line)),
-      next_poll_at: now + (policy?.pollIntervalMs ?? 60_000),
-      lease_until: now + SUBMIT_LEASE_MS,
-    };
-    const bucket = kv!;
-    let revision: number;
     try {
-      revision = await bucket.create(`open.${id}`, JSON.stringify(record));
-    } catch (err) {
-      // Not recorded, not acked: the lines come back once their hold lapses, to be grouped again.
-      logger.error({ err: (err as Error).message, task, lines: lines.length }, "provider batch not recorded; its lines go back to the queue");
-      for (const h of lines) held.delete(h.line.job.id);
-      return;
+      const config = deps.config();
+      const policy = batchPolicyOf(config, task);
+      const now = clock();
+      const id = nuid.next();
+      const recordOf = (ls: readonly Held[]): BatchRecord => {
+        const sameAs = duplicates(config, task, ls.map((h) => h.line), ls.map((h) => h.m.seq));
+        return {
+          id,
+          task,
+          model: `${group.provider}/${group.model}`,
+          state: "submitting",
+          lines: ls.map((h) => h.m.seq),
+          ...(sameAs === undefined ? {} : { same_as: sameAs }),
+          created_at: now,
+          abandon_at: abandonMoment(config, task, ls.map((h) => h.line)),
+          next_poll_at: now + (policy?.pollIntervalMs ?? 60_000),
+          lease_until: now + SUBMIT_LEASE_MS,
+        };
+      };
+      let record = recordOf(lines);
+      const bucket = kv!;
+      let revision: number;
+      try {
+        revision = await bucket.create(`open.${id}`, JSON.stringify(record));
+      } catch (err) {
+        // Not recorded, not acked: the lines come back once their hold lapses, to be grouped again.
+        logger.error({ err: (err as Error).message, task, lines: lines.length }, "provider batch not recorded; its lines go back to the queue");
+        return;
+      }
+      // A line whose ack fails is no longer ours (its hold lapsed: another batcher may have it): out of this batch before it is submitted.
+      const acked = await Promise.all(lines.map((h) => h.m.ackAck().catch(() => false)));
+      if (acked.some((ok) => !ok)) {
+        lines = lines.filter((_, i) => acked[i]);
+        if (lines.length === 0) {
+          await bucket.delete(`open.${id}`).catch(() => {});
+          return;
+        }
+        record = recordOf(lines);
+        try {
+          revision = await bucket.update(`open.${id}`, JSON.stringify(record), revision);
+        } catch (err) {
+          logger.error({ err: (err as Error).message, task }, "provider batch record not narrowed to its acknowledged lines; left as an interrupted submission");
+          return;
+        }
+      }
+      await submitRecorded(record, revision, lines);
+    } finally {
+      for (const h of lines) submitting.delete(h.line.job.id);
+      for (const { jobId } of group.lines) submitting.delete(jobId);
     }
-    await Promise.all(lines.map((h) => h.m.ackAck().catch(() => false)));
-    for (const h of lines) held.delete(h.line.job.id);
+  }
 
+  /** Submits a recorded batch; a refusal sends every line live. */
+  async function submitRecorded(record: BatchRecord, revision: number, lines: readonly Held[]): Promise<void> {
+    const { id, task } = record;
+    const bucket = kv!;
     const lease = deps.caller.lease();
     try {
       const model = lease.catalog.models.get(record.model);
@@ -231,7 +270,9 @@ export function createBatcher(deps: BatcherDeps): Batcher {
       try {
         await bucket.update(`open.${id}`, JSON.stringify(running), revision);
       } catch (err) {
-        logger.error({ err: (err as Error).message, batch: status.id }, "submitted provider batch not recorded as running; it will be treated as an interrupted submission");
+        // Its lines go live as an interrupted submission: the provider's batch would be paid for nothing.
+        logger.error({ err: (err as Error).message, batch: status.id }, "submitted provider batch not recorded as running; cancelled, its lines go live as an interrupted submission");
+        await lease.batchApi(model).cancel(status.id, API_TIMEOUT_MS).catch(() => {});
         return;
       }
       logger.info({ task, model: record.model, lines: lines.length, batch: status.id }, "provider batch submitted");
@@ -241,29 +282,46 @@ export function createBatcher(deps: BatcherDeps): Batcher {
   }
 
   /** Every open record whose poll is due, or whose submission or finish was abandoned by a crashed process. */
-  /** Every open record whose poll is due, or whose submission or finish was abandoned by a crashed process. */
   async function tick(): Promise<void> {
     const bucket = kv!;
     for (const [key, { record, revision }] of openRecords) {
       if (stopped) return;
       const now = clock();
-      if (record.state === "running" && now >= record.next_poll_at) {
-        const policy = batchPolicyOf(deps.config(), record.task);
-        const claimed = { ...record, next_poll_at: now + (policy?.pollIntervalMs ?? 60_000) };
-        const rev = await bucket.update(key, JSON.stringify(claimed), revision).catch((err: unknown) => (isWrongRevision(err) ? undefined : Promise.reject(err)));
-        // Claimed: no other batcher polls it before next_poll_at, so the poll may run on its own.
-        if (rev !== undefined) void track(poll(claimed, rev)).catch((err: unknown) => logger.warn({ err: (err as Error).message, batch: record.provider_batch_id }, "provider batch poll failed; tried again"));
-      } else if (record.state === "submitting" && now >= (record.lease_until ?? 0)) {
-        const lines = await readLines(record);
-        await finishLive(record, revision, lines, "its submission was interrupted (the process submitting it stopped); the lines were not submitted again", "interrupted");
-      } else if (record.state === "finishing" && now >= (record.lease_until ?? 0)) {
-        void track(finish(record, revision, undefined)).catch((err: unknown) => logger.warn({ err: (err as Error).message, batch: record.provider_batch_id }, "provider batch finish failed; taken up again when its lease lapses"));
+      try {
+        if (record.state === "running" && (now >= record.next_poll_at || now >= record.abandon_at)) {
+          const policy = batchPolicyOf(deps.config(), record.task);
+          const claimed = { ...record, next_poll_at: now + (policy?.pollIntervalMs ?? 60_000) };
+          const rev = await bucket.update(key, JSON.stringify(claimed), revision).catch((err: unknown) => (isWrongRevision(err) ? undefined : Promise.reject(err)));
+          // Claimed: no other batcher polls it before next_poll_at, so the poll may run on its own.
+          if (rev !== undefined) void track(poll(claimed, rev)).catch((err: unknown) => logger.warn({ err: (err as Error).message, batch: record.provider_batch_id }, "provider batch poll failed; tried again"));
+        } else if (record.state === "submitting" && now >= Math.min(record.lease_until ?? 0, record.abandon_at)) {
+          // A submitter still alive loses its compare-and-set to `running` and cancels what it submitted.
+          void track(finish({ ...record, give_up: "interrupted" }, revision, undefined)).catch((err: unknown) => logger.warn({ err: (err as Error).message, batch: record.id }, "interrupted provider batch not handed back; taken up again when its lease lapses"));
+        } else if (record.state === "finishing" && now >= (record.lease_until ?? 0)) {
+          void track(finish(record, revision, undefined)).catch((err: unknown) => logger.warn({ err: (err as Error).message, batch: record.provider_batch_id }, "provider batch finish failed; taken up again when its lease lapses"));
+        }
+      } catch (err) {
+        logger.warn({ err: (err as Error).message, batch: record.id }, "provider batch record not claimed; tried again at the next tick");
       }
+    }
+  }
+
+  /** Runs a loop that should last the batcher's life again after it ends or fails, a second later, until stopped. */
+  async function keepRunning(what: string, loop: () => Promise<void>): Promise<void> {
+    while (!stopped) {
+      try {
+        await loop();
+      } catch (err) {
+        if (!stopped) logger.error({ err: (err as Error).message }, `${what} failed; restarted`);
+      }
+      if (!stopped) await new Promise((r) => setTimeout(r, 1_000).unref());
     }
   }
 
   /** Keeps `openRecords` in step with the bucket's `open.` entries: one watch, no listing per tick. */
   async function watchRecords(): Promise<void> {
+    // A watch replays every open record first: a restarted one starts from nothing.
+    openRecords.clear();
     watcher = await kv!.watch({ key: "open.>" });
     for await (const e of watcher) {
       if (e.operation !== "PUT") {
@@ -311,12 +369,12 @@ export function createBatcher(deps: BatcherDeps): Batcher {
    */
   async function finish(record: BatchRecord, revision: number, status: BatchStatus | "abandoned" | undefined): Promise<void> {
     const now = clock();
-    const abandoned = status === "abandoned" || record.abandoned === true;
+    const giveUp = status === "abandoned" ? "abandoned" : record.give_up;
     const claimed: BatchRecord = {
       ...record,
       state: "finishing",
       lease_until: now + FINISH_LEASE_MS,
-      ...(abandoned ? { abandoned: true as const } : {}),
+      ...(giveUp === undefined ? {} : { give_up: giveUp }),
       ...(status !== undefined && status !== "abandoned" ? { provider_state: status.state, counts: status.counts } : {}),
     };
     let rev: number;
@@ -330,12 +388,13 @@ export function createBatcher(deps: BatcherDeps): Batcher {
     const lease = deps.caller.lease();
     try {
       const model = lease.catalog.models.get(record.model);
-      if (abandoned || model === undefined) {
+      if (giveUp === "interrupted") return await finishLive(claimed, rev, lines, "its submission was interrupted (the process submitting it stopped); the lines were not submitted again", "interrupted");
+      if (giveUp === "abandoned" || model === undefined) {
         const why = model === undefined ? `the model ${record.model} was removed from the config` : "the provider batch was given up: it had not ended when the earliest deadline among its jobs came within the live path's need";
         return await finishLive(claimed, rev, lines, why, model === undefined ? "refused" : "abandoned");
       }
       const api = lease.batchApi(model);
-      const final = status ?? (await api.poll(record.provider_batch_id!, API_TIMEOUT_MS));
+      const final = status !== undefined && status !== "abandoned" ? status : await api.poll(record.provider_batch_id!, API_TIMEOUT_MS);
       // Only a final batch has results; a finish is only ever claimed for one (or for a batch given up, above).
       if (!isBatchFinal(final.state)) throw new Error(`provider batch ${final.id} is ${final.state}, not final`);
       if (final.state === "failed") return await finishLive(claimed, rev, lines, `the provider batch failed: ${final.failure ?? "no reason given"}`, "failed");
@@ -343,34 +402,19 @@ export function createBatcher(deps: BatcherDeps): Batcher {
       if (batchLines === undefined) return await finishLive(claimed, rev, lines, `the task ${record.task} changed: its lines could not be read back`, "refused");
       const outcomes = await api.results(final, batchLines, API_TIMEOUT_MS);
       const bySeq = new Map(outcomes.map((o) => [o.customId, o]));
-      let results = 0;
-      let live = 0;
-      // The lines submitted first; then their copies, each answered as a cache hit of its first.
-      const answered = new Map<number, Result | undefined>();
-      const copies: number[] = [];
-      await inChunks(lines, async (line, i) => {
+      // A copy (same_as) comes after its first, in a later chunk or after the firsts of its own.
+      const answered = new Map<number, Result>();
+      const { record: last, revision: lastRev } = await overLines(claimed, rev, lines, async (line, i) => {
         const seq = record.lines[i]!;
-        if (record.same_as?.[seq] !== undefined) return void copies.push(i);
-        const ended = await serveLine(lease, model, record, line, bySeq.get(customIdOf(seq)));
-        answered.set(seq, ended === "live" ? undefined : ended === "dead_letter" ? undefined : ended);
-        if (ended === "live") live++;
-        else results++;
-      });
-      await inChunks(copies, async (i) => {
-        const line = lines[i]!;
-        const first = answered.get(record.same_as![record.lines[i]!]!);
-        if (first === undefined) {
-          live++;
-          return toLive(line, [...line.earlier], "an identical job in the same provider batch got no answer to share");
+        const firstSeq = record.same_as?.[seq];
+        if (firstSeq === undefined) {
+          const ended = await serveLine(lease, model, record, line, bySeq.get(customIdOf(seq)));
+          if (typeof ended === "object") answered.set(seq, ended);
+          return ended === "live" ? "live" : "result";
         }
-        const now = clock();
-        const copy = cachedResult(first, line.job, line.earlier, { startedAt: line.received_at, publishedAt: line.published_at, now });
-        await js.publish(names.resultSubject(line.job.task), JSON.stringify(copy), { msgID: line.job.id });
-        deps.metrics?.task(line.job.task, true).result.inc();
-        deps.metrics?.batchLine(line.job.task, "result");
-        results++;
-      });
-      await close(claimed, rev, { at: clock(), results, live }, "completed");
+        return serveCopy(line, answered.get(firstSeq));
+      }, (i) => record.same_as?.[record.lines[i]!] !== undefined);
+      await close(last, lastRev, { at: clock(), results: last.tally?.results ?? 0, live: last.tally?.live ?? 0 }, "completed");
     } finally {
       lease.release();
     }
@@ -379,14 +423,63 @@ export function createBatcher(deps: BatcherDeps): Batcher {
   /** Sends every line live (no line answered) and closes the record; a batch given up is a `timeout` attempt for each job, any other ending `unavailable`. */
   async function finishLive(record: BatchRecord, revision: number, lines: readonly QueuedLine[], why: string, ending: Ending): Promise<void> {
     const now = clock();
-    await inChunks(lines, async (line) => {
-      const attempts = [...line.earlier, batchAttempt(record, line, ending === "abandoned" ? "timeout" : "unavailable", why, now)];
-      await toLive(line, attempts, why);
+    const { record: last, revision: lastRev } = await overLines(record, revision, lines, async (line) => {
+      await toLive(line, [...line.earlier, batchAttempt(record, line, ending === "abandoned" ? "timeout" : "unavailable", why, now)], why);
+      return "live";
     });
-    await close(record, revision, { at: clock(), results: 0, live: lines.length, why }, ending);
+    await close(last, lastRev, { at: clock(), results: last.tally?.results ?? 0, live: last.tally?.live ?? 0, why }, ending);
   }
 
-  /** The line's answer as the job's outcome (true), or the job sent live (false). */
+  /**
+   * Runs `each` over the lines from where an earlier finisher stopped (`done`), 256 at a time,
+   * storing the progress and renewing the lease after each chunk by compare-and-set: a finish
+   * taken over after a crash neither repeats the lines already done nor races a live finisher,
+   * which stops at its next chunk once the record has moved on without it. `later` lines of a
+   * chunk run after the others (a copy after its first).
+   */
+  async function overLines(
+    record: BatchRecord,
+    revision: number,
+    lines: readonly QueuedLine[],
+    each: (line: QueuedLine, index: number) => Promise<"result" | "live">,
+    later: (index: number) => boolean = () => false,
+  ): Promise<{ record: BatchRecord; revision: number }> {
+    let current = record;
+    let rev = revision;
+    const tally = { results: record.tally?.results ?? 0, live: record.tally?.live ?? 0 };
+    for (let from = record.done ?? 0; from < lines.length; from += 256) {
+      const chunk = [...Array(Math.min(256, lines.length - from)).keys()].map((k) => from + k);
+      const run = async (i: number) => {
+        if ((await each(lines[i]!, i)) === "result") tally.results++;
+        else tally.live++;
+      };
+      await Promise.all(chunk.filter((i) => !later(i)).map(run));
+      await Promise.all(chunk.filter((i) => later(i)).map(run));
+      current = { ...current, done: from + chunk.length, tally: { ...tally }, lease_until: clock() + FINISH_LEASE_MS };
+      rev = await kv!.update(`open.${record.id}`, JSON.stringify(current), rev);
+    }
+    return { record: current, revision: rev };
+  }
+
+  /** A copy of an earlier line of the batch: that line's answer as a cache hit, unless it has none or the copy's own deadline has passed. */
+  async function serveCopy(line: QueuedLine, first: Result | undefined): Promise<"result" | "live"> {
+    const now = clock();
+    if (line.job.deadline !== undefined && now > Date.parse(line.job.deadline)) {
+      const dl = buildDeadLetter(line.job, "deadline_exceeded", `The batch that answered an identical job ended after this job's deadline ${line.job.deadline}.`, line.earlier, now);
+      await js.publish(names.dlqSubject(line.job.task), JSON.stringify(dl), { msgID: line.job.id });
+      return "result";
+    }
+    if (first === undefined) {
+      await toLive(line, [...line.earlier], "an identical job in the same provider batch got no answer to share here");
+      return "live";
+    }
+    const copy = cachedResult(first, line.job, line.earlier, { startedAt: line.received_at, publishedAt: line.published_at, now });
+    await js.publish(names.resultSubject(line.job.task), JSON.stringify(copy), { msgID: line.job.id });
+    deps.metrics?.task(line.job.task, true).result.inc();
+    deps.metrics?.batchLine(line.job.task, "result");
+    return "result";
+  }
+
   /** The line's answer as its job's outcome: the result published, a deadline dead letter, or the job sent live. */
   async function serveLine(lease: ProviderLease, model: ModelInfo, record: BatchRecord, line: QueuedLine, o: BatchLineOutcome | undefined): Promise<Result | "dead_letter" | "live"> {
     const config = lease.config;
@@ -477,7 +570,10 @@ export function createBatcher(deps: BatcherDeps): Batcher {
   async function storeInCache(line: QueuedLine, result: Result, ttlMs: number): Promise<void> {
     const task = deps.config().tasks[line.job.task];
     if (task === undefined) return;
-    const looked = await deps.resultCache.lookup(line.job, task, ttlMs, new CallCancel());
+    // Never wait on an identical job in flight elsewhere: a finish must not stall on the cache.
+    const noWait = new CallCancel();
+    noWait.cancel();
+    const looked = await deps.resultCache.lookup(line.job, task, ttlMs, noWait);
     if (looked.kind !== "miss") return;
     try {
       await looked.claim.store(result);
@@ -527,12 +623,8 @@ export function createBatcher(deps: BatcherDeps): Batcher {
   return {
     async start() {
       await ensure();
-      void watchRecords().catch((err: unknown) => {
-        if (!stopped) logger.error({ err: (err as Error).message }, "provider batch records watch ended");
-      });
-      void collect().catch((err: unknown) => {
-        if (!stopped) logger.error({ err: (err as Error).message }, "batch-lane queue consumer ended");
-      });
+      void keepRunning("provider batch records watch", watchRecords);
+      void keepRunning("batch-lane queue consumer", collect);
       timers.push(setInterval(flush, 200).unref());
       timers.push(setInterval(renew, RENEW_EVERY_MS).unref());
       timers.push(
@@ -550,10 +642,11 @@ export function createBatcher(deps: BatcherDeps): Batcher {
       watcher?.stop();
       await messages?.close().catch(() => {});
       // Held lines go back to the queue now rather than when their hold lapses.
-      for (const { m } of held.values()) m.nak();
+      for (const { m } of held.values()) safely(() => m.nak());
       held.clear();
       await ticking;
-      await Promise.allSettled([...running]);
+      // A submission or finish cut off here is safe: the first goes live as interrupted, the second resumes from its progress elsewhere.
+      await Promise.race([Promise.allSettled([...running]), new Promise((r) => setTimeout(r, STOP_WAIT_MS).unref())]);
     },
   };
 
@@ -635,5 +728,14 @@ function oneLine(s: string): string {
 async function inChunks<T>(items: readonly T[], fn: (item: T, index: number) => Promise<void>): Promise<void> {
   for (let i = 0; i < items.length; i += 256) {
     await Promise.all(items.slice(i, i + 256).map((item, j) => fn(item, i + j)));
+  }
+}
+
+/** Acks, naks and renewals on a connection that may be closing: a failure only means the hold lapses and the line comes again. */
+function safely(f: () => void): void {
+  try {
+    f();
+  } catch {
+    // The connection is gone: JetStream redelivers after ack_wait.
   }
 }

@@ -69,8 +69,15 @@ export const BatchRecordSchema = z.object({
   abandon_at: z.number(),
   /** The next poll is due; a batcher claims it by moving this forward. */
   next_poll_at: z.int(),
-  /** Set when the finish is the batch given up for a deadline, so a finish taken over after a crash sends the rest live too. */
-  abandoned: z.literal(true).optional(),
+  /**
+   * Set when the finish sends every line live instead of reading results: the batch was given
+   * up for a deadline, or its submission was cut off. A finish taken over after a crash goes on
+   * the same way.
+   */
+  give_up: z.enum(["abandoned", "interrupted"]).optional(),
+  /** While `finishing`: lines done so far, in `lines` order, and what became of them; a finish taken over resumes after them. */
+  done: z.int().nonnegative().optional(),
+  tally: z.object({ results: z.int().nonnegative(), live: z.int().nonnegative() }).optional(),
   /** While `submitting` or `finishing`: until when the process doing it holds it. */
   lease_until: z.int().optional(),
   /** How it ended: results published, lines sent to the live tiers, and why the batch was not used (if so). */

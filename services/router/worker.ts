@@ -158,6 +158,8 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
   // sequence), and if it stored an outcome (`served`) only acks. Working both at once would pay
   // twice, and could give the job a result and a dead letter, two streams no duplicate window spans.
   const inHand = new Map<number, Promise<void>>();
+  // Jobs (by stream sequence) the batch queue refused: served live on their next delivery here.
+  const queueRefused = new Set<number>();
   const served = new Set<number>();
   let stopping = false;
   let watch: ModelWatch | undefined;
@@ -237,7 +239,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
       await finish(hold, kept);
       return;
     }
-    const live = m.headers?.get(LIVE_HEADER) || undefined;
+    const live = m.headers?.get(LIVE_HEADER) || (queueRefused.delete(m.seq) ? "the batch queue refused the job" : undefined);
     const earlier = history.get(m.seq) ?? (live === undefined ? [] : carriedAttempts(m.headers?.get(ATTEMPTS_HEADER)));
     history.delete(m.seq);
     const end = await work(
@@ -273,7 +275,14 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
         return letGo(hold, end.id, end.why);
       case "batch_line":
         // Deduplicated by job id, so a redelivery after a lost ack queues nothing twice.
-        await js.publish(names.batchQueueSubject(end.line.job.task), JSON.stringify(end.line), { msgID: end.line.job.id });
+        try {
+          await js.publish(names.batchQueueSubject(end.line.job.task), JSON.stringify(end.line), { msgID: end.line.job.id });
+        } catch (err) {
+          // The queue is full or unreachable: this job's next delivery here is served live.
+          if (queueRefused.size >= HISTORY_LIMIT) queueRefused.delete(queueRefused.values().next().value as number);
+          queueRefused.add(m.seq);
+          throw err;
+        }
         hold.trace?.outcome("batched");
         metrics?.batchLine(end.line.job.task, "queued");
         m.ack();
@@ -732,11 +741,12 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
     return { interactive, batch: consumer.holds.size + requests.turns.size - interactive };
   });
 
-  // The batch lane runs in every router of a deployment with a task that has `batch:` (README, "Batch lane").
+  // The batch lane runs in every router (README, "Batch lane"), with or without a task that has
+  // `batch:` now: batches submitted under an earlier config still need finishing.
   let latest = config;
   let batcher: Batcher | undefined;
   async function startBatcher(): Promise<void> {
-    if (batcher !== undefined || stopping || !Object.values(latest.tasks).some((t) => t.batch !== undefined)) return;
+    if (batcher !== undefined || stopping) return;
     const b = createBatcher({ nc, config: () => latest, caller, names, logger, clock, random, resultCache, recordSpend: (job, usd) => budgets.record(budgets.applying(job.task, job.metadata), usd), metrics });
     batcher = b;
     await b.start().catch((err: unknown) => {

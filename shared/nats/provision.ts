@@ -87,7 +87,8 @@ export const BATCH_QUEUE_ACK_WAIT_MS = 60_000;
 /** The batch lane's queue (README, "Batch lane"): a line stays readable while its provider batch runs, since the batch's record names it by sequence. */
 export function batchQueueStreamConfig(cfg: Config): StreamConfig {
   const n = namesOf(cfg);
-  return { ...streamDefaults(cfg), name: n.batchQueueStream, subjects: [n.batchQueueFilter], max_age: nanos(BATCH_QUEUE_MAX_AGE_MS) } as StreamConfig;
+  // Full, it refuses new lines (the router then serves the job live) rather than dropping old ones a running batch still needs.
+  return { ...streamDefaults(cfg), name: n.batchQueueStream, subjects: [n.batchQueueFilter], max_age: nanos(BATCH_QUEUE_MAX_AGE_MS), discard: DiscardPolicy.New } as StreamConfig;
 }
 
 /** The batchers' shared consumer on the queue: a line is acked once the record of its provider batch is stored. */
