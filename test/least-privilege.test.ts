@@ -318,7 +318,10 @@ describe("provision: auto (the default)", () => {
     const nc = await connectNats(open.url, "test-auto");
     try {
       const m = await jetstreamManager(nc);
-      for (const role of ["gateway", "router"] as const) expect((await compareResources(m, resourcesFor(role, auto))).filter((c) => c.state !== "ok")).toEqual([]);
+      // The router opens its KV buckets as its worker starts, just after startRouter returns.
+      await vi.waitFor(async () => {
+        for (const role of ["gateway", "router"] as const) expect((await compareResources(m, resourcesFor(role, auto))).filter((c) => c.state !== "ok")).toEqual([]);
+      }, { timeout: 10_000, interval: 100 });
     } finally {
       await nc.close();
       await router.stop();

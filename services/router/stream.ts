@@ -21,13 +21,19 @@ import { buildDeadLetter } from "./job.ts";
  * meanwhile. Each message costs a socket write here and a wake-up, a parse and a socket write
  * in the gateway (≈ 0.2 CPU ms per message per process measured, bench/ttft.ts), while a
  * provider sends a token every few ms; the first piece never waits, so the time to first token
- * is untouched and later tokens reach the caller at most this much later.
+ * is untouched.
  */
 export const STREAM_FLUSH_MS = 10;
+/**
+ * What is gathered goes with the first piece read once STREAM_FLUSH_MS have passed, so a
+ * steady stream costs no wake-up of its own; this timer only bounds the wait when the
+ * provider pauses.
+ */
+const STALL_FLUSH_MS = 15;
 
 /**
- * One request's stream to its gateway: the first piece at once, then what arrives within
- * STREAM_FLUSH_MS of the last message as one message, runs of text joined into one delta.
+ * One request's stream to its gateway: the first piece at once, then the pieces after each
+ * message gathered into the next one, runs of text joined into one delta.
  */
 export class RouterStream implements StreamSink {
   readonly #nc: NatsConnection;
@@ -57,10 +63,9 @@ export class RouterStream implements StreamSink {
       else pending.push(d);
     }
     this.#model = model;
-    if (this.#timer !== undefined) return;
-    const wait = this.#sentAt + STREAM_FLUSH_MS - performance.now();
-    if (wait <= 0) this.flush();
-    else this.#timer = setTimeout(() => this.flush(), wait);
+    const since = performance.now() - this.#sentAt;
+    if (since >= STREAM_FLUSH_MS) this.flush();
+    else this.#timer ??= setTimeout(() => this.flush(), STALL_FLUSH_MS - since);
   }
 
   /** Sends what is gathered now; before the request's reply, so the pieces precede the outcome (one connection keeps their order). */

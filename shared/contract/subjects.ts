@@ -85,9 +85,9 @@ export const HANDBACK_HEADER = "Switchyard-Handback";
 
 /**
  * Streaming on the fast path (README, "Streaming"). On a request, asks the router to stream the
- * answer; the router then sends the answer's pieces to the request's reply subject as they
- * arrive, each message with this header, before the usual final reply (the Result or
- * DeadLetter, without it).
+ * answer; the router then sends the answer's pieces to the request's reply subject, the first
+ * at once and later ones gathered (services/router/stream.ts), each message with this header,
+ * before the usual final reply (the Result or DeadLetter, without it).
  */
 export const STREAM_HEADER = "Switchyard-Stream";
 /**
