@@ -12,6 +12,7 @@
  * JetStream lane, is streamed only once the job has completed and passed its check: a failure
  * is then always a proper error status rather than a stream broken halfway.
  */
+import { cancelOnClose, SSE_HEADERS } from "./sse.ts";
 import type { IncomingHttpHeaders, ServerResponse } from "node:http";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { headers as natsHeaders, nuid } from "@nats-io/transport-node";
@@ -260,9 +261,7 @@ class LiveStream implements StreamListener {
   }
 
   cancelWith(cancel: () => void): void {
-    this.#res.once("close", () => {
-      if (!this.#res.writableEnded) cancel();
-    });
+    cancelOnClose(this.#res, cancel);
   }
 
   chunk(model: string, deltas: readonly StreamDelta[]): void {
@@ -272,7 +271,7 @@ class LiveStream implements StreamListener {
     if (!this.#started) {
       this.#started = true;
       this.#head = `{"id":"${this.#id}","object":"chat.completion.chunk","created":${this.#created},"model":${JSON.stringify(model)},"choices":[`;
-      res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", connection: "keep-alive", "x-request-id": this.#id, "x-switchyard-task": this.#task });
+      res.writeHead(200, { ...SSE_HEADERS, "x-request-id": this.#id, [TASK_HEADER]: this.#task });
       out = this.#choice(`{"role":"assistant","content":""}`, null);
     }
     for (const d of deltas) out += this.#choice(JSON.stringify(d), null);
@@ -301,7 +300,7 @@ class LiveStream implements StreamListener {
 
 /** The completion as OpenAI's stream framing: a role chunk, content, tool calls, a finish chunk per choice, optional usage, then [DONE]. */
 function writeStream(res: ServerResponse, c: ChatCompletion, includeUsage: boolean, extra: Record<string, string>): void {
-  res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", connection: "keep-alive", ...extra });
+  res.writeHead(200, { ...SSE_HEADERS, ...extra });
   const base = { id: c.id, object: "chat.completion.chunk", created: c.created, model: c.model };
   const chunk = (choice: Record<string, unknown>) => `data: ${JSON.stringify({ ...base, choices: [choice] })}\n\n`;
   let out = "";

@@ -14,6 +14,7 @@
  * whichever gateway's outcome filer reads the job's result or dead letter (`batch-filer.ts`), so
  * a gateway restart loses nothing.
  */
+import { cancelOnClose, SSE_HEADERS } from "./sse.ts";
 import type { IncomingHttpHeaders, ServerResponse } from "node:http";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
@@ -72,9 +73,7 @@ class LiveResponse implements StreamListener {
   }
 
   cancelWith(cancel: () => void): void {
-    this.#res.once("close", () => {
-      if (!this.#res.writableEnded) cancel();
-    });
+    cancelOnClose(this.#res, cancel);
   }
 
   chunk(model: string, deltas: readonly StreamDelta[]): void {
@@ -83,7 +82,7 @@ class LiveResponse implements StreamListener {
     let out = "";
     if (!this.#started) {
       this.#started = true;
-      res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", connection: "keep-alive", "x-request-id": this.events.id, [TASK_HEADER]: this.#task });
+      res.writeHead(200, { ...SSE_HEADERS, "x-request-id": this.events.id, [TASK_HEADER]: this.#task });
       out = sseOf(this.events.start(model));
     }
     res.write(out + sseOf(this.events.push(deltas)));
@@ -256,7 +255,7 @@ export function createResponsesService(deps: ResponsesDeps): ResponsesService {
       if (p.store) await keep(caller, task, final);
       const extra = resultHeaders(result);
       if (p.stream) {
-        res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", connection: "keep-alive", ...extra });
+        res.writeHead(200, { ...SSE_HEADERS, ...extra });
         res.end(sseOf(streamEvents(final)));
         return;
       }
