@@ -13,7 +13,8 @@ import { Kvm } from "@nats-io/kv";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { parse, stringify } from "yaml";
 import { ResultSchema, type DeadLetter, type Result } from "../shared/contract/job.ts";
-import { STREAMS } from "../shared/contract/subjects.ts";
+import { names, STREAMS } from "../shared/contract/subjects.ts";
+import { queuedBefore } from "../services/batcher/records.ts";
 import { costUsd } from "../shared/routing/cost.ts";
 import { createLogger } from "../shared/log.ts";
 import { createOps, startOpsServer, type Ops, type OpsServer } from "../shared/ops/server.ts";
@@ -157,6 +158,9 @@ describe("the batch lane", () => {
     const { results } = await outcomes(stack, new Set(jobs.map((j) => j.id)), 10_000);
     for (const r of results.values()) expect(r.attempts.every((a) => a.batch === undefined)).toBe(true);
     expect(stack.sim.stats().batches.budget?.lines ?? 0).toBe(before);
+    // What a redelivered job reads back before being served: whether an earlier delivery queued it.
+    expect(await queuedBefore(stack.nats.jsm, names(), "moderation", "live-1")).toBe(false);
+    expect(await queuedBefore(stack.nats.jsm, names(), "moderation", "night-0")).toBe(true);
   }, 20_000);
 
   it("a router stopped while its batch runs leaves it to the next router, which resumes polling and never submits the lines again", async () => {

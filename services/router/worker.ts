@@ -4,7 +4,7 @@
  * (`shared/providers`), the outcome store, the live-state watch. Any number of these run
  * against the same consumer, in one process or many.
  */
-import { jetstream } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { headers as natsHeaders, nuid, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { bindContract } from "../../shared/acceptance/contract.ts";
 import { ProviderError } from "../../shared/adapters/errors.ts";
@@ -44,7 +44,7 @@ import type { PlannedAttempt } from "../../shared/routing/planner.ts";
 import type { TaskPolicy } from "../../shared/routing/catalog.ts";
 import { estimatePromptTokens } from "../../shared/tokens.ts";
 import { batchPolicyOf, createBatcher, liveNeedFor, type Batcher } from "../batcher/batcher.ts";
-import { carriedAttempts, type QueuedLine } from "../batcher/records.ts";
+import { carriedAttempts, queuedBefore, queueKeyOf, type QueuedLine } from "../batcher/records.ts";
 
 export interface RouterDeps {
   readonly nc: NatsConnection;
@@ -122,7 +122,9 @@ type Ending =
   | { readonly kind: "redeliver"; readonly delayMs: number; readonly attempts: readonly Attempt[] }
   | { readonly kind: "let_go"; readonly why: "hold_lapsed" | "stopping"; readonly id: string }
   /** The job goes to a provider batch (README, "Batch lane"): queued for the batcher, then acked. */
-  | { readonly kind: "batch_line"; readonly line: QueuedLine };
+  | { readonly kind: "batch_line"; readonly line: QueuedLine }
+  /** An earlier delivery queued the job for a provider batch and lost its ack: the batcher has it, so only ack. */
+  | { readonly kind: "queued_before" };
 
 export function createRouter({ nc, config, logger, clock = Date.now, random = Math.random, env = process.env, metrics, onConsumerMissing, tracing }: RouterDeps): Router {
   const js = jetstream(nc);
@@ -158,6 +160,8 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
   // sequence), and if it stored an outcome (`served`) only acks. Working both at once would pay
   // twice, and could give the job a result and a dead letter, two streams no duplicate window spans.
   const inHand = new Map<number, Promise<void>>();
+  let jsm: Promise<JetStreamManager> | undefined;
+  const jsmOf = () => (jsm ??= jetstreamManager(nc, { checkAPI: false }));
   // Jobs (by stream sequence) the batch queue refused: served live on their next delivery here.
   const queueRefused = new Set<number>();
   const served = new Set<number>();
@@ -273,10 +277,14 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
         return;
       case "let_go":
         return letGo(hold, end.id, end.why);
+      case "queued_before":
+        hold.trace?.outcome("batched");
+        m.ack();
+        return;
       case "batch_line":
         // Deduplicated by job id, so a redelivery after a lost ack queues nothing twice.
         try {
-          await js.publish(names.batchQueueSubject(end.line.job.task), JSON.stringify(end.line), { msgID: end.line.job.id });
+          await js.publish(names.batchQueueSubject(end.line.job.task, queueKeyOf(end.line.job.id)), JSON.stringify(end.line), { msgID: end.line.job.id });
         } catch (err) {
           // The queue is full or unreachable: this job's next delivery here is served live.
           if (queueRefused.size >= HISTORY_LIMIT) queueRefused.delete(queueRefused.values().next().value as number);
@@ -329,6 +337,8 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
       }
       const contract = bindContract(policy.contract, job.request);
       if ("kind" in contract) return dead(buildDeadLetter(job, "invalid_job", contract.message, a.earlier, clock()), 0);
+      // A redelivery whose earlier delivery queued the job (and lost the ack) must not serve it a second time.
+      if (a.deliveryCount > 1 && turn.lane === "batch" && a.live === undefined && (await queuedBefore(await jsmOf(), names, job.task, job.id))) return { kind: "queued_before" };
       const planned = plan({ policy, catalog: lease.catalog, view: live, job, now: turn.startedAt, random });
       // The batch lane (README, "Batch lane"): a job with slack waits for a provider batch at its batch price.
       if (taskConfig.batch !== undefined && batcher !== undefined && turn.lane === "batch" && a.live === undefined && job.routing?.batch !== false && planned.kind === "attempts") {
@@ -486,6 +496,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
             requests.handBack(msg);
             return;
           case "batch_line":
+          case "queued_before":
             throw new Error("a fast-path request never takes the batch lane");
         }
       }

@@ -159,10 +159,11 @@ export const RESULT_CACHE_BUCKET = "switchyard-result-cache";
 
 /**
  * The batch lane (README, "Batch lane"): jobs with slack, sent through the providers' own
- * batch APIs. BATCH_QUEUE: each such job as a line for the batcher, `batchq.<task>`, kept (limits
- * retention) while its provider batch runs, since the batch's record names its lines by
- * sequence. PROVIDER_BATCHES: one KV entry per provider batch, `open.<id>` while it runs and
- * `done.<id>` after.
+ * batch APIs. BATCH_QUEUE: each such job as a line for the batcher, `batchq.<task>.<key>` (`key`
+ * a digest of the job id, so a redelivered job can read back whether an earlier delivery queued
+ * it), kept (limits retention) while its provider batch runs, since the batch's record names its
+ * lines by sequence. PROVIDER_BATCHES: one KV entry per provider batch, `open.<id>` while it runs
+ * and `done.<id>` after.
  */
 export const BATCH_QUEUE_STREAM = "BATCH_QUEUE";
 export const BATCH_QUEUE_SUBJECT = "batchq";
@@ -222,7 +223,8 @@ export function names(namespace?: string) {
     limitsPauseSubject: subject(LIMITS_PAUSE_SUBJECT),
     resultCacheBucket: dashed(RESULT_CACHE_BUCKET),
     batchQueueStream: stream(BATCH_QUEUE_STREAM),
-    batchQueueSubject: (task: string) => subject(`${BATCH_QUEUE_SUBJECT}.${task}`),
+    /** One job's line: `<ns>.batchq.<task>.<key>`, `key` a subject-safe digest of the job id, so whether a job was queued can be read back by subject. */
+    batchQueueSubject: (task: string, key: string) => subject(`${BATCH_QUEUE_SUBJECT}.${task}.${key}`),
     batchQueueFilter: subject(`${BATCH_QUEUE_SUBJECT}.>`),
     batcherDurable: dashed(BATCHER_DURABLE),
     providerBatchesBucket: dashed(PROVIDER_BATCHES_BUCKET),

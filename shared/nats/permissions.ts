@@ -95,6 +95,8 @@ export function permissionsFor(n: Names): Readonly<Record<User, PermissionSet>> 
         `${n.batchQueueFilter}`,
         ...durable(n.batchQueueStream, n.batcherDurable),
         `${API}.STREAM.MSG.GET.${n.batchQueueStream}`,
+        // Whether a redelivered job was queued before: the last message of its line's subject.
+        `${API}.DIRECT.GET.${n.batchQueueStream}.>`,
         streamInfo(`KV_${n.providerBatchesBucket}`),
         ...kvGet(n.providerBatchesBucket),
         ...kvPut(n.providerBatchesBucket),
