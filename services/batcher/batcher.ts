@@ -33,6 +33,7 @@ import { abandonAt, groupLines, liveNeedMs, nextFlushAt, type BatchPolicy, type 
 import type { ModelInfo, TaskPolicy } from "../../shared/routing/catalog.ts";
 import type { PlannedAttempt } from "../../shared/routing/planner.ts";
 import { CallCancel } from "../../shared/adapters/http.ts";
+import { mapLimit } from "../../shared/concurrency.ts";
 import { buildDeadLetter, Delivery, type LiveView, type Moment } from "../router/job.ts";
 import type { ResultCache } from "../router/result-cache.ts";
 import type { RouterMetrics } from "../../shared/ops/router-metrics.ts";
@@ -611,7 +612,7 @@ export function createBatcher(deps: BatcherDeps): Batcher {
 
   async function readLines(record: BatchRecord): Promise<QueuedLine[]> {
     const out: QueuedLine[] = new Array(record.lines.length);
-    await inChunks(record.lines, async (seq, i) => {
+    await mapLimit(record.lines, 256, async (seq, i) => {
       const stored = await jsm!.streams.getMessage(names.batchQueueStream, { seq }).catch(() => null);
       const line = stored ? parseQueuedLine(stored.data) : undefined;
       if (!line) throw new Error(`line ${seq} of provider batch ${record.id} is no longer in ${names.batchQueueStream}`);
@@ -722,13 +723,6 @@ function splitId(id: string): [string, string] {
 
 function oneLine(s: string): string {
   return s.replace(/[\r\n]+/g, " ").slice(0, 500);
-}
-
-/** Runs `fn` over the items, 256 at a time: thousands of publishes or reads, without thousands of promises at once. */
-async function inChunks<T>(items: readonly T[], fn: (item: T, index: number) => Promise<void>): Promise<void> {
-  for (let i = 0; i < items.length; i += 256) {
-    await Promise.all(items.slice(i, i + 256).map((item, j) => fn(item, i + j)));
-  }
 }
 
 /** Acks, naks and renewals on a connection that may be closing: a failure only means the hold lapses and the line comes again. */
