@@ -14,7 +14,9 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { parse, stringify } from "yaml";
 import { ResultSchema, type DeadLetter, type Result } from "../shared/contract/job.ts";
 import { names, STREAMS } from "../shared/contract/subjects.ts";
-import { queuedBefore } from "../services/batcher/records.ts";
+import { createBatcher } from "../services/batcher/batcher.ts";
+import { createResultCache } from "../services/router/result-cache.ts";
+import { createModelCaller } from "../shared/providers/caller.ts";
 import { costUsd } from "../shared/routing/cost.ts";
 import { createLogger } from "../shared/log.ts";
 import { createOps, startOpsServer, type Ops, type OpsServer } from "../shared/ops/server.ts";
@@ -159,8 +161,16 @@ describe("the batch lane", () => {
     for (const r of results.values()) expect(r.attempts.every((a) => a.batch === undefined)).toBe(true);
     expect(stack.sim.stats().batches.budget?.lines ?? 0).toBe(before);
     // What a redelivered job reads back before being served: whether an earlier delivery queued it.
-    expect(await queuedBefore(stack.nats.jsm, names(), "moderation", "live-1")).toBe(false);
-    expect(await queuedBefore(stack.nats.jsm, names(), "moderation", "night-0")).toBe(true);
+    const caller = createModelCaller(stack.config);
+    const batcher = createBatcher({ nc: stack.nats.nc, config: () => stack.config, caller, names: names(), logger: createLogger("test-batcher", "silent"), clock: Date.now, random: Math.random, resultCache: createResultCache({ nc: stack.nats.nc, config: stack.config, logger: createLogger("test-batcher", "silent"), clock: Date.now }), recordSpend: () => {} });
+    await batcher.start();
+    try {
+      expect(await batcher.queued("moderation", "live-1")).toBe(false);
+      expect(await batcher.queued("moderation", "night-0")).toBe(true);
+    } finally {
+      await batcher.stop();
+      await caller.close();
+    }
   }, 20_000);
 
   it("a router stopped while its batch runs leaves it to the next router, which resumes polling and never submits the lines again", async () => {

@@ -131,30 +131,27 @@ describe("a task with a result cache", () => {
     expect(got.get("changed-3")!.cached).toBeUndefined();
   }, 30_000);
 
-  it("ten identical jobs at once make one call", async () => {
-    // Slow answers, so all ten are in flight before the first is served.
+  /** Ten identical jobs published together, with answers slow enough that all ten are in flight before the first is served: one call, nine cache hits. */
+  async function tenIdenticalMakeOneCall(night: string, text: string): Promise<void> {
     for (const [p, m] of [["budget", "budget-lite"], ["swift", "swift-mini"], ["premium", "premium-large"]] as const) stack.sim.control(p, m, { latency_ms: { min: 300, max: 300 } });
     try {
       const before = calls();
-      const got = await run(Array.from({ length: 10 }, (_, i) => ({ ...job("same", 0, "one message, ten times"), id: `same-${i}` })));
+      const got = await run(Array.from({ length: 10 }, (_, i) => ({ ...job(night, 0, text), id: `${night}-${i}` })));
       expect(calls()).toBe(before + 1);
       expect([...got.values()].filter((r) => r.cached === true)).toHaveLength(9);
     } finally {
       stack.sim.reset();
     }
-  }, 30_000);
+  }
+
+  it("ten identical jobs at once make one call", () => tenIdenticalMakeOneCall("same", "one message, ten times"), 30_000);
 
   it("ten identical jobs at once across three workers make one call", async () => {
-    const others = [await startRouter({ natsUrl: stack.nats.url, config: stack.config, logger: createLogger("test-router", process.env.LOG_LEVEL ?? "silent"), clock: () => Date.now() + ahead })];
-    others.push(await startRouter({ natsUrl: stack.nats.url, config: stack.config, logger: createLogger("test-router", process.env.LOG_LEVEL ?? "silent"), clock: () => Date.now() + ahead }));
-    for (const [p, m] of [["budget", "budget-lite"], ["swift", "swift-mini"], ["premium", "premium-large"]] as const) stack.sim.control(p, m, { latency_ms: { min: 300, max: 300 } });
+    const worker = () => startRouter({ natsUrl: stack.nats.url, config: stack.config, logger: createLogger("test-router", process.env.LOG_LEVEL ?? "silent"), clock: () => Date.now() + ahead });
+    const others = [await worker(), await worker()];
     try {
-      const before = calls();
-      const got = await run(Array.from({ length: 10 }, (_, i) => ({ ...job("across", 0, "one message, ten times, three workers"), id: `across-${i}` })));
-      expect(calls()).toBe(before + 1);
-      expect([...got.values()].filter((r) => r.cached === true)).toHaveLength(9);
+      await tenIdenticalMakeOneCall("across", "one message, ten times, three workers");
     } finally {
-      stack.sim.reset();
       await Promise.all(others.map((r) => r.stop()));
     }
   }, 30_000);

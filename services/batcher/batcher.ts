@@ -37,7 +37,7 @@ import { mapLimit } from "../../shared/concurrency.ts";
 import { buildDeadLetter, Delivery, type LiveView, type Moment } from "../router/job.ts";
 import type { ResultCache } from "../router/result-cache.ts";
 import type { RouterMetrics } from "../../shared/ops/router-metrics.ts";
-import { customIdOf, parseBatchRecord, parseQueuedLine, type BatchRecord, type QueuedLine } from "./records.ts";
+import { customIdOf, parseBatchRecord, parseQueuedLine, queueKeyOf, type BatchRecord, type QueuedLine } from "./records.ts";
 
 export interface BatcherDeps {
   readonly nc: NatsConnection;
@@ -61,6 +61,8 @@ export interface Batcher {
   start(): Promise<void>;
   /** Stops collecting (held lines go back to the queue for another batcher) and polling; a finish under way completes. */
   stop(): Promise<void>;
+  /** Whether a delivery of this job put it on the queue already (its line is still there: limits retention, 3 days). */
+  queued(task: string, jobId: string): Promise<boolean>;
 }
 
 /** How a provider batch ended (`switchyard_provider_batches_total`). */
@@ -83,15 +85,25 @@ const FINISH_LEASE_MS = 2 * 60_000;
 const API_TIMEOUT_MS = 120_000;
 /** How often open records are looked at; each is polled only at its own `next_poll_at`. */
 const TICK_MS = 250;
-const DONE_AFTER_MS = 86_400_000;
+/** A batch line has no per-call timeout of its own: the batch's window and the give-up time bound it. */
+const LINE_TIMEOUT_MS = 86_400_000;
 /** How long a stop waits for submissions and finishes under way before leaving them to the leases. */
 const STOP_WAIT_MS = 3_000;
 /** Nothing cools down a batch line: it is judged, not routed. */
 const NO_COOLDOWN: LiveView = { cooldownUntil: () => 0 };
 
+// Per config object (a reload makes a new one): read for every arriving line and every job, built once.
+const batchPolicies = new WeakMap<Config, Map<string, BatchPolicy | undefined>>();
+const liveNeeds = new WeakMap<TaskPolicy, number>();
+
+/** A task's `batch:` section in milliseconds; undefined without one. */
 export function batchPolicyOf(config: Config, task: string): BatchPolicy | undefined {
-  const b = config.tasks[task]?.batch;
-  return b === undefined ? undefined : { minSlackMs: b.min_slack, windowMs: b.window, maxLines: b.max_lines, pollIntervalMs: b.poll_interval };
+  let byTask = batchPolicies.get(config);
+  if (byTask === undefined) {
+    byTask = new Map(Object.entries(config.tasks).map(([name, t]) => [name, t.batch === undefined ? undefined : { minSlackMs: t.batch.min_slack, windowMs: t.batch.window, maxLines: t.batch.max_lines, pollIntervalMs: t.batch.poll_interval }]));
+    batchPolicies.set(config, byTask);
+  }
+  return byTask.get(task);
 }
 
 export function createBatcher(deps: BatcherDeps): Batcher {
@@ -192,9 +204,12 @@ export function createBatcher(deps: BatcherDeps): Batcher {
       lines.push(h);
     }
     if (lines.length === 0) return;
+    const lease = deps.caller.lease();
     try {
-      const config = deps.config();
+      const config = lease.config;
       const policy = batchPolicyOf(config, task);
+      const taskPolicy = lease.catalog.tasks.get(task);
+      const need = taskPolicy === undefined ? 0 : liveNeedFor(config, taskPolicy);
       const now = clock();
       const id = nuid.next();
       const recordOf = (ls: readonly Held[]): BatchRecord => {
@@ -207,7 +222,7 @@ export function createBatcher(deps: BatcherDeps): Batcher {
           lines: ls.map((h) => h.m.seq),
           ...(sameAs === undefined ? {} : { same_as: sameAs }),
           created_at: now,
-          abandon_at: abandonMoment(config, task, ls.map((h) => h.line)),
+          abandon_at: abandonAt(ls.map((h) => ({ jobId: h.line.job.id, deadline: h.line.job.deadline === undefined ? Infinity : Date.parse(h.line.job.deadline) })), need),
           next_poll_at: now + (policy?.pollIntervalMs ?? 60_000),
           lease_until: now + SUBMIT_LEASE_MS,
         };
@@ -238,48 +253,44 @@ export function createBatcher(deps: BatcherDeps): Batcher {
           return;
         }
       }
-      await submitRecorded(record, revision, lines);
+      await submitRecorded(lease, record, revision, lines);
     } finally {
+      lease.release();
       for (const h of lines) submitting.delete(h.line.job.id);
       for (const { jobId } of group.lines) submitting.delete(jobId);
     }
   }
 
   /** Submits a recorded batch; a refusal sends every line live. */
-  async function submitRecorded(record: BatchRecord, revision: number, lines: readonly Held[]): Promise<void> {
+  async function submitRecorded(lease: ProviderLease, record: BatchRecord, revision: number, lines: readonly Held[]): Promise<void> {
     const { id, task } = record;
     const bucket = kv!;
-    const lease = deps.caller.lease();
-    try {
-      const model = lease.catalog.models.get(record.model);
-      const batchLines = model === undefined ? undefined : toBatchLines(lease, model, lines.map((h) => h.line), record.lines, record.same_as);
-      if (model === undefined || batchLines === undefined) {
-        await finishLive({ ...record }, revision, lines.map((h) => h.line), `the model ${record.model} can no longer take these jobs as a batch (config changed)`, "refused");
-        return;
-      }
-      let status: BatchStatus;
-      try {
-        status = await lease.batchApi(model).submit(batchLines, API_TIMEOUT_MS);
-      } catch (err) {
-        const why = `the provider refused the batch: ${(err as Error).message}`;
-        logger.warn({ task, model: record.model, lines: lines.length, err: (err as Error).message }, "provider batch refused; its jobs go to the live tiers");
-        await finishLive(record, revision, lines.map((h) => h.line), why, "refused");
-        return;
-      }
-      const running: BatchRecord = { ...record, state: "running", provider_batch_id: status.id, provider_state: status.state, counts: status.counts, submitted_at: clock() };
-      delete (running as { lease_until?: number }).lease_until;
-      try {
-        await bucket.update(`open.${id}`, JSON.stringify(running), revision);
-      } catch (err) {
-        // Its lines go live as an interrupted submission: the provider's batch would be paid for nothing.
-        logger.error({ err: (err as Error).message, batch: status.id }, "submitted provider batch not recorded as running; cancelled, its lines go live as an interrupted submission");
-        await lease.batchApi(model).cancel(status.id, API_TIMEOUT_MS).catch(() => {});
-        return;
-      }
-      logger.info({ task, model: record.model, lines: lines.length, batch: status.id }, "provider batch submitted");
-    } finally {
-      lease.release();
+    const model = lease.catalog.models.get(record.model);
+    const batchLines = model === undefined ? undefined : toBatchLines(lease, model, lines.map((h) => h.line), record.lines, record.same_as);
+    if (model === undefined || batchLines === undefined) {
+      await finishLive(record, revision, lines.map((h) => h.line), `the model ${record.model} can no longer take these jobs as a batch (config changed)`, "refused");
+      return;
     }
+    let status: BatchStatus;
+    try {
+      status = await lease.batchApi(model).submit(batchLines, API_TIMEOUT_MS);
+    } catch (err) {
+      const why = `the provider refused the batch: ${(err as Error).message}`;
+      logger.warn({ task, model: record.model, lines: lines.length, err: (err as Error).message }, "provider batch refused; its jobs go to the live tiers");
+      await finishLive(record, revision, lines.map((h) => h.line), why, "refused");
+      return;
+    }
+    const { lease_until: _submitLease, ...submitted } = record;
+    const running: BatchRecord = { ...submitted, state: "running", provider_batch_id: status.id, provider_state: status.state, counts: status.counts, submitted_at: clock() };
+    try {
+      await bucket.update(`open.${id}`, JSON.stringify(running), revision);
+    } catch (err) {
+      // Its lines go live as an interrupted submission: the provider's batch would be paid for nothing.
+      logger.error({ err: (err as Error).message, batch: status.id }, "submitted provider batch not recorded as running; cancelled, its lines go live as an interrupted submission");
+      await lease.batchApi(model).cancel(status.id, API_TIMEOUT_MS).catch(() => {});
+      return;
+    }
+    logger.info({ task, model: record.model, lines: lines.length, batch: status.id }, "provider batch submitted");
   }
 
   /** Every open record whose poll is due, or whose submission or finish was abandoned by a crashed process. */
@@ -509,7 +520,7 @@ export function createBatcher(deps: BatcherDeps): Batcher {
       earlier: line.earlier,
       deliveryCount: 1,
       backoffMs: config.router.redelivery_backoff,
-      timeoutOf: () => DONE_AFTER_MS,
+      timeoutOf: () => LINE_TIMEOUT_MS,
       startedAt: line.received_at,
       publishedAt: line.published_at,
       ackWaitMs: Infinity,
@@ -594,8 +605,8 @@ export function createBatcher(deps: BatcherDeps): Batcher {
 
   /** Moves the record from `open.` to `done.`. */
   async function close(record: BatchRecord, revision: number, ended: NonNullable<BatchRecord["ended"]>, ending: Ending): Promise<void> {
-    const done: BatchRecord = { ...record, state: "done", ended };
-    delete (done as { lease_until?: number }).lease_until;
+    const { lease_until: _lease, ...rest } = record;
+    const done: BatchRecord = { ...rest, state: "done", ended };
     const bucket = kv!;
     try {
       await bucket.update(`open.${record.id}`, JSON.stringify(done), revision);
@@ -637,6 +648,10 @@ export function createBatcher(deps: BatcherDeps): Batcher {
         }, TICK_MS).unref(),
       );
     },
+    async queued(task, jobId) {
+      const subject = names.batchQueueSubject(task, queueKeyOf(jobId));
+      return (await jsm!.direct.getMessage(names.batchQueueStream, { last_by_subj: subject })) !== null;
+    },
     async stop() {
       stopped = true;
       for (const t of timers) clearInterval(t);
@@ -651,17 +666,7 @@ export function createBatcher(deps: BatcherDeps): Batcher {
     },
   };
 
-  function abandonMoment(config: Config, task: string, lines: readonly QueuedLine[]): number {
-    const policy = deps.caller.lease();
-    let need: number;
-    try {
-      const p = policy.catalog.tasks.get(task);
-      need = p === undefined ? 0 : liveNeedFor(config, p);
-    } finally {
-      policy.release();
-    }
-    return abandonAt(lines.map((l) => ({ jobId: l.job.id, deadline: l.job.deadline === undefined ? Infinity : Date.parse(l.job.deadline) })), need);
-  }
+
 }
 
 /**
@@ -670,9 +675,15 @@ export function createBatcher(deps: BatcherDeps): Batcher {
  * qualifies jobs with it, and the batcher gives a batch up by it.
  */
 export function liveNeedFor(config: Config, policy: TaskPolicy): number {
-  let timeoutMs = 0;
-  for (const tier of policy.tiers) for (const c of tier.candidates) timeoutMs = Math.max(timeoutMs, config.providers[c.provider]?.timeout_ms ?? 0);
-  return liveNeedMs({ timeoutMs, attempts: policy.maxAttempts, pollIntervalMs: config.tasks[policy.task]?.batch?.poll_interval ?? 60_000 });
+  // A TaskPolicy belongs to one config's catalogue, so the figure is computed once per config.
+  let need = liveNeeds.get(policy);
+  if (need === undefined) {
+    let timeoutMs = 0;
+    for (const tier of policy.tiers) for (const c of tier.candidates) timeoutMs = Math.max(timeoutMs, config.providers[c.provider]?.timeout_ms ?? 0);
+    need = liveNeedMs({ timeoutMs, attempts: policy.maxAttempts, pollIntervalMs: batchPolicyOf(config, policy.task)?.pollIntervalMs ?? 60_000 });
+    liveNeeds.set(policy, need);
+  }
+  return need;
 }
 
 /** For a task with `cache:`, the lines identical to an earlier one of the group (by cache key): sequence → the first's sequence. */

@@ -5,9 +5,7 @@
  * holds state that a crash could lose without the line coming back to someone.
  */
 import { createHash } from "node:crypto";
-import type { JetStreamManager } from "@nats-io/jetstream";
 import { z } from "zod";
-import type { Names } from "../../shared/contract/subjects.ts";
 import { AttemptSchema, JobSchema, type Attempt, type Job } from "../../shared/contract/job.ts";
 import { parseJsonOrUndefined } from "../../shared/json.ts";
 
@@ -108,8 +106,3 @@ export function carriedAttempts(header: string | undefined): Attempt[] {
 /** A job id as one subject token: ids may hold dots, spaces or wildcards, a hex digest holds none. */
 export const queueKeyOf = (jobId: string): string => createHash("sha256").update(jobId).digest("hex").slice(0, 32);
 
-/** Whether an earlier delivery of this job put it on the batch queue (its line is still there: limits retention, 3 days). */
-export async function queuedBefore(jsm: JetStreamManager, names: Names, task: string, jobId: string): Promise<boolean> {
-  const subject = names.batchQueueSubject(task, queueKeyOf(jobId));
-  return (await jsm.direct.getMessage(names.batchQueueStream, { last_by_subj: subject })) !== null;
-}

@@ -4,7 +4,7 @@
  * (`shared/providers`), the outcome store, the live-state watch. Any number of these run
  * against the same consumer, in one process or many.
  */
-import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import { jetstream } from "@nats-io/jetstream";
 import { headers as natsHeaders, nuid, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { bindContract } from "../../shared/acceptance/contract.ts";
 import { ProviderError } from "../../shared/adapters/errors.ts";
@@ -44,7 +44,7 @@ import type { PlannedAttempt } from "../../shared/routing/planner.ts";
 import type { TaskPolicy } from "../../shared/routing/catalog.ts";
 import { estimatePromptTokens } from "../../shared/tokens.ts";
 import { batchPolicyOf, createBatcher, liveNeedFor, type Batcher } from "../batcher/batcher.ts";
-import { carriedAttempts, queuedBefore, queueKeyOf, type QueuedLine } from "../batcher/records.ts";
+import { carriedAttempts, queueKeyOf, type QueuedLine } from "../batcher/records.ts";
 
 export interface RouterDeps {
   readonly nc: NatsConnection;
@@ -160,8 +160,6 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
   // sequence), and if it stored an outcome (`served`) only acks. Working both at once would pay
   // twice, and could give the job a result and a dead letter, two streams no duplicate window spans.
   const inHand = new Map<number, Promise<void>>();
-  let jsm: Promise<JetStreamManager> | undefined;
-  const jsmOf = () => (jsm ??= jetstreamManager(nc, { checkAPI: false }));
   // Jobs (by stream sequence) the batch queue refused: served live on their next delivery here.
   const queueRefused = new Set<number>();
   const served = new Set<number>();
@@ -338,7 +336,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
       const contract = bindContract(policy.contract, job.request);
       if ("kind" in contract) return dead(buildDeadLetter(job, "invalid_job", contract.message, a.earlier, clock()), 0);
       // A redelivery whose earlier delivery queued the job (and lost the ack) must not serve it a second time.
-      if (a.deliveryCount > 1 && turn.lane === "batch" && a.live === undefined && (await queuedBefore(await jsmOf(), names, job.task, job.id))) return { kind: "queued_before" };
+      if (a.deliveryCount > 1 && turn.lane === "batch" && a.live === undefined && (await batcher?.queued(job.task, job.id)) === true) return { kind: "queued_before" };
       const planned = plan({ policy, catalog: lease.catalog, view: live, job, now: turn.startedAt, random });
       // The batch lane (README, "Batch lane"): a job with slack waits for a provider batch at its batch price.
       if (taskConfig.batch !== undefined && batcher !== undefined && turn.lane === "batch" && a.live === undefined && job.routing?.batch !== false && planned.kind === "attempts") {
