@@ -236,8 +236,8 @@ describe("switchyard_tokens_total", () => {
     const m = routerMetrics(ops);
     const t = m.task("sort", true);
     const model = catalog.models.get("b/m")!;
-    m.billed(t, model, "acme", 0.00342, 2098, 120, 1800, 248, 0);
-    m.billed(t, model, "acme", 0.001, 10, 5);
+    m.billed(t, model, "acme", 0.00342, { prompt_tokens: 2098, completion_tokens: 120, prompt_tokens_details: { cached_tokens: 1800, cache_write_tokens: 248 }, completion_tokens_details: { reasoning_tokens: 0 } });
+    m.billed(t, model, "acme", 0.001, { prompt_tokens: 10, completion_tokens: 5 });
     const text = await ops.render();
     const sample = (kind: string) => Number(new RegExp(`^switchyard_tokens_total\\{task="sort",provider="b",model="m",tenant="acme",kind="${kind}"\\} (\\S+)$`, "m").exec(text)?.[1]);
     expect([sample("input"), sample("output"), sample("cached"), sample("cache_write")]).toEqual([2108, 125, 1800, 248]);

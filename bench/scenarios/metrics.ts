@@ -100,6 +100,7 @@ async function recordingCost(): Promise<{ nsPerJob: number; renderMs: number; li
   const models = Array.from({ length: 6 }, (_, i) => ({ id: `p${i}/m${i}`, ordinal: 1000 + i, provider: `p${i}`, name: `m${i}` }) as unknown as ModelInfo);
   const tasks = ["moderation", "classification", "extraction"];
   const metadata = Array.from({ length: 20 }, (_, i) => ({ tenant: `tenant-${i}` }));
+  const usage = { prompt_tokens: 26, completion_tokens: 11 };
   const outcomes = ["ok", "ok", "ok", "ok", "ok", "ok", "ok", "unavailable", "rate_limited", "invalid_output"] as const;
   const job = (i: number) => {
     const t = m.task(tasks[i % 3]!, true);
@@ -108,7 +109,7 @@ async function recordingCost(): Promise<{ nsPerJob: number; renderMs: number; li
     const tenant = m.tenantOf(metadata[i % 20]);
     const model = models[i % 6]!;
     m.attempt(model, outcomes[i % 10]!, 3);
-    m.billed(t, model, tenant, 0.0000035, 26, 11);
+    m.billed(t, model, tenant, 0.0000035, usage);
     t.result.inc();
     t.overhead.observe(0.0004);
   };

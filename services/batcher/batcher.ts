@@ -554,11 +554,7 @@ export function createBatcher(deps: BatcherDeps): Batcher {
     const t = deps.metrics?.task(line.job.task, true);
     if (t !== undefined) {
       const tenant = deps.metrics!.tenantOf(line.job.metadata);
-      for (const a of own) {
-        if (a.usage === undefined || a.cost_usd === undefined) continue;
-        const u = a.usage;
-        deps.metrics!.billed(t, model, tenant, a.cost_usd, u.prompt_tokens, u.completion_tokens, u.prompt_tokens_details?.cached_tokens, u.prompt_tokens_details?.cache_write_tokens, u.completion_tokens_details?.reasoning_tokens);
-      }
+      for (const a of own) if (a.usage !== undefined && a.cost_usd !== undefined) deps.metrics!.billed(t, model, tenant, a.cost_usd, a.usage);
     }
     if (step.kind === "result") {
       const result: Result = { ...step.result, attempts };

@@ -641,9 +641,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
     if (outcome !== "timeout") report(model, task, outcome, 200, latency, completion.usage, t0);
     if (t !== undefined) {
       metrics!.attempt(model, outcome, latency);
-      const u = completion.usage;
-      const d = u.prompt_tokens_details;
-      metrics!.billed(t, model, tenant, cost, u.prompt_tokens, u.completion_tokens, d?.cached_tokens, d?.cache_write_tokens, u.completion_tokens_details?.reasoning_tokens);
+      metrics!.billed(t, model, tenant, cost, completion.usage);
     }
     return latency;
   }

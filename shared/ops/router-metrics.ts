@@ -14,6 +14,7 @@
  */
 import { ATTEMPT_OUTCOMES, DLQ_REASONS, type AttemptOutcome, type DlqReason } from "../contract/job.ts";
 import type { ModelInfo } from "../routing/catalog.ts";
+import type { PricedUsage } from "../routing/cost.ts";
 import { BoundedLabel, Counter, Gauge, Histogram, LATENCY_BUCKETS, type CounterChild, type HistogramChild } from "./metrics.ts";
 import type { Ops } from "./server.ts";
 
@@ -155,17 +156,7 @@ export class RouterMetrics {
    * cached, cache-write and reasoning counts are the parts of the input and output (0 or
    * undefined when the provider reported none).
    */
-  billed(
-    t: TaskChildren,
-    model: ModelInfo,
-    tenant: string,
-    costUsd: number,
-    inputTokens: number,
-    outputTokens: number,
-    cachedTokens?: number,
-    cacheWriteTokens?: number,
-    reasoningTokens?: number,
-  ): void {
+  billed(t: TaskChildren, model: ModelInfo, tenant: string, costUsd: number, usage: PricedUsage): void {
     let byTenant = t.usage.get(model.ordinal);
     if (!byTenant) t.usage.set(model.ordinal, (byTenant = new Map()));
     let u = byTenant.get(tenant);
@@ -175,11 +166,13 @@ export class RouterMetrics {
       byTenant.set(tenant, u);
     }
     u.costUsd.inc(costUsd);
-    u.tokens.input.inc(inputTokens);
-    u.tokens.output.inc(outputTokens);
-    if (cachedTokens) this.#part(u, "cached", cachedTokens);
-    if (cacheWriteTokens) this.#part(u, "cache_write", cacheWriteTokens);
-    if (reasoningTokens) this.#part(u, "reasoning", reasoningTokens);
+    u.tokens.input.inc(usage.prompt_tokens);
+    u.tokens.output.inc(usage.completion_tokens);
+    const d = usage.prompt_tokens_details;
+    if (d?.cached_tokens) this.#part(u, "cached", d.cached_tokens);
+    if (d?.cache_write_tokens) this.#part(u, "cache_write", d.cache_write_tokens);
+    const reasoning = usage.completion_tokens_details?.reasoning_tokens;
+    if (reasoning) this.#part(u, "reasoning", reasoning);
   }
 
   #part(u: UsageChildren, kind: PartKind, tokens: number): void {
