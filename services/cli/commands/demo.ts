@@ -8,7 +8,7 @@ import { openBuckets } from "../../../shared/nats/buckets.ts";
 import { connectNats } from "../../../shared/nats/connect.ts";
 import { buildCatalog } from "../../../shared/routing/catalog.ts";
 import { costUsd, type Prices } from "../../../shared/routing/cost.ts";
-import { PriceOverrideSchema } from "../../../shared/contract/live.ts";
+import { ModelStateSchema } from "../../../shared/contract/live.ts";
 import { parseJsonOrUndefined } from "../../../shared/json.ts";
 import type { KV } from "@nats-io/kv";
 import { boundedWindow } from "../../../shared/concurrency.ts";
@@ -67,7 +67,7 @@ temporary NATS store is removed (exit 130); a second Ctrl-C quits at once.`,
           stops.push(collected.stop);
 
           // The market moves while the batch runs: a price drop, then an outage and its end.
-          const { prices } = await openBuckets(nc, stack.config);
+          const { prices, models: modelStates } = await openBuckets(nc, stack.config);
           const events: DemoEvent[] = [
             { at: 0.25, name: "swift/mini price drop to $0.02/$0.08", run: () => prices.put("swift/mini", JSON.stringify({ input_per_mtok: 0.02, output_per_mtok: 0.08, set_at: new Date().toISOString() })) },
             { at: 0.45, name: "budget outage (every call 503)", run: () => stack.sim.control("budget", "budget-lite-1", { outage: "503" }) },
@@ -110,7 +110,7 @@ temporary NATS store is removed (exit 130); a second Ctrl-C quits at once.`,
           await Promise.all(night.map((j) => js.publish(j.subject, j.payload, { msgID: j.msgId })));
           await untilEnded(nightCollected, night.length, timeoutMs, interrupted, stops);
           if (signal.aborted) return stopped();
-          const nightLost = reportBacklog(out, { published: night.length, results: nightCollected.results, deadLetters: nightCollected.deadLetters, livePrices: await livePricesOf(catalog, prices) });
+          const nightLost = reportBacklog(out, { published: night.length, results: nightCollected.results, deadLetters: nightCollected.deadLetters, livePrices: await livePricesOf(catalog, modelStates) });
           return lost === 0 && nightLost === 0 ? 0 : 1;
         } finally {
           for (const stop of stops) stop();
@@ -295,13 +295,13 @@ function reportBacklog(out: NodeJS.WriteStream, r: { published: number; results:
   return lost;
 }
 
-/** Each model's live price as the routers see it: an operator's override in the prices bucket (the demo sets one), else the config's. */
-async function livePricesOf(catalog: ReturnType<typeof buildCatalog>, prices: KV): Promise<Map<string, Prices>> {
+/** Each model's live price as the routers route on it: the pricing service's entry (the demo's price drop included), else the config's. */
+async function livePricesOf(catalog: ReturnType<typeof buildCatalog>, states: KV): Promise<Map<string, Prices>> {
   const out = new Map<string, Prices>();
   for (const m of catalog.models.values()) {
-    const e = await prices.get(m.id).catch(() => null);
-    const o = e && e.operation === "PUT" ? PriceOverrideSchema.safeParse(parseJsonOrUndefined(e.string())) : undefined;
-    out.set(m.id, o?.success ? { ...m, inputPerMtok: o.data.input_per_mtok, outputPerMtok: o.data.output_per_mtok } : m);
+    const e = await states.get(m.id).catch(() => null);
+    const state = e && e.operation === "PUT" ? ModelStateSchema.safeParse(parseJsonOrUndefined(e.string())) : undefined;
+    out.set(m.id, state?.success ? { ...m, inputPerMtok: state.data.input_per_mtok, outputPerMtok: state.data.output_per_mtok } : m);
   }
   return out;
 }
