@@ -17,6 +17,7 @@
  *
  *   npx tsx bench/ttft.ts [--requests 400] [--latency 0] [--token-delay 2] [--cpu-prof <dir>]
  */
+import { percentile } from "../shared/stats.ts";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -158,7 +159,7 @@ try {
       a.push(await direct());
     }
   }
-  const q = (xs: number[], p: number) => [...xs].sort((x, y) => x - y)[Math.min(xs.length - 1, Math.floor(p * xs.length))]!;
+  const q = (xs: number[], p: number) => percentile([...xs].sort((x, y) => x - y), p * 100);
   const diffs = a.map((x, i) => b[i]! - x);
   const row = (name: string, xs: number[]) => `${name.padEnd(28)} p50 ${q(xs, 0.5).toFixed(2).padStart(6)} ms   p90 ${q(xs, 0.9).toFixed(2).padStart(6)} ms   p99 ${q(xs, 0.99).toFixed(2).padStart(6)} ms`;
   console.log(`time to first token, ${REQUESTS} requests per path, c=1, alternating; sim latency ${values.latency} ms, ${values["token-delay"]} ms per token`);

@@ -7,21 +7,8 @@
  */
 import OpenAI from "openai";
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
-import { KEYS, startGatewayStack, type GatewayStack } from "./harness/gateway.ts";
+import { KEYS, startGatewayStack, STREAM_SCENARIO, type GatewayStack } from "./harness/gateway.ts";
 
-const SCENARIO = `
-seed: 7
-providers:
-  budget:
-    models:
-      budget-lite: { latency_ms: { min: 1, max: 1 }, stream_token_delay_ms: 20 }
-  swift:
-    models:
-      swift-mini: { latency_ms: { min: 1, max: 1 }, stream_token_delay_ms: 1 }
-  premium:
-    models:
-      premium-large: { latency_ms: { min: 1, max: 1 }, stream_token_delay_ms: 1 }
-`;
 
 /** The SDK as a user constructs it: default retries and timeout. */
 const sdk = (gs: GatewayStack) => new OpenAI({ apiKey: KEYS.acme, baseURL: gs.gateway.url });
@@ -35,7 +22,7 @@ describe("streaming through the fast path", () => {
 
   beforeAll(async () => {
     gs = await startGatewayStack({
-      scenario: SCENARIO,
+      scenario: STREAM_SCENARIO,
       gateway: { interactive: "request" },
       extra: (simUrl) => ({
         providers: {

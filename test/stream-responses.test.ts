@@ -11,18 +11,8 @@ import OpenAI from "openai";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { completedResponse, LiveResponseEvents, newResponse, type ResponseEcho, type ResponseObject } from "../services/gateway/responses-schema.ts";
 import type { Result } from "../shared/contract/job.ts";
-import { KEYS, startGatewayStack, type GatewayStack } from "./harness/gateway.ts";
+import { KEYS, startGatewayStack, STREAM_SCENARIO, type GatewayStack } from "./harness/gateway.ts";
 
-const SCENARIO = `
-seed: 7
-providers:
-  budget:
-    models:
-      budget-lite: { latency_ms: { min: 1, max: 1 }, stream_token_delay_ms: 20 }
-  swift:
-    models:
-      swift-mini: { latency_ms: { min: 1, max: 1 }, stream_token_delay_ms: 1 }
-`;
 
 const input = "Tell me, in a few words, what the weather is like in Lisbon in spring.";
 const tools: OpenAI.Responses.Tool[] = [
@@ -37,7 +27,7 @@ describe("the Responses API streamed through the fast path", () => {
 
   beforeAll(async () => {
     gs = await startGatewayStack({
-      scenario: SCENARIO,
+      scenario: STREAM_SCENARIO,
       gateway: { interactive: "request" },
       extra: (simUrl) => ({
         providers: {

@@ -12,6 +12,7 @@
  * JetStream lane, is streamed only once the job has completed and passed its check: a failure
  * is then always a proper error status rather than a stream broken halfway.
  */
+import { withTraceContext } from "../../shared/ops/tracing.ts";
 import { cancelOnClose, SSE_HEADERS } from "./sse.ts";
 import type { IncomingHttpHeaders, ServerResponse } from "node:http";
 import type { JetStreamClient } from "@nats-io/jetstream";
@@ -24,7 +25,8 @@ import type { Catalog } from "../../shared/routing/catalog.ts";
 import { isTransient } from "../../shared/routing/outcomes.ts";
 import { formatUsd } from "../../shared/usd.ts";
 import type { Caller } from "./auth.ts";
-import { GatewayError, paramOf } from "./openai-error.ts";
+import { asGatewayError, GatewayError, paramOf } from "./openai-error.ts";
+import type { Logger } from "../../shared/log.ts";
 import type { Outcome, ReplyInbox } from "./replies.ts";
 import type { FastPath, StreamListener } from "./fast-path.ts";
 import type { StreamDelta } from "../../shared/adapters/types.ts";
@@ -47,6 +49,8 @@ export interface ChatDeps {
   readonly fastPath?: FastPath | undefined;
   /** The keys' allowed models and tokens per minute, shared by every gateway (key-limits.ts); none enforced without it. */
   readonly keyLimits?: KeyLimits;
+  /** Where a live stream's failure that is not the caller's or a provider's (a bug) is logged: the stream has begun, so no 500 can carry it. */
+  readonly logger?: Logger;
 }
 
 export interface ParsedChat {
@@ -114,7 +118,7 @@ export async function chatCompletion(deps: ChatDeps, caller: Caller, h: Incoming
   try {
     o = await runInteractive(deps, caller, h, task, id, request, note, live);
   } catch (err) {
-    if (live?.started) return live.fail(err);
+    if (live?.started) return live.fail(failedStream(deps, err));
     throw err;
   }
   const completion = completionOf(o);
@@ -159,11 +163,7 @@ export async function runInteractive(deps: ChatDeps, caller: Caller, h: Incoming
 async function viaQueue(deps: ChatDeps, task: string, id: string, job: JobInput, timeoutMs: number, note: JobNote | undefined): Promise<Outcome | undefined> {
   const hdrs = natsHeaders();
   hdrs.set(REPLY_HEADER, deps.inbox.subject);
-  // The router's job span joins the caller's trace (README "Tracing").
-  if (note?.traceparent) {
-    hdrs.set("traceparent", note.traceparent);
-    if (note.tracestate) hdrs.set("tracestate", note.tracestate);
-  }
+  withTraceContext(note, hdrs);
   const outcome = deps.inbox.wait(id, timeoutMs);
   try {
     await deps.js.publish((deps.names?.interactiveJobSubject ?? interactiveJobSubject)(task), JSON.stringify(job), { msgID: id, headers: hdrs });
@@ -286,16 +286,21 @@ class LiveStream implements StreamListener {
     res.end(`${out}data: [DONE]\n\n`);
   }
 
-  fail(err: unknown): void {
+  fail(e: GatewayError): void {
     const res = this.#res;
     if (res.destroyed) return;
-    const e = err instanceof GatewayError ? err : new GatewayError(500, "The stream failed inside the gateway.", { code: "internal_error" });
     res.end(`data: ${e.body()}\n\n`);
   }
 
   #choice(delta: string, finish: string | null): string {
     return `data: ${this.#head}{"index":0,"delta":${delta},"logprobs":null,"finish_reason":${finish === null ? "null" : JSON.stringify(finish)}}]}\n\n`;
   }
+}
+
+/** The error event ending a live stream that failed after it began; a failure of the gateway itself is logged, as a 500 would be. */
+export function failedStream(deps: Pick<ChatDeps, "logger">, err: unknown): GatewayError {
+  if (!(err instanceof GatewayError)) deps.logger?.error({ err: (err as Error).message }, "live stream failed");
+  return asGatewayError(err, "The stream failed inside the gateway.");
 }
 
 /** The completion as OpenAI's stream framing: a role chunk, content, tool calls, a finish chunk per choice, optional usage, then [DONE]. */

@@ -17,7 +17,8 @@
  * A handback before any piece sends the request again as above; after one, the caller already
  * has half an answer and the stream fails.
  */
-import { createInbox, headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { withTraceContext } from "../../shared/ops/tracing.ts";
+import { createInbox, headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import type { StreamDelta } from "../../shared/adapters/types.ts";
 import type { JobInput } from "../../shared/contract/job.ts";
 import { HANDBACK_HEADER, STREAM_CANCEL_SUFFIX, STREAM_HEADER, type Names } from "../../shared/contract/subjects.ts";
@@ -79,10 +80,7 @@ export function createFastPath(nc: NatsConnection, names: Names, clock: () => nu
       const payload = JSON.stringify(job);
       const headers = natsHeaders();
       headers.set(STREAM_HEADER, "1");
-      if (trace?.traceparent) {
-        headers.set("traceparent", trace.traceparent);
-        if (trace.tracestate) headers.set("tracestate", trace.tracestate);
-      }
+      withTraceContext(trace, headers);
       const xid = { "x-request-id": id };
       return new Promise<Outcome | undefined>((resolve, reject) => {
         let sends = 0;
@@ -147,12 +145,7 @@ export function createFastPath(nc: NatsConnection, names: Names, clock: () => nu
     async request(task, id, job, timeoutMs, trace) {
       const subject = names.interactiveRequestSubject(task);
       const payload = JSON.stringify(job);
-      let headers: MsgHdrs | undefined;
-      if (trace?.traceparent) {
-        headers = natsHeaders();
-        headers.set("traceparent", trace.traceparent);
-        if (trace.tracestate) headers.set("tracestate", trace.tracestate);
-      }
+      const headers = withTraceContext(trace);
       const until = clock() + timeoutMs;
       const xid = { "x-request-id": id };
       for (let send = 1; ; send++) {

@@ -108,6 +108,7 @@ export async function startGateway(opts: StartGatewayOptions): Promise<RunningGa
         return settings.gateway.interactive === "request" ? fastPath : undefined;
       },
       keyLimits,
+      logger,
     };
     const responses = createResponsesService({ chat, jsm, kv: stores.responses, logger });
     const batches = createBatchService({

@@ -49,3 +49,11 @@ export function paramOf(path: readonly PropertyKey[]): string | null {
   if (path.length === 0) return null;
   return path.map((p, i) => (typeof p === "number" ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`)).join("");
 }
+
+/**
+ * The OpenAI-shaped error a failure is answered with: a GatewayError as it is, anything else
+ * (a bug, an unexpected reply) a 500 whose cause only the log shows, never the caller.
+ */
+export function asGatewayError(err: unknown, message: string): GatewayError {
+  return err instanceof GatewayError ? err : new GatewayError(500, message, { code: "internal_error" });
+}

@@ -388,6 +388,14 @@ export function newResponse(id: string, createdAtMs: number, model: string, echo
   };
 }
 
+/**
+ * The ids of a response's output items, from the suffix of its id: one scheme for the
+ * finished response and its live events, so `LiveResponseEvents.end` can match them up.
+ */
+const messageItemId = (suffix: string) => `msg_${suffix}`;
+const callItemId = (suffix: string, i: number) => `fc_${suffix}_${i}`;
+const callId = (suffix: string, i: number) => `call_${suffix}_${i}`;
+
 /** A job's result as the finished response: the answer's text and tool calls as output items, chat's usage in the Responses' terms. */
 export function completedResponse(shell: ResponseObject, r: Result): ResponseObject {
   const completion = r.response as unknown as ChatCompletion;
@@ -399,11 +407,11 @@ export function completedResponse(shell: ResponseObject, r: Result): ResponseObj
   const refusal = typeof message?.refusal === "string" && message.refusal !== "" ? message.refusal : undefined;
   if (message && (message.content || refusal || !message.tool_calls?.length)) {
     const content: (OutputText | OutputRefusal)[] = refusal ? [{ type: "refusal", refusal }] : [{ type: "output_text", text: message.content ?? "", annotations: [], logprobs: [] }];
-    output.push({ id: `msg_${suffix}`, type: "message", role: "assistant", status: "completed", content });
+    output.push({ id: messageItemId(suffix), type: "message", role: "assistant", status: "completed", content });
   }
   for (const [i, call] of (message?.tool_calls ?? []).entries()) {
     const c = call as { id?: string; function?: { name?: string; arguments?: string } };
-    output.push({ id: `fc_${suffix}_${i}`, type: "function_call", status: "completed", call_id: c.id ?? `call_${suffix}_${i}`, name: c.function?.name ?? "", arguments: c.function?.arguments ?? "{}" });
+    output.push({ id: callItemId(suffix, i), type: "function_call", status: "completed", call_id: c.id ?? callId(suffix, i), name: c.function?.name ?? "", arguments: c.function?.arguments ?? "{}" });
   }
   const incomplete = choice?.finish_reason === "length" ? "max_output_tokens" : choice?.finish_reason === "content_filter" ? "content_filter" : undefined;
   const u = (completion.usage ?? r.usage) as ChatCompletion["usage"] & { prompt_tokens_details?: { cached_tokens?: number }; completion_tokens_details?: { reasoning_tokens?: number } };
@@ -543,19 +551,19 @@ export class LiveResponseEvents {
         let output_index = this.#message;
         if (output_index === undefined) {
           output_index = this.#message = this.#items.push({ kind: "message", text: "" }) - 1;
-          const item_id = `msg_${this.#suffix}`;
+          const item_id = messageItemId(this.#suffix);
           emit("response.output_item.added", { output_index, item: { id: item_id, type: "message", role: "assistant", status: "in_progress", content: [] } });
           emit("response.content_part.added", { item_id, output_index, content_index: 0, part: { type: "output_text", text: "", annotations: [], logprobs: [] } });
         }
         (this.#items[output_index] as { text: string }).text += d.content;
-        emit("response.output_text.delta", { item_id: `msg_${this.#suffix}`, output_index, content_index: 0, delta: d.content, logprobs: [] });
+        emit("response.output_text.delta", { item_id: messageItemId(this.#suffix), output_index, content_index: 0, delta: d.content, logprobs: [] });
         continue;
       }
       for (const t of d.tool_calls) {
         let output_index = this.#calls.get(t.index);
-        const item_id = `fc_${this.#suffix}_${t.index}`;
+        const item_id = callItemId(this.#suffix, t.index);
         if (output_index === undefined) {
-          const call = { kind: "call" as const, index: t.index, call_id: t.id ?? `call_${this.#suffix}_${t.index}`, name: t.function.name ?? "", arguments: "" };
+          const call = { kind: "call" as const, index: t.index, call_id: t.id ?? callId(this.#suffix, t.index), name: t.function.name ?? "", arguments: "" };
           output_index = this.#items.push(call) - 1;
           this.#calls.set(t.index, output_index);
           emit("response.output_item.added", { output_index, item: { id: item_id, type: "function_call", status: "in_progress", call_id: call.call_id, name: call.name, arguments: "" } });
@@ -610,7 +618,7 @@ export class LiveResponseEvents {
   }
 
   #idOf(live: LiveItem): string {
-    return live.kind === "message" ? `msg_${this.#suffix}` : `fc_${this.#suffix}_${live.index}`;
+    return live.kind === "message" ? messageItemId(this.#suffix) : callItemId(this.#suffix, live.index);
   }
 
   #asItem(live: LiveItem, status: "completed" | "incomplete"): OutputItem {

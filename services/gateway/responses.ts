@@ -14,11 +14,12 @@
  * whichever gateway's outcome filer reads the job's result or dead letter (`batch-filer.ts`), so
  * a gateway restart loses nothing.
  */
+import { withTraceContext } from "../../shared/ops/tracing.ts";
 import { cancelOnClose, SSE_HEADERS } from "./sse.ts";
 import type { IncomingHttpHeaders, ServerResponse } from "node:http";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
-import { headers as natsHeaders, nuid } from "@nats-io/transport-node";
+import { nuid } from "@nats-io/transport-node";
 import type { StreamDelta } from "../../shared/adapters/types.ts";
 import type { JobInput, Result } from "../../shared/contract/job.ts";
 import { jobSubject, STREAMS } from "../../shared/contract/subjects.ts";
@@ -26,7 +27,7 @@ import { parseJsonOrUndefined } from "../../shared/json.ts";
 import type { Logger } from "../../shared/log.ts";
 import { isMessageTooLarge } from "../../shared/nats/errors.ts";
 import type { Caller } from "./auth.ts";
-import { jobPublishError, resultHeaders, runInteractive, streamsLive, TASK_HEADER, taskFor, type ChatDeps, type JobNote } from "./chat.ts";
+import { failedStream, jobPublishError, resultHeaders, runInteractive, streamsLive, TASK_HEADER, taskFor, type ChatDeps, type JobNote } from "./chat.ts";
 import type { StreamListener } from "./fast-path.ts";
 import { GatewayError } from "./openai-error.ts";
 import { OutcomeSchema } from "./replies.ts";
@@ -92,9 +93,8 @@ class LiveResponse implements StreamListener {
     if (!this.#res.destroyed) this.#res.end(sseOf(events));
   }
 
-  fail(err: unknown): void {
+  fail(e: GatewayError): void {
     if (this.#res.destroyed) return;
-    const e = err instanceof GatewayError ? err : new GatewayError(500, "The stream failed inside the gateway.", { code: "internal_error" });
     this.#res.end(sseOf(this.events.fail({ type: e.type, code: e.code ?? "server_error", message: e.message, param: e.param })));
   }
 }
@@ -204,11 +204,7 @@ export function createResponsesService(deps: ResponsesDeps): ResponsesService {
         ? new GatewayError(413, "The request is larger than the gateway's KV bucket accepts (NATS max_payload); send a smaller one.", { code: "request_too_large" })
         : new GatewayError(503, `The response store is unavailable (${(err as Error).message}); try again shortly.`, { code: "queue_unavailable" });
     });
-    const hdrs = natsHeaders();
-    if (note?.traceparent) {
-      hdrs.set("traceparent", note.traceparent);
-      if (note.tracestate) hdrs.set("tracestate", note.tracestate);
-    }
+    const hdrs = withTraceContext(note);
     let seq: number;
     try {
       seq = (await chat.js.publish((chat.names?.jobSubject ?? jobSubject)(task), JSON.stringify(job), { msgID: id, headers: hdrs })).seq;
@@ -243,7 +239,7 @@ export function createResponsesService(deps: ResponsesDeps): ResponsesService {
       try {
         result = await runInteractive(chat, caller, h, task, id, p.request, note, live);
       } catch (err) {
-        if (live?.started) return live.fail(err);
+        if (live?.started) return live.fail(failedStream(chat, err));
         throw err;
       }
       if (live?.started) {

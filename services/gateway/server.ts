@@ -17,7 +17,7 @@ import type { BatchService } from "./batches.ts";
 import { chatCompletion, TASK_HEADER, type ChatDeps } from "./chat.ts";
 import type { FileStore } from "./files.ts";
 import type { ModelCatalogue } from "./models.ts";
-import { GatewayError } from "./openai-error.ts";
+import { asGatewayError, GatewayError } from "./openai-error.ts";
 import type { ResponsesService } from "./responses.ts";
 import { endRequestSpan, passTraceContext, startRequestSpan } from "./request-trace.ts";
 import type { Tracing } from "../../shared/ops/tracing.ts";
@@ -62,7 +62,7 @@ export function createGatewayServer(deps: GatewayHttpDeps): Server {
     });
     handle(deps, req, res, note).catch((err: unknown) => {
       if (!(err instanceof GatewayError)) deps.logger.error({ err: (err as Error).message, method: req.method, path: req.url?.split("?")[0] }, "request failed");
-      const e = err instanceof GatewayError ? err : new GatewayError(500, "The gateway failed to handle the request.", { code: "internal_error" });
+      const e = asGatewayError(err, "The gateway failed to handle the request.");
       if (res.headersSent) {
         res.destroy();
         return;

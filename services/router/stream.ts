@@ -23,7 +23,7 @@ import { buildDeadLetter } from "./job.ts";
  * provider sends a token every few ms; the first piece never waits, so the time to first token
  * is untouched.
  */
-export const STREAM_FLUSH_MS = 10;
+const STREAM_FLUSH_MS = 10;
 /**
  * What is gathered goes with the first piece read once STREAM_FLUSH_MS have passed, so a
  * steady stream costs no wake-up of its own; this timer only bounds the wait when the
@@ -77,7 +77,7 @@ export class RouterStream implements StreamSink {
     this.#pending = [];
     this.#sentAt = performance.now();
     try {
-      this.#nc.publish(this.#to, JSON.stringify({ model: this.#model, deltas }), { headers: chunkHeaders() });
+      this.#nc.publish(this.#to, JSON.stringify({ model: this.#model, deltas }), { headers: CHUNK_HEADERS });
     } catch {
       // A closed connection: the caller's stream stops here; the final reply cannot reach it either.
     }
@@ -91,15 +91,9 @@ export class RouterStream implements StreamSink {
   }
 }
 
-let shared: MsgHdrs | undefined;
 /** The one header set every chunk carries, made once. */
-function chunkHeaders(): MsgHdrs {
-  if (shared === undefined) {
-    shared = natsHeaders();
-    shared.set(STREAM_HEADER, "chunk");
-  }
-  return shared;
-}
+const CHUNK_HEADERS: MsgHdrs = natsHeaders();
+CHUNK_HEADERS.set(STREAM_HEADER, "chunk");
 
 /**
  * The dead letter of a job whose streamed answer broke off after its first piece, in place of

@@ -13,6 +13,7 @@
  * NATS headers between services).
  */
 import type { Attributes, Context, Span, SpanKind, SpanStatusCode, Tracer } from "@opentelemetry/api";
+import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
 import { packageVersion } from "../package-root.ts";
 
 export type { Attributes, Context, Span };
@@ -20,6 +21,19 @@ export type { Attributes, Context, Span };
 /** W3C trace-context header names, as they travel on HTTP requests and NATS messages. */
 export const TRACEPARENT = "traceparent";
 export const TRACESTATE = "tracestate";
+
+/**
+ * A caller's trace context onto NATS headers, so the router's job span joins the caller's
+ * trace (README "Tracing"): set on `h`, or on new headers when there is a context to carry;
+ * `h` as given (maybe undefined) when there is none.
+ */
+export function withTraceContext(trace: { readonly traceparent?: string | undefined; readonly tracestate?: string | undefined } | undefined, h?: MsgHdrs): MsgHdrs | undefined {
+  if (!trace?.traceparent) return h;
+  const out = h ?? natsHeaders();
+  out.set(TRACEPARENT, trace.traceparent);
+  if (trace.tracestate) out.set(TRACESTATE, trace.tracestate);
+  return out;
+}
 
 /** @opentelemetry/api's SpanKind values, without loading the API when tracing is off. */
 export const KIND = {

@@ -160,7 +160,7 @@ export function createModelCaller(config: Config, opts: CallerOptions = {}): Mod
 async function streamed(client: ProviderClient, adapter: Adapter, target: ProviderTarget, model: string, request: ChatRequest, timeoutMs: number, cancel: CallCancel | undefined, sink: StreamSink): Promise<Completion> {
   const decoder = new SseDecoder();
   const parser = adapter.streamParser(request);
-  const reply = await client.stream(adapter.toStreamRequest(request, target), timeoutMs, cancel, (text) => {
+  const feed = (text: string) => {
     let out: StreamDelta[] | undefined;
     try {
       for (const event of decoder.push(text)) {
@@ -171,13 +171,11 @@ async function streamed(client: ProviderClient, adapter: Adapter, target: Provid
       // The tokens that came before an error event in the same read still reach the caller.
       if (out !== undefined) sink.deltas(out, model);
     }
-  });
+  };
+  const reply = await client.stream(adapter.toStreamRequest(request, target), timeoutMs, cancel, feed);
   if (reply.status < 200 || reply.status >= 300) return adapter.fromResponse(reply, request);
   // A final event without its blank line (a server closing right after it) still counts.
-  for (const event of decoder.push("\n\n")) {
-    const deltas = parser.push(event);
-    if (deltas.length > 0) sink.deltas(deltas, model);
-  }
+  feed("\n\n");
   return parser.finish(reply.headers);
 }
 

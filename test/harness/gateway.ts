@@ -28,6 +28,24 @@ export interface GatewayStackOptions extends Omit<StackOptions, "configYaml"> {
   batchTuning?: BatchTuning;
 }
 
+/**
+ * The harness's three providers for streaming tests: budget, the cheapest, streams slowly
+ * (20 ms a token), so a stream is still open while its first chunks reach the client.
+ */
+export const STREAM_SCENARIO = `
+seed: 7
+providers:
+  budget:
+    models:
+      budget-lite: { latency_ms: { min: 1, max: 1 }, stream_token_delay_ms: 20 }
+  swift:
+    models:
+      swift-mini: { latency_ms: { min: 1, max: 1 }, stream_token_delay_ms: 1 }
+  premium:
+    models:
+      premium-large: { latency_ms: { min: 1, max: 1 }, stream_token_delay_ms: 1 }
+`;
+
 /** The standard test config plus a gateway section with three keys. */
 export function gatewayConfigYaml(simUrl: string, opts: GatewayStackOptions = {}): string {
   const cfg = parse(testConfigYaml(simUrl, opts.router)) as Record<string, Record<string, unknown>>;
