@@ -246,7 +246,6 @@ class LiveStream implements StreamListener {
   readonly #includeUsage: boolean;
   readonly #created: number;
   #head = "";
-  #started = false;
 
   constructor(res: ServerResponse, id: string, task: string, includeUsage: boolean, clock: () => number) {
     this.#res = res;
@@ -257,7 +256,8 @@ class LiveStream implements StreamListener {
   }
 
   get started(): boolean {
-    return this.#started;
+    // The head goes out with the first piece: written means started.
+    return this.#res.headersSent;
   }
 
   cancelWith(cancel: () => void): void {
@@ -268,8 +268,7 @@ class LiveStream implements StreamListener {
     const res = this.#res;
     if (res.destroyed) return;
     let out = "";
-    if (!this.#started) {
-      this.#started = true;
+    if (!this.#res.headersSent) {
       this.#head = `{"id":"${this.#id}","object":"chat.completion.chunk","created":${this.#created},"model":${JSON.stringify(model)},"choices":[`;
       res.writeHead(200, { ...SSE_HEADERS, "x-request-id": this.#id, [TASK_HEADER]: this.#task });
       out = this.#choice(`{"role":"assistant","content":""}`, null);

@@ -61,7 +61,6 @@ class LiveResponse implements StreamListener {
   readonly #res: ServerResponse;
   readonly #task: string;
   readonly events: LiveResponseEvents;
-  #started = false;
 
   constructor(res: ServerResponse, shell: ResponseObject, task: string) {
     this.#res = res;
@@ -70,7 +69,8 @@ class LiveResponse implements StreamListener {
   }
 
   get started(): boolean {
-    return this.#started;
+    // The head goes out with the first piece: written means started.
+    return this.#res.headersSent;
   }
 
   cancelWith(cancel: () => void): void {
@@ -81,8 +81,7 @@ class LiveResponse implements StreamListener {
     const res = this.#res;
     if (res.destroyed) return;
     let out = "";
-    if (!this.#started) {
-      this.#started = true;
+    if (!this.#res.headersSent) {
       res.writeHead(200, { ...SSE_HEADERS, "x-request-id": this.events.id, [TASK_HEADER]: this.#task });
       out = sseOf(this.events.start(model));
     }
