@@ -33,6 +33,7 @@ import type { StreamDelta } from "../../shared/adapters/types.ts";
 import type { TaskPolicy } from "../../shared/routing/catalog.ts";
 import type { KeyLimits } from "./key-limits.ts";
 import { isRecord } from "../../shared/json.ts";
+import { writeJson } from "./json-reply.ts";
 
 export const TASK_HEADER = "x-switchyard-task";
 export const TIMEOUT_HEADER = "x-switchyard-timeout-ms";
@@ -125,8 +126,7 @@ export async function chatCompletion(deps: ChatDeps, caller: Caller, h: Incoming
   if (live?.started) return live.end(completion);
   const extra = resultHeaders(o);
   if (stream) return writeStream(res, completion, includeUsage, extra);
-  res.writeHead(200, { "content-type": "application/json", ...extra });
-  res.end(JSON.stringify(completion));
+  writeJson(res, 200, JSON.stringify(completion), extra);
 }
 
 /**

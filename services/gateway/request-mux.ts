@@ -6,6 +6,7 @@
  * publishes the same way, services/router/outcome-store.ts `createPubAcks`).
  */
 import { createInbox, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { atTurnEnd } from "../../shared/nats/turn-end.ts";
 
 /** Nobody subscribes to the subject (NATS answered 503 at once). */
 export class NoRespondersError extends Error {
@@ -59,12 +60,21 @@ export function createRequestMux(nc: NatsConnection): RequestMux {
           });
         }
         const token = ++next;
-        nc.publish(subject, payload, { reply: `${prefix}.${token}`, ...(headers ? { headers } : {}) });
         const timer = setTimeout(() => {
           awaited.delete(token);
           reject(new RequestTimeoutError(`no reply within ${timeoutMs} ms`));
         }, timeoutMs);
         awaited.set(token, { resolve, reject, timer });
+        // With the other requests of this turn: one socket write for them all (turn-end.ts).
+        atTurnEnd(() => {
+          try {
+            nc.publish(subject, payload, { reply: `${prefix}.${token}`, ...(headers ? { headers } : {}) });
+          } catch (err) {
+            awaited.delete(token);
+            clearTimeout(timer);
+            reject(err as Error);
+          }
+        });
       });
     },
   };

@@ -49,6 +49,7 @@ import {
   type ResponseRecord,
   type StreamEvent,
 } from "./responses-schema.ts";
+import { writeJson } from "./json-reply.ts";
 
 /**
  * A response streamed as the router relays its answer (chat.ts's LiveStream, in the Responses
@@ -213,8 +214,7 @@ export function createResponsesService(deps: ResponsesDeps): ResponsesService {
     }
     // Only for a later cancel; if the outcome was filed first there is nothing left to withdraw.
     await update(id, { ...record, job_seq: seq }, revision);
-    res.writeHead(200, { "content-type": "application/json", "x-request-id": id, [TASK_HEADER]: task });
-    res.end(JSON.stringify(shell));
+    writeJson(res, 200, JSON.stringify(shell), { "x-request-id": id, [TASK_HEADER]: task });
   }
 
   return {
@@ -254,8 +254,7 @@ export function createResponsesService(deps: ResponsesDeps): ResponsesService {
         res.end(sseOf(streamEvents(final)));
         return;
       }
-      res.writeHead(200, { "content-type": "application/json", ...extra });
-      res.end(JSON.stringify(final));
+      writeJson(res, 200, JSON.stringify(final), extra);
     },
 
     async get(caller, id) {

@@ -22,6 +22,7 @@ import type { ResponsesService } from "./responses.ts";
 import { endRequestSpan, passTraceContext, startRequestSpan } from "./request-trace.ts";
 import type { Tracing } from "../../shared/ops/tracing.ts";
 import type { GatewaySettings } from "./settings.ts";
+import { writeJson } from "./json-reply.ts";
 
 export interface GatewayHttpDeps {
   /** The settings in force (keys, limits): read per request, so a config reload applies to the next one. */
@@ -67,8 +68,7 @@ export function createGatewayServer(deps: GatewayHttpDeps): Server {
         res.destroy();
         return;
       }
-      res.writeHead(e.status, { "content-type": "application/json", ...e.headers });
-      res.end(e.body());
+      writeJson(res, e.status, e.body(), e.headers);
       // A refused body is not read: close the connection rather than leave it mid-request.
       if (!req.complete) res.once("finish", () => req.destroy());
     });
@@ -114,8 +114,7 @@ async function handle(deps: GatewayHttpDeps, req: IncomingMessage, res: ServerRe
   note.key = caller.keyName;
   await deps.limiter.take(caller);
   const json = (status: number, value: unknown) => {
-    res.writeHead(status, { "content-type": "application/json" });
-    res.end(JSON.stringify(value));
+    writeJson(res, status, JSON.stringify(value));
   };
   switch (route.name) {
     case "chat":

@@ -19,6 +19,7 @@ import { Empty, headers as natsHeaders, type Msg, type NatsConnection, type Subs
 import { CallCancel } from "../../shared/adapters/http.ts";
 import { HANDBACK_HEADER, STREAM_CANCEL_SUFFIX, STREAM_HEADER } from "../../shared/contract/subjects.ts";
 import type { Logger } from "../../shared/log.ts";
+import { atTurnEnd } from "../../shared/nats/turn-end.ts";
 import type { JobTrace } from "./job-trace.ts";
 import { RouterStream } from "./stream.ts";
 
@@ -144,11 +145,14 @@ export function createRequestServer({ nc, prefix, queue, logger, clock, slots, s
   function reply(msg: Msg, payload: string): void {
     // The stream's last gathered pieces go before the outcome that ends it.
     if (msg.reply) streams.get(msg.reply)?.stream?.flush();
-    try {
-      msg.respond(payload);
-    } catch {
-      // A closed connection: the gateway times out; the outcome is recorded all the same.
-    }
+    // With the other replies of this turn: one socket write for them all (turn-end.ts).
+    atTurnEnd(() => {
+      try {
+        msg.respond(payload);
+      } catch {
+        // A closed connection: the gateway times out; the outcome is recorded all the same.
+      }
+    });
   }
 
   function handBack(msg: Msg): void {

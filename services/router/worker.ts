@@ -16,6 +16,7 @@ import type { AttemptEvent } from "../../shared/contract/live.ts";
 import { ATTEMPTS_HEADER, INTERACTIVE_QUEUE, LIVE_HEADER, namesOf } from "../../shared/contract/subjects.ts";
 import type { Logger } from "../../shared/log.ts";
 import { openBuckets } from "../../shared/nats/buckets.ts";
+import { atNextTurnEnd } from "../../shared/nats/turn-end.ts";
 import type { RouterMetrics, TaskChildren } from "../../shared/ops/router-metrics.ts";
 import { watchModelStates, type ModelWatch } from "../../shared/nats/model-watch.ts";
 import { createModelCaller, type ProviderLease } from "../../shared/providers/caller.ts";
@@ -34,7 +35,7 @@ import { brokenStream, type RouterStream } from "./stream.ts";
 import { beforePlanning, buildDeadLetter, Delivery, holdLapsed, type Moment, type Step } from "./job.ts";
 import { afterRefusal, refusalMessage } from "../../shared/spend/budget.ts";
 import { budgetField, createRouterBudgets, type Reservation } from "./budgets.ts";
-import { createOutcomeStore, nextTurn, type KeptOutcome, type OutcomeKind } from "./outcome-store.ts";
+import { createOutcomeStore, type KeptOutcome, type OutcomeKind } from "./outcome-store.ts";
 import type { Tracing } from "../../shared/ops/tracing.ts";
 import { JobTrace, originOf } from "./job-trace.ts";
 import { createResultCache, type CacheClaim, type Lookup } from "./result-cache.ts";
@@ -510,7 +511,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
       turn.trace?.publish(kind, subject, id, reason).end();
       const h = natsHeaders();
       h.set("Nats-Msg-Id", id);
-      void nextTurn().then(() => {
+      atNextTurnEnd(() => {
         try {
           nc.publish(subject, payload, { headers: h });
         } catch {
@@ -712,7 +713,7 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
       at,
     };
     const payload = JSON.stringify(event);
-    void nextTurn().then(() => {
+    atNextTurnEnd(() => {
       try {
         nc.publish(`${telemetrySubject}.${model.provider}`, payload);
       } catch {
