@@ -8,7 +8,8 @@
  *     [--concurrency 64] [--cpu-prof <dir>]
  *
  * A tree is a checkout (its node_modules may be a link to this one's); each tree's gateway and
- * router run its `bin/switchyard.js` in a namespace of its own. Every round drives each tree at
+ * router run its `bin/switchyard.js` in a namespace of its own, or with `--tree now=.,dist` its
+ * compiled output (run `npm run build` in it first), as the package and the image run. Every round drives each tree at
  * the given concurrency (req/s, CPU ms per request of its gateway and router and of the shared
  * nats-server) and at concurrency 1 (p50 / p99 of the whole request, and the same request straight
  * at the sim-provider in the same round, so "added" is against the same minute). Prints every
@@ -39,8 +40,10 @@ const { values } = parseArgs({
 });
 const trees = values.tree.map((t) => {
   const at = t.indexOf("=");
-  if (at <= 0) throw new Error(`--tree label=path, not "${t}"`);
-  return { label: t.slice(0, at), dir: resolve(t.slice(at + 1)) };
+  if (at <= 0) throw new Error(`--tree label=path[,dist], not "${t}"`);
+  const [path, form] = t.slice(at + 1).split(",");
+  if (form !== undefined && form !== "dist") throw new Error(`--tree label=path[,dist], not "${t}"`);
+  return { label: t.slice(0, at), dir: resolve(path!), dist: form === "dist" };
 });
 if (trees.length === 0) throw new Error("at least one --tree label=path");
 const rounds = Number(values.rounds);
@@ -64,15 +67,18 @@ const freePort = () =>
       s.close(() => done(port));
     });
   });
+const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? NaN) / 1024;
 const cpuMs = (pid: number) => {
   const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
 };
 
 const children: ChildProcess[] = [];
-function run(dir: string, args: string[], env: Record<string, string>, role?: string): ChildProcess {
+/** `dist`: the tree's compiled output (`npm run build`), as the package and the image run it; else its sources through tsx, as a checkout does. */
+function run(tree: { dir: string; dist: boolean }, args: string[], env: Record<string, string>, role?: string): ChildProcess {
   const prof = profDir !== undefined && role !== undefined ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${role}.cpuprofile`] : [];
-  const child = spawn(process.execPath, [...prof, join(dir, "bin/switchyard.js"), ...args], { env: { ...process.env, LOG_LEVEL: "warn", ...env }, stdio: ["ignore", "ignore", "inherit"] });
+  const entry = join(tree.dir, tree.dist ? "dist/services/cli/main.js" : "bin/switchyard.js");
+  const child = spawn(process.execPath, [...prof, entry, ...args], { env: { ...process.env, LOG_LEVEL: "warn", ...env }, stdio: ["ignore", "ignore", "inherit"] });
   children.push(child);
   return child;
 }
@@ -112,7 +118,7 @@ try {
   const simPort = await freePort();
   const simUrl = `http://127.0.0.1:${simPort}`;
   await writeFile(join(tmp, "scenario.yaml"), "seed: 1\nproviders:\n  budget:\n    models:\n      budget-lite-1: {}\n");
-  run(trees[0]!.dir, ["sim-provider", "--port", String(simPort), "--scenario", join(tmp, "scenario.yaml")], { NATS_URL: nats.url });
+  run(trees[0]!, ["sim-provider", "--port", String(simPort), "--scenario", join(tmp, "scenario.yaml")], { NATS_URL: nats.url });
   await ready(`${simUrl}/control/state`);
   const stacks = [];
   for (const [i, t] of trees.entries()) {
@@ -141,8 +147,8 @@ gateway:
 `,
     );
     const env = { NATS_URL: nats.url, SWITCHYARD_CONFIG: file };
-    const router = run(t.dir, ["router"], env, `router-${t.label}`);
-    const gateway = run(t.dir, ["gateway"], env, `gateway-${t.label}`);
+    const router = run(t, ["router"], env, `router-${t.label}`);
+    const gateway = run(t, ["gateway"], env, `gateway-${t.label}`);
     await ready(`http://127.0.0.1:${port}/v1/models`, { authorization: `Bearer ${KEY}` });
     stacks.push({ ...t, port, router, gateway });
   }
@@ -164,7 +170,7 @@ gateway:
       const row = { label: s.label, rps: many.rps, gateway: gateway!, router: router!, nats: natsCpu!, p50: one.p50 - direct.p50, p99: one.p99 - direct.p99 };
       rows.push(row);
       process.stdout.write(
-        `round ${r} ${s.label.padEnd(10)} c=${concurrency} ${row.rps.toFixed(0).padStart(6)} req/s  CPU ms/req gateway ${row.gateway.toFixed(3)} router ${row.router.toFixed(3)} nats ${row.nats.toFixed(3)}  c=1 added p50 ${row.p50.toFixed(2)} p99 ${row.p99.toFixed(2)} ms  errors ${many.errors + one.errors}\n`,
+        `round ${r} ${s.label.padEnd(10)} c=${concurrency} ${row.rps.toFixed(0).padStart(6)} req/s  CPU ms/req gateway ${row.gateway.toFixed(3)} router ${row.router.toFixed(3)} nats ${row.nats.toFixed(3)}  c=1 added p50 ${row.p50.toFixed(2)} p99 ${row.p99.toFixed(2)} ms  errors ${many.errors + one.errors}  RSS MB gateway ${rssMb(s.gateway.pid!).toFixed(0)} router ${rssMb(s.router.pid!).toFixed(0)}\n`,
       );
     }
   }

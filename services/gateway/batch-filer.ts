@@ -14,6 +14,7 @@ import { BATCH_ID_PATTERN } from "./batch-schema.ts";
 import { OutcomeSchema } from "./replies.ts";
 import { boundedWindow } from "../../shared/concurrency.ts";
 import { parseJsonOrUndefined } from "../../shared/json.ts";
+import { atTurnEnd } from "../../shared/nats/turn-end.ts";
 
 const DEFAULT_NAMES = namesFor();
 
@@ -37,6 +38,20 @@ export interface OutcomeFilerDeps {
   /** Settles a background response (`resp_…`) from its job's outcome (`responses.ts`); throws to have it redelivered. */
   readonly fileResponse?: (outcomeText: string) => Promise<void>;
 }
+
+/**
+ * Every outcome in RESULTS and DLQ comes here, most of them not the gateway's (a fast-path
+ * request's record, another producer's job): their acks leave together, one socket write per
+ * turn rather than one per outcome (turn-end.ts).
+ */
+const ack = (m: JsMsg) =>
+  atTurnEnd(() => {
+    try {
+      m.ack();
+    } catch {
+      // A closed connection: the outcome comes again and is skipped or filed again (by its Nats-Msg-Id, once).
+    }
+  });
 
 export async function startOutcomeFiler(deps: OutcomeFilerDeps): Promise<OutcomeFiler> {
   const { js, logger } = deps;
@@ -62,7 +77,7 @@ export async function startOutcomeFiler(deps: OutcomeFilerDeps): Promise<Outcome
     // Background responses ride this consumer too: one durable reads every outcome once, for whatever the gateway waits on.
     if (deps.fileResponse && msgId.startsWith("resp_")) {
       await deps.fileResponse(m.string()).then(
-        () => m.ack(),
+        () => ack(m),
         (err: unknown) => {
           logger.warn({ err: (err as Error).message }, "settling a background response failed; it will be redelivered");
           m.nak(1_000);
@@ -72,7 +87,7 @@ export async function startOutcomeFiler(deps: OutcomeFilerDeps): Promise<Outcome
     }
     // Batch jobs' ids start with their batch's id: anything else is not a batch line.
     if (!msgId.startsWith("batch_")) {
-      m.ack();
+      ack(m);
       return;
     }
     const outcome = OutcomeSchema.safeParse(parseJsonOrUndefined(m.string()));
@@ -81,7 +96,7 @@ export async function startOutcomeFiler(deps: OutcomeFilerDeps): Promise<Outcome
       // Redelivering it would not make it parse. Skipped, as a foreign job's would be; were it
       // really a batch line, its batch waits for it until its window ends and reports it expired.
       logger.warn({ subject: m.subject, seq: m.seq, problem: outcome.success ? "no batch_id/custom_id in metadata" : outcome.error.issues[0]?.message }, "skipping an outcome that is not a batch line");
-      m.ack();
+      ack(m);
       return;
     }
     const o = outcome.data;
@@ -89,7 +104,7 @@ export async function startOutcomeFiler(deps: OutcomeFilerDeps): Promise<Outcome
     try {
       const line = o.status === "succeeded" ? okLine(o, customId) : failedLine(o, customId);
       await js.publish(linesSubject(batchId, o.status === "succeeded" ? "ok" : "err", n), line, { msgID: o.id });
-      m.ack();
+      ack(m);
     } catch (err) {
       logger.warn({ err: (err as Error).message }, "filing a batch outcome failed; it will be redelivered");
       m.nak(1_000);
