@@ -1,6 +1,7 @@
 /**
- * The one place provider HTTP happens: a keep-alive undici Pool per provider (undici's
- * `request` costs about a fifth of the CPU of global fetch per call on Node 20, PERF-NOTES).
+ * The one place provider HTTP happens: a keep-alive undici Pool per provider, called through
+ * its `dispatch` (undici's `request` costs about a fifth of the CPU of global fetch per call on
+ * Node 20, PERF-NOTES; `dispatch` less again, see `exchange`).
  */
 import { Pool, type Dispatcher } from "undici";
 import type { ProviderConfig } from "../config/schema.ts";
@@ -77,71 +78,100 @@ export function createProviderClient(provider: Pick<ProviderConfig, "base_url" |
       }),
   );
   let turn = 0;
-  const readWhole = (res: Dispatcher.ResponseData) => res.body.text();
   return {
-    send: (call, timeoutMs, cancel) => exchange(call, timeoutMs, cancel, readWhole),
-    stream: (call, timeoutMs, cancel, onText) =>
-      exchange(call, timeoutMs, cancel, async (res, limit) => {
-        if (res.statusCode < 200 || res.statusCode >= 300) return res.body.text();
-        // Listeners rather than an async iterator: no promise per piece, and a streamed answer is many pieces.
-        const body = res.body;
-        body.setEncoding("utf8");
-        return new Promise<string>((resolve, reject) => {
-          let received = 0;
-          body.on("data", (piece: string) => {
-            received += piece.length;
-            try {
-              if (received > limit) throw new NetworkError(`streamed response exceeds the ${limit}-byte limit`);
-              onText(piece);
-            } catch (err) {
-              body.destroy();
-              reject(err);
-            }
-          });
-          body.once("end", () => resolve(""));
-          body.once("error", reject);
-        });
-      }),
+    send: (call, timeoutMs, cancel) => exchange(call, timeoutMs, cancel, undefined),
+    stream: exchange,
     close: async () => {
       await Promise.all(pools.map((p) => p.close()));
     },
   };
 
-  async function exchange(call: HttpCall, timeoutMs: number, cancel: CallCancel | undefined, read: (res: Dispatcher.ResponseData, limit: number) => Promise<string>): Promise<HttpReply> {
-    if (cancel?.cancelled) throw new CallAbortedError();
-    // One timer bounds the whole call. undici's own headersTimeout/bodyTimeout run on ~1 s
-    // coarse timers and bodyTimeout only bounds the gap between chunks, so a dripping body
-    // or a 900 ms answer to a 300 ms budget would outlive the attempt (and the job's deadline).
-    const abort = new AbortController();
-    const timer = setTimeout(() => abort.abort(), timeoutMs);
-    cancel?.attach(() => abort.abort());
-    try {
-      const pool = pools[turn]!;
-      turn = (turn + 1) % shards;
-      const method = call.method ?? "POST";
-      const res = await pool.request({ method, path: prefix + call.path, headers: call.headers, body: method === "GET" ? null : call.body, signal: abort.signal });
-      const length = Number(res.headers["content-length"]);
-      const limit = call.maxResponseBytes ?? MAX_RESPONSE_BYTES;
-      if (length > limit) {
-        res.body.destroy();
-        throw new NetworkError(`response of ${length} bytes exceeds the ${limit}-byte limit`);
-      }
-      let body: string;
-      try {
-        body = await read(res, limit);
-      } catch (err) {
-        // Left unread, the socket would stay busy; destroying it frees the pool's slot.
-        res.body.destroy();
-        throw err;
-      }
-      return { status: res.statusCode, headers: res.headers, body };
-    } catch (err) {
-      if (cancel?.cancelled) throw new CallAbortedError();
-      throw abort.signal.aborted ? new ProviderTimeoutError(`no complete response within ${timeoutMs} ms`, { cause: err }) : transportError(err);
-    } finally {
-      clearTimeout(timer);
-      cancel?.attach(undefined);
-    }
+  /**
+   * One call through undici's `dispatch`: the body is gathered from its chunks (or handed to
+   * `onText` as they come), with no Readable, AbortSignal or AsyncResource per call as
+   * `request` makes — together a quarter of the router's CPU per fast-path request (profile,
+   * docs/BENCHMARKS.md).
+   */
+  function exchange(call: HttpCall, timeoutMs: number, cancel: CallCancel | undefined, onText: ((text: string) => void) | undefined): Promise<HttpReply> {
+    if (cancel?.cancelled) return Promise.reject(new CallAbortedError());
+    const pool = pools[turn]!;
+    turn = (turn + 1) % shards;
+    const method = call.method ?? "POST";
+    const limit = call.maxResponseBytes ?? MAX_RESPONSE_BYTES;
+    return new Promise<HttpReply>((resolve, reject) => {
+      let controller: Dispatcher.DispatchController | undefined;
+      let stopped: Error | undefined;
+      let settled = false;
+      let status = 0;
+      let headers: HttpReply["headers"] = {};
+      let decoder: TextDecoder | undefined;
+      const chunks: Buffer[] = [];
+      let size = 0;
+      const settle = (err: Error | undefined, reply?: HttpReply) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        cancel?.attach(undefined);
+        if (err) reject(err);
+        else resolve(reply!);
+      };
+      // Aborting the request destroys its socket: a body left unread would keep the pool's slot busy.
+      const stop = (err: Error) => {
+        stopped ??= err;
+        controller?.abort(err);
+        settle(err);
+      };
+      // One timer bounds the whole call. undici's own headersTimeout/bodyTimeout run on ~1 s
+      // coarse timers and bodyTimeout only bounds the gap between chunks, so a dripping body
+      // or a 900 ms answer to a 300 ms budget would outlive the attempt (and the job's deadline).
+      const timer = setTimeout(() => stop(new ProviderTimeoutError(`no complete response within ${timeoutMs} ms`)), timeoutMs);
+      cancel?.attach(() => stop(new CallAbortedError()));
+      pool.dispatch(
+        { method, path: prefix + call.path, headers: call.headers, body: method === "GET" ? null : call.body },
+        {
+          onRequestStart(c) {
+            controller = c;
+            if (stopped) c.abort(stopped);
+          },
+          onResponseStart(_c, statusCode, h) {
+            status = statusCode;
+            headers = h;
+            const length = Number(h["content-length"]);
+            if (length > limit) return stop(new NetworkError(`response of ${length} bytes exceeds the ${limit}-byte limit`));
+            // Only a 2xx body streams; an error status is read whole, as `send` reads it.
+            if (onText !== undefined && statusCode >= 200 && statusCode < 300) decoder = new TextDecoder();
+          },
+          onResponseData(_c, chunk) {
+            size += chunk.length;
+            if (size > limit) return stop(new NetworkError(`${decoder ? "streamed " : ""}response exceeds the ${limit}-byte limit`));
+            if (decoder === undefined) {
+              chunks.push(chunk);
+              return;
+            }
+            try {
+              const text = decoder.decode(chunk, { stream: true });
+              if (text) onText!(text);
+            } catch (err) {
+              stop(err as Error);
+            }
+          },
+          onResponseEnd() {
+            if (decoder !== undefined) {
+              try {
+                const tail = decoder.decode();
+                if (tail) onText!(tail);
+              } catch (err) {
+                return stop(err as Error);
+              }
+            }
+            settle(undefined, { status, headers, body: decoder ? "" : Buffer.concat(chunks, size).toString("utf8") });
+          },
+          onResponseError(_c, err) {
+            settle(stopped ?? transportError(err));
+          },
+        },
+      );
+    });
   }
 }
 
