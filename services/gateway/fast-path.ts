@@ -18,12 +18,13 @@
  * has half an answer and the stream fails.
  */
 import { withTraceContext } from "../../shared/ops/tracing.ts";
-import { createInbox, headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { headers as natsHeaders, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import type { StreamDelta } from "../../shared/adapters/types.ts";
 import type { JobInput } from "../../shared/contract/job.ts";
 import { HANDBACK_HEADER, STREAM_CANCEL_SUFFIX, STREAM_HEADER, type Names } from "../../shared/contract/subjects.ts";
 import { parseJsonOrUndefined } from "../../shared/json.ts";
 import { isMessageTooLarge } from "../../shared/nats/errors.ts";
+import { createInboxMux } from "../../shared/nats/inbox-mux.ts";
 import { GatewayError } from "./openai-error.ts";
 import { OutcomeSchema, type Outcome } from "./replies.ts";
 import { createRequestMux, NoRespondersError, RequestTimeoutError } from "./request-mux.ts";
@@ -61,19 +62,16 @@ const MAX_SENDS = 3;
 export function createFastPath(nc: NatsConnection, names: Names, clock: () => number = Date.now): FastPath {
   const cancelSubject = `${names.interactiveRequestPrefix}.${STREAM_CANCEL_SUFFIX}`;
   const mux = createRequestMux(nc);
-  // Streamed requests' messages all come to one wildcard subscription, `<inbox>.<token>`, routed
-  // by token: no SUB and UNSUB per request.
-  const streamInbox = createInbox();
-  const streams = new Map<string, (err: Error | null, msg: Msg) => void>();
-  let streamSub: Subscription | undefined;
+  // Streamed requests' messages all come to one wildcard subscription: no SUB and UNSUB per request.
+  const streams = new Map<string, (got: Msg | Error) => void>();
   let streamed = 0;
-  const subscribeStreams = () =>
-    nc.subscribe(`${streamInbox}.*`, {
-      callback: (err, msg) => {
-        if (err) for (const on of [...streams.values()]) on(err, msg);
-        else streams.get(msg.subject.slice(streamInbox.length + 1))?.(null, msg);
-      },
-    });
+  const streamInbox = createInboxMux(
+    nc,
+    (token, msg) => streams.get(token)?.(msg),
+    (err) => {
+      for (const on of [...streams.values()]) on(err);
+    },
+  );
   return {
     stream(task, id, job, timeoutMs, trace, listener) {
       const subject = names.interactiveRequestSubject(task);
@@ -96,10 +94,9 @@ export function createFastPath(nc: NatsConnection, names: Names, clock: () => nu
         };
         const timer = setTimeout(() => settle(undefined), timeoutMs);
         const token = (++streamed).toString(36);
-        const inbox = `${streamInbox}.${token}`;
-        streamSub ??= subscribeStreams();
-        streams.set(token, (err, msg) => {
-          if (err) return settle(new GatewayError(503, `The routers are unreachable (${err.message}); try again shortly.`, { code: "queue_unavailable", headers: xid }));
+        const inbox = streamInbox.subject(token);
+        streams.set(token, (msg) => {
+          if (msg instanceof Error) return settle(new GatewayError(503, `The routers are unreachable (${msg.message}); try again shortly.`, { code: "queue_unavailable", headers: xid }));
           const h = msg.headers;
           if (h?.get(STREAM_HEADER)) {
             pieces++;

@@ -1,11 +1,9 @@
 /**
- * Core NATS requests whose replies all come to one subscription of this gateway, matched by
- * the reply subject's last token: what `nc.request` does, without its per-request record,
- * deferred, timer promise and the Error object it builds to reject the already answered
- * request ("cancelled"), which showed in the gateway's profile (the router's outcome store
- * publishes the same way, services/router/outcome-store.ts `createPubAcks`).
+ * Core NATS requests whose replies all come to one subscription of this gateway
+ * (shared/nats/inbox-mux.ts): `nc.request` without its per-request costs.
  */
-import { createInbox, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import type { Msg, MsgHdrs, NatsConnection } from "@nats-io/transport-node";
+import { createInboxMux } from "../../shared/nats/inbox-mux.ts";
 import { atTurnEnd } from "../../shared/nats/turn-end.ts";
 
 /** Nobody subscribes to the subject (NATS answered 503 at once). */
@@ -30,13 +28,19 @@ export interface RequestMux {
 }
 
 export function createRequestMux(nc: NatsConnection): RequestMux {
-  const prefix = createInbox();
-  const awaited = new Map<number, Awaited>();
+  const awaited = new Map<string, Awaited>();
   let next = 0;
-  let sub: Subscription | undefined;
+  const inbox = createInboxMux(nc, settle);
+  // As nats.js fails its requests when the connection closes, rather than at their timeout.
+  void nc.closed().then(() => {
+    for (const a of awaited.values()) {
+      clearTimeout(a.timer);
+      a.reject(new Error("the NATS connection closed"));
+    }
+    awaited.clear();
+  });
 
-  function settle(msg: Msg): void {
-    const token = Number(msg.subject.slice(prefix.length + 1));
+  function settle(token: string, msg: Msg): void {
     const a = awaited.get(token);
     if (a === undefined) return;
     awaited.delete(token);
@@ -48,18 +52,7 @@ export function createRequestMux(nc: NatsConnection): RequestMux {
   return {
     request(subject, payload, timeoutMs, headers) {
       return new Promise<Msg>((resolve, reject) => {
-        if (sub === undefined) {
-          sub = nc.subscribe(`${prefix}.*`, { callback: (err, msg) => (err ? undefined : settle(msg)) });
-          // As nats.js fails its requests when the connection closes, rather than at their timeout.
-          void nc.closed().then(() => {
-            for (const a of awaited.values()) {
-              clearTimeout(a.timer);
-              a.reject(new Error("the NATS connection closed"));
-            }
-            awaited.clear();
-          });
-        }
-        const token = ++next;
+        const token = (++next).toString(36);
         const timer = setTimeout(() => {
           awaited.delete(token);
           reject(new RequestTimeoutError(`no reply within ${timeoutMs} ms`));
@@ -68,7 +61,7 @@ export function createRequestMux(nc: NatsConnection): RequestMux {
         // With the other requests of this turn: one socket write for them all (turn-end.ts).
         atTurnEnd(() => {
           try {
-            nc.publish(subject, payload, { reply: `${prefix}.${token}`, ...(headers ? { headers } : {}) });
+            nc.publish(subject, payload, { reply: inbox.subject(token), ...(headers ? { headers } : {}) });
           } catch (err) {
             awaited.delete(token);
             clearTimeout(timer);
