@@ -16,7 +16,7 @@ import type { AttemptEvent } from "../../shared/contract/live.ts";
 import { ATTEMPTS_HEADER, INTERACTIVE_QUEUE, LIVE_HEADER, namesOf } from "../../shared/contract/subjects.ts";
 import type { Logger } from "../../shared/log.ts";
 import { openBuckets } from "../../shared/nats/buckets.ts";
-import { atNextTurnEnd } from "../../shared/nats/turn-end.ts";
+import { atNextTurnEnd, deferredRan } from "../../shared/nats/turn-end.ts";
 import type { RouterMetrics, TaskChildren } from "../../shared/ops/router-metrics.ts";
 import { watchModelStates, type ModelWatch } from "../../shared/nats/model-watch.ts";
 import { createModelCaller, type ProviderLease } from "../../shared/providers/caller.ts";
@@ -786,6 +786,8 @@ export function createRouter({ nc, config, logger, clock = Date.now, random = Ma
     for (const h of consumer.holds) h.cancel.cancel();
     for (const r of requests.turns) r.cancel.cancel();
     await Promise.all([consumer.idle(ABORT_SETTLE_MS), requests.idle(ABORT_SETTLE_MS)]);
+    // The last replies, records and telemetry wait for a turn's end (turn-end.ts): out before the connection drains.
+    await deferredRan();
     for (const h of consumer.holds) nak(h);
     consumer.close();
     await batcher?.stop();

@@ -40,3 +40,9 @@ export function nextTurn(): Promise<void> {
 export function atNextTurnEnd(fn: () => void): void {
   atTurnEnd(() => atTurnEnd(fn));
 }
+
+/** Resolves once everything deferred before the call (with either function above) has run: for a stop, before the connection drains. */
+export async function deferredRan(): Promise<void> {
+  await nextTurn();
+  await nextTurn();
+}
