@@ -162,6 +162,7 @@ providers:
     models:
       steady: { stream_token_delay_ms: 0, usage_details: { cached_tokens: 3, reasoning_tokens: 5 } }
       breaks: { stream_token_delay_ms: 0, stream_fail_after_tokens: 2 }
+      dripping: { stream_token_delay_ms: 2 }
 `;
   const bases: Record<Dialect, string> = { openai: "/alpha/v1", anthropic: "/alpha/v1", gemini: "/alpha/v1beta" };
   const running: SimProvider[] = [];
@@ -186,6 +187,7 @@ providers:
       try {
         reply = await client.stream(adapter.toStreamRequest(req, to), 2_000, undefined, (piece) => {
           for (const event of decoder.push(piece)) deltas.push(...parser.push(event));
+          return 0;
         });
       } catch (err) {
         error = err;
@@ -198,6 +200,37 @@ providers:
 
   const ask = (extra: Record<string, unknown> = {}) => ChatRequestSchema.parse({ messages: [{ role: "user", content: "Tell me about the weather in Lisbon in spring." }], ...extra });
   const lookup = { type: "function", function: { name: "lookup_order", parameters: { type: "object", properties: { order_id: { type: "string" } }, required: ["order_id"] } } };
+
+  it("leaves the socket unread while the reader says it will send nothing: the tokens that came meanwhile arrive in one piece", async () => {
+    const sim = createSimProvider(parseScenario(SCENARIO, "stream-scenario.yaml", {}));
+    running.push(sim);
+    const client = createProviderClient({ base_url: `${await sim.listen()}/alpha/v1`, max_concurrency: 2 });
+    const to = { provider: "alpha", upstream: "dripping", apiKey: "alpha-key" };
+    const req = ask();
+    /** The answer's text and how many pieces it came in, when the reader asks for `quietMs` after each. */
+    const read = async (quietMs: number) => {
+      const decoder = new SseDecoder();
+      const parser = ADAPTERS.openai.streamParser(req);
+      let pieces = 0;
+      let text = "";
+      await client.stream(ADAPTERS.openai.toStreamRequest(req, to), 5_000, undefined, (piece) => {
+        pieces++;
+        for (const event of decoder.push(piece)) for (const d of parser.push(event)) if ("content" in d) text += d.content;
+        return quietMs;
+      });
+      return { pieces, text };
+    };
+    try {
+      const eager = await read(0);
+      const quiet = await read(25);
+      expect(quiet.text).toBe(eager.text);
+      expect(eager.text.length).toBeGreaterThan(0);
+      // The sim writes a token every 2 ms; read every 25 ms, they come a dozen at a time.
+      expect(quiet.pieces * 3).toBeLessThan(eager.pieces);
+    } finally {
+      await client.close();
+    }
+  });
 
   describe.each(DIALECTS)("%s", (dialect) => {
     it("a text answer streams word by word to the same content, finish reason and usage as unstreamed", async () => {

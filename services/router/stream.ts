@@ -27,7 +27,8 @@ const STREAM_FLUSH_MS = 10;
 /**
  * What is gathered goes with the first piece read once STREAM_FLUSH_MS have passed, so a
  * steady stream costs no wake-up of its own; this timer only bounds the wait when the
- * provider pauses.
+ * provider pauses. Until the next send the provider's stream is not read at all (`deltas`
+ * says for how long): its tokens wait in the socket and come in one read, not one each.
  */
 const STALL_FLUSH_MS = 15;
 
@@ -54,7 +55,7 @@ export class RouterStream implements StreamSink {
     return this.#committed;
   }
 
-  deltas(deltas: readonly StreamDelta[], model: string): void {
+  deltas(deltas: readonly StreamDelta[], model: string): number {
     this.#committed = true;
     const pending = this.#pending;
     for (const d of deltas) {
@@ -64,8 +65,12 @@ export class RouterStream implements StreamSink {
     }
     this.#model = model;
     const since = performance.now() - this.#sentAt;
-    if (since >= STREAM_FLUSH_MS) this.flush();
-    else this.#timer ??= setTimeout(() => this.flush(), STALL_FLUSH_MS - since);
+    if (since >= STREAM_FLUSH_MS) {
+      this.flush();
+      return STREAM_FLUSH_MS;
+    }
+    this.#timer ??= setTimeout(() => this.flush(), STALL_FLUSH_MS - since);
+    return STREAM_FLUSH_MS - since;
   }
 
   /** Sends what is gathered now; before the request's reply, so the pieces precede the outcome (one connection keeps their order). */

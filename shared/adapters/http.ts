@@ -20,8 +20,10 @@ export interface ProviderClient {
    * arrives (the reply's `body` is then empty), any other status is read whole as `send`
    * reads it. The same one timer bounds the whole call, stream included, and `cancel` works
    * as in `send`; an error `onText` throws (a provider's error event) ends the call with it.
+   * `onText` returns how long (ms) the body need not be read: the socket is left unread
+   * that long, so what the provider sends meanwhile comes in one piece.
    */
-  stream(call: HttpCall, timeoutMs: number, cancel: CallCancel | undefined, onText: (text: string) => void): Promise<HttpReply>;
+  stream(call: HttpCall, timeoutMs: number, cancel: CallCancel | undefined, onText: (text: string) => number): Promise<HttpReply>;
   close(): Promise<void>;
 }
 
@@ -92,7 +94,7 @@ export function createProviderClient(provider: Pick<ProviderConfig, "base_url" |
    * `request` makes — together a quarter of the router's CPU per fast-path request (profile,
    * docs/BENCHMARKS.md).
    */
-  function exchange(call: HttpCall, timeoutMs: number, cancel: CallCancel | undefined, onText: ((text: string) => void) | undefined): Promise<HttpReply> {
+  function exchange(call: HttpCall, timeoutMs: number, cancel: CallCancel | undefined, onText: ((text: string) => number) | undefined): Promise<HttpReply> {
     if (cancel?.cancelled) return Promise.reject(new CallAbortedError());
     const pool = pools[turn]!;
     turn = (turn + 1) % shards;
@@ -105,12 +107,18 @@ export function createProviderClient(provider: Pick<ProviderConfig, "base_url" |
       let status = 0;
       let headers: HttpReply["headers"] = {};
       let decoder: TextDecoder | undefined;
+      // A streamed body's text not yet handed to `onText`: read while the reader was quiet
+      // (`quiet` runs until it wants more) or while the parser catches up after one (`waking`).
+      let text = "";
+      let quiet: NodeJS.Timeout | undefined;
+      let waking = false;
       const chunks: Buffer[] = [];
       let size = 0;
       const settle = (err: Error | undefined, reply?: HttpReply) => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
+        clearTimeout(quiet);
         cancel?.attach(undefined);
         if (err) reject(err);
         else resolve(reply!);
@@ -126,6 +134,30 @@ export function createProviderClient(provider: Pick<ProviderConfig, "base_url" |
       // or a 900 ms answer to a 300 ms budget would outlive the attempt (and the job's deadline).
       const timer = setTimeout(() => stop(new ProviderTimeoutError(`no complete response within ${timeoutMs} ms`)), timeoutMs);
       cancel?.attach(() => stop(new CallAbortedError()));
+      // The text read so far to `onText`; for as long as it then says it will send nothing, the
+      // parser is paused (the socket's bytes wait unparsed), and what came meanwhile is parsed
+      // at once and handed over in one piece.
+      const handOver = (c: Dispatcher.DispatchController) => {
+        if (settled || !text) return;
+        const piece = text;
+        text = "";
+        let quietMs: number;
+        try {
+          quietMs = onText!(piece);
+        } catch (err) {
+          return stop(err as Error);
+        }
+        if (quietMs <= 0) return;
+        c.pause();
+        quiet = setTimeout(() => {
+          quiet = undefined;
+          // resume() parses what the socket holds before it returns; the end may come with it.
+          waking = true;
+          c.resume();
+          waking = false;
+          handOver(c);
+        }, quietMs);
+      };
       pool.dispatch(
         { method, path: prefix + call.path, headers: call.headers, body: method === "GET" ? null : call.body },
         {
@@ -141,25 +173,21 @@ export function createProviderClient(provider: Pick<ProviderConfig, "base_url" |
             // Only a 2xx body streams; an error status is read whole, as `send` reads it.
             if (onText !== undefined && statusCode >= 200 && statusCode < 300) decoder = new TextDecoder();
           },
-          onResponseData(_c, chunk) {
+          onResponseData(c, chunk) {
             size += chunk.length;
             if (size > limit) return stop(new NetworkError(`${decoder ? "streamed " : ""}response exceeds the ${limit}-byte limit`));
             if (decoder === undefined) {
               chunks.push(chunk);
               return;
             }
-            try {
-              const text = decoder.decode(chunk, { stream: true });
-              if (text) onText!(text);
-            } catch (err) {
-              stop(err as Error);
-            }
+            text += decoder.decode(chunk, { stream: true });
+            if (quiet === undefined && !waking) handOver(c);
           },
           onResponseEnd() {
             if (decoder !== undefined) {
               try {
-                const tail = decoder.decode();
-                if (tail) onText!(tail);
+                text += decoder.decode();
+                if (text) onText!(text);
               } catch (err) {
                 return stop(err as Error);
               }

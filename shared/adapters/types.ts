@@ -105,6 +105,9 @@ export interface StreamParser {
 
 /** Where a streamed answer's pieces go as they arrive: one call per read from the network. */
 export interface StreamSink {
-  /** `model`: the catalogue id (`provider/model`) of the model answering. */
-  deltas(deltas: readonly StreamDelta[], model: string): void;
+  /**
+   * `model`: the catalogue id (`provider/model`) of the model answering. Returns how long (ms)
+   * the sink will send nothing more, so the provider's stream need not be read until then.
+   */
+  deltas(deltas: readonly StreamDelta[], model: string): number;
 }

@@ -169,8 +169,9 @@ async function streamed(client: ProviderClient, adapter: Adapter, target: Provid
       }
     } finally {
       // The tokens that came before an error event in the same read still reach the caller.
-      if (out !== undefined) sink.deltas(out, model);
+      if (out !== undefined) return sink.deltas(out, model);
     }
+    return 0;
   };
   const reply = await client.stream(adapter.toStreamRequest(request, target), timeoutMs, cancel, feed);
   if (reply.status < 200 || reply.status >= 300) return adapter.fromResponse(reply, request);
