@@ -2,8 +2,9 @@
  * A/B runs of the router's throughput (scenario 2, one worker) between source trees, on one
  * stack, alternating so each tree sees the same machine load; the bare JetStream pipeline
  * (limit (a)) runs in every round too, awaiting its PubAcks as the router's outcome store does
- * and, as the router did before, with nats.js's js.publish, so each router figure has its
- * ratio to both limits from the same minute. Before each run it waits for other processes to
+ * and, as the router did before, with nats.js's js.publish, and once more with a plain provider
+ * call per job (the router's floor: its NATS and HTTP work, none of its own), so each router
+ * figure has its ratio to each from the same minute. Before each run it waits for other processes to
  * go quiet (`--settle-ms`, as bench/main.ts does). For a change or a regression hunt on this
  * noisy machine:
  *
@@ -23,7 +24,7 @@ import { STREAMS } from "../shared/contract/subjects.ts";
 import { measureDrain } from "./lib/drain.ts";
 import { machineCpuMs, spawnScript, spawnWorker, treeAndKernelCpuMs, type Child } from "./lib/procs.ts";
 import { NOISY_CORES } from "./report.ts";
-import { DEFAULT_ROUTER, publishBacklog, startStack, streamCount } from "./lib/stack.ts";
+import { DEFAULT_ROUTER, PRIMARY, publishBacklog, startStack, streamCount } from "./lib/stack.ts";
 import { spread } from "./lib/stats.ts";
 
 const { values } = parseArgs({
@@ -45,6 +46,9 @@ if (profDir !== undefined) mkdirSync(profDir, { recursive: true });
 const PIPELINE = "jetstream-only";
 /** The same pipeline awaiting each PubAck with nats.js's js.publish, as the router did before its outcome store's own PubAck subscription. */
 const PIPELINE_NATS_JS = "jetstream-only (js.publish)";
+/** The pipeline with one provider call per job (the sim-provider's budget model): the router's floor. */
+const PIPELINE_CALL = "jetstream + call";
+const PIPELINES: readonly string[] = [PIPELINE, PIPELINE_NATS_JS, PIPELINE_CALL];
 interface Run {
   readonly label: string;
   readonly round: number;
@@ -71,12 +75,12 @@ const stack = await startStack();
 try {
   // A result's size for the pipeline: what the first tree's router stores.
   let resultBytes = 0;
-  const labels = [...(values["no-pipeline"] ? [] : [PIPELINE, PIPELINE_NATS_JS]), ...trees.map((t) => t.label)];
+  const labels = [...(values["no-pipeline"] ? [] : PIPELINES), ...trees.map((t) => t.label)];
   for (let round = 0; round < rounds + 1; round++) {
     // Round 0 warms the machine up (page cache, nats-server) and is not counted; then the order rotates.
     const order = labels.map((_, i) => labels[(i + round) % labels.length]!);
     for (const label of order) {
-      const pipeline = label === PIPELINE || label === PIPELINE_NATS_JS;
+      const pipeline = PIPELINES.includes(label);
       if (pipeline && resultBytes === 0) continue;
       const configFile = await stack.reset(DEFAULT_ROUTER);
       await publishBacklog(stack.js, `cmp-${round}-${label}`, jobs);
@@ -84,7 +88,7 @@ try {
       let child: Child;
       if (pipeline) {
         const env = { NATS_URL: stack.natsUrl, MAX_IN_FLIGHT: String(DEFAULT_ROUTER.maxInFlight), RESULT_BYTES: String(resultBytes) };
-        child = spawnWorker(label, "pipeline.ts", label === PIPELINE ? env : { ...env, PUBACKS: "nats-js" });
+        child = spawnWorker(label, "pipeline.ts", label === PIPELINE_NATS_JS ? { ...env, PUBACKS: "nats-js" } : label === PIPELINE_CALL ? { ...env, PROVIDER_URL: `${stack.simUrl}/${PRIMARY.provider}/v1` } : env);
       } else {
         const tree = trees.find((t) => t.label === label)!;
         const prof = profDir !== undefined && round > 0 ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${label}-${round}.cpuprofile`] : [];
@@ -126,7 +130,7 @@ for (const label of [PIPELINE, PIPELINE_NATS_JS, ...trees.map((t) => t.label)]) 
   };
   process.stdout.write(
     `${label.padEnd(16)} ${show("jobs/s", mine.map((r) => r.jobsPerSec), 0)}; ${show("CPU ms/job", mine.map((r) => r.cpuMsPerJob), 4)}; ${show("nats CPU ms/job", mine.map((r) => r.natsCpuMsPerJob), 4)}` +
-      (label === PIPELINE || values["no-pipeline"] ? "\n" : label === PIPELINE_NATS_JS ? `; ${against(PIPELINE)}\n` : `\n    ${against(PIPELINE)}\n    ${against(PIPELINE_NATS_JS)}\n`),
+      (label === PIPELINE || values["no-pipeline"] ? "\n" : PIPELINES.includes(label) ? `; ${against(PIPELINE)}\n` : `\n${PIPELINES.map((p) => `    ${against(p)}\n`).join("")}`),
   );
 }
 process.exit(0);

@@ -20,8 +20,8 @@ export interface ProviderClient {
    * arrives (the reply's `body` is then empty), any other status is read whole as `send`
    * reads it. The same one timer bounds the whole call, stream included, and `cancel` works
    * as in `send`; an error `onText` throws (a provider's error event) ends the call with it.
-   * `onText` returns how long (ms) the body need not be read: the socket is left unread
-   * that long, so what the provider sends meanwhile comes in one piece.
+   * `onText` returns how long (ms) the body need not be read: it is left unparsed that long,
+   * and what the provider sent meanwhile comes in one piece.
    */
   stream(call: HttpCall, timeoutMs: number, cancel: CallCancel | undefined, onText: (text: string) => number): Promise<HttpReply>;
   close(): Promise<void>;
