@@ -12,10 +12,8 @@
  *   npx tsx bench/fast-path-floor.ts [--seconds 5] [--rounds 3] [--concurrency 64]
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer as createHttpServer } from "node:http";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -24,15 +22,11 @@ import { parseArgs } from "node:util";
 import { connect } from "@nats-io/transport-node";
 import { Pool } from "undici";
 import { startNatsServer } from "../shared/nats/server-process.ts";
-import { percentile } from "../shared/stats.ts";
+import { DIRECT_BODY, drive, freePort, SIM_SCENARIO } from "./lib/drive.ts";
+import { cpuMs } from "./lib/procs.ts";
 import { spread } from "./lib/stats.ts";
 
 const SUBJECT = "floor.chat";
-const MESSAGES = [
-  { role: "system", content: "You are a content moderation classifier. Answer with JSON." },
-  { role: "user", content: "have a nice day" },
-];
-const BODY = JSON.stringify({ model: "budget-lite-1", messages: MESSAGES });
 
 const [role, natsUrl, arg] = process.argv.slice(2);
 if (role === "gateway") {
@@ -73,17 +67,6 @@ async function main(): Promise<void> {
   const { values } = parseArgs({ options: { seconds: { type: "string", default: "5" }, rounds: { type: "string", default: "3" }, concurrency: { type: "string", default: "64" } } });
   const ms = Number(values.seconds) * 1000;
   const concurrency = Number(values.concurrency);
-  const freePort = () =>
-    new Promise<number>((done) => {
-      const s = createServer().listen(0, "127.0.0.1", () => {
-        const { port } = s.address() as { port: number };
-        s.close(() => done(port));
-      });
-    });
-  const cpuMs = (pid: number) => {
-    const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-    return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
-  };
   const children: ChildProcess[] = [];
   const self = fileURLToPath(import.meta.url);
   const child = (args: string[]) => {
@@ -91,44 +74,26 @@ async function main(): Promise<void> {
     children.push(c);
     return c;
   };
-  const drive = async (origin: string, path: string, c: number, forMs: number) => {
-    const pool = new Pool(origin, { connections: c, pipelining: 1 });
-    const latencies: number[] = [];
-    const end = performance.now() + forMs;
-    await Promise.all(
-      Array.from({ length: c }, async () => {
-        while (performance.now() < end) {
-          const t0 = performance.now();
-          const res = await pool.request({ method: "POST", path, headers: { "content-type": "application/json" }, body: BODY });
-          await res.body.text();
-          if (res.statusCode === 200) latencies.push(performance.now() - t0);
-        }
-      }),
-    );
-    await pool.close();
-    latencies.sort((a, b) => a - b);
-    return { rps: latencies.length / (forMs / 1000), p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
-  };
   const tmp = await mkdtemp(join(tmpdir(), "switchyard-floor-"));
   const nats = await startNatsServer();
   try {
     const [simPort, gatewayPort] = [await freePort(), await freePort()];
     const simUrl = `http://127.0.0.1:${simPort}`;
-    await writeFile(join(tmp, "scenario.yaml"), "seed: 1\nproviders:\n  budget:\n    models:\n      budget-lite-1: {}\n");
+    await writeFile(join(tmp, "scenario.yaml"), SIM_SCENARIO);
     child([fileURLToPath(new URL("../bin/switchyard.js", import.meta.url)), "sim-provider", "--port", String(simPort), "--scenario", join(tmp, "scenario.yaml")]);
     const router = child([self, "router", nats.url, simUrl]);
     const gateway = child([self, "gateway", nats.url, String(gatewayPort)]);
     const origin = `http://127.0.0.1:${gatewayPort}`;
-    for (let i = 0; i < 300 && !(await fetch(`${origin}/`, { method: "POST", body: BODY }).then((r) => r.ok, () => false)); i++) await sleep(100);
-    await drive(origin, "/", concurrency, 3_000);
+    for (let i = 0; i < 300 && !(await fetch(`${origin}/`, { method: "POST", body: DIRECT_BODY }).then((r) => r.ok, () => false)); i++) await sleep(100);
+    await drive(origin, "/", {}, DIRECT_BODY, concurrency, 3_000);
     const rows = [];
     for (let r = 1; r <= Number(values.rounds); r++) {
       const pids = [gateway.pid!, router.pid!, nats.pid()!];
       const before = pids.map(cpuMs);
-      const many = await drive(origin, "/", concurrency, ms);
+      const many = await drive(origin, "/", {}, DIRECT_BODY, concurrency, ms);
       const [g, ro, n] = pids.map((pid, i) => (cpuMs(pid) - before[i]!) / (many.rps * (ms / 1000)));
-      const direct = await drive(simUrl, "/budget/v1/chat/completions", 1, ms / 2);
-      const one = await drive(origin, "/", 1, ms / 2);
+      const direct = await drive(simUrl, "/budget/v1/chat/completions", {}, DIRECT_BODY, 1, ms / 2);
+      const one = await drive(origin, "/", {}, DIRECT_BODY, 1, ms / 2);
       const row = { rps: many.rps, g: g!, ro: ro!, n: n!, p50: one.p50 - direct.p50, p99: one.p99 - direct.p99 };
       rows.push(row);
       process.stdout.write(`round ${r} floor c=${concurrency} ${row.rps.toFixed(0)} req/s  CPU ms/req gateway ${row.g.toFixed(3)} router ${row.ro.toFixed(3)} nats ${row.n.toFixed(3)}  c=1 added p50 ${row.p50.toFixed(2)} p99 ${row.p99.toFixed(2)} ms\n`);

@@ -18,15 +18,14 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
-import { Pool } from "undici";
 import { hashKey } from "../services/gateway/auth.ts";
 import { startNatsServer } from "../shared/nats/server-process.ts";
-import { percentile } from "../shared/stats.ts";
+import { DIRECT_BODY, drive, freePort, GATEWAY_BODY, gatewayConfig, SIM_SCENARIO } from "./lib/drive.ts";
+import { cpuMs } from "./lib/procs.ts";
 import { spread } from "./lib/stats.ts";
 
 const { values } = parseArgs({
@@ -53,26 +52,8 @@ const profDir = values["cpu-prof"] === undefined ? undefined : resolve(values["c
 if (profDir !== undefined) mkdirSync(profDir, { recursive: true });
 
 const KEY = "sk-compare";
-const MESSAGES = [
-  { role: "system", content: "You are a content moderation classifier. Answer with JSON." },
-  { role: "user", content: "have a nice day" },
-];
-const GATEWAY_BODY = JSON.stringify({ model: "auto", messages: MESSAGES });
-const DIRECT_BODY = JSON.stringify({ model: "budget-lite-1", messages: MESSAGES });
 
-const freePort = () =>
-  new Promise<number>((done) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => done(port));
-    });
-  });
 const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? NaN) / 1024;
-const cpuMs = (pid: number) => {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
-};
-
 const children: ChildProcess[] = [];
 /** `dist`: the tree's compiled output (`npm run build`), as the package and the image run it; else its sources through tsx, as a checkout does. */
 function run(tree: { dir: string; dist: boolean }, args: string[], env: Record<string, string>, role?: string): ChildProcess {
@@ -90,62 +71,19 @@ async function ready(url: string, headers: Record<string, string> = {}): Promise
   throw new Error(`${url} did not come up`);
 }
 
-/** `c` callers, each sending the next request as soon as the last one answered. */
-async function drive(origin: string, path: string, headers: Record<string, string>, body: string, c: number, forMs: number) {
-  const pool = new Pool(origin, { connections: c, pipelining: 1 });
-  const latencies: number[] = [];
-  let errors = 0;
-  const end = performance.now() + forMs;
-  await Promise.all(
-    Array.from({ length: c }, async () => {
-      while (performance.now() < end) {
-        const t0 = performance.now();
-        const res = await pool.request({ method: "POST", path, headers: { "content-type": "application/json", ...headers }, body });
-        await res.body.text();
-        if (res.statusCode === 200) latencies.push(performance.now() - t0);
-        else errors++;
-      }
-    }),
-  );
-  await pool.close();
-  latencies.sort((a, b) => a - b);
-  return { rps: latencies.length / (forMs / 1000), p50: percentile(latencies, 50), p99: percentile(latencies, 99), errors };
-}
-
 const tmp = await mkdtemp(join(tmpdir(), "switchyard-gateway-compare-"));
 const nats = await startNatsServer();
 try {
   const simPort = await freePort();
   const simUrl = `http://127.0.0.1:${simPort}`;
-  await writeFile(join(tmp, "scenario.yaml"), "seed: 1\nproviders:\n  budget:\n    models:\n      budget-lite-1: {}\n");
+  await writeFile(join(tmp, "scenario.yaml"), SIM_SCENARIO);
   run(trees[0]!, ["sim-provider", "--port", String(simPort), "--scenario", join(tmp, "scenario.yaml")], { NATS_URL: nats.url });
   await ready(`${simUrl}/control/state`);
   const stacks = [];
   for (const [i, t] of trees.entries()) {
     const port = await freePort();
     const file = join(tmp, `config-${i}.yaml`);
-    await writeFile(
-      file,
-      `namespace: t${i}
-router: { max_in_flight: 1024, ack_wait: 30s }
-streams: { max_bytes: 256MiB }
-providers:
-  budget:
-    dialect: openai
-    base_url: ${simUrl}/budget/v1
-    timeout_ms: 5s
-    models:
-      lite: { upstream: budget-lite-1, input_per_mtok: 0.05, output_per_mtok: 0.2, context_window: 16000 }
-tasks:
-  moderation:
-    tiers: [{ models: [budget/lite] }]
-gateway:
-  listen: 127.0.0.1:${port}
-  interactive: request
-  keys:
-    compare: { sha256: ${hashKey(KEY)}, tenant: compare, task: moderation, requests_per_second: 1000000 }
-`,
-    );
+    await writeFile(file, gatewayConfig({ simUrl, port, interactive: "request", key: "compare", sha256: hashKey(KEY), namespace: `t${i}`, maxBytes: "256MiB" }));
     const env = { NATS_URL: nats.url, SWITCHYARD_CONFIG: file };
     const router = run(t, ["router"], env, `router-${t.label}`);
     const gateway = run(t, ["gateway"], env, `gateway-${t.label}`);

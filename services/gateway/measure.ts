@@ -16,47 +16,26 @@
  * stopped at the end.
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { Pool } from "undici";
 import { startNatsServer } from "../../shared/nats/server-process.ts";
 import { hashKey } from "./auth.ts";
-import { percentile } from "../../shared/stats.ts";
+import { DIRECT_BODY, drive, freePort, GATEWAY_BODY, gatewayConfig, SIM_SCENARIO, type Run } from "../../bench/lib/drive.ts";
+import { cpuMs } from "../../bench/lib/procs.ts";
 
 const BIN = fileURLToPath(new URL("../../bin/switchyard.js", import.meta.url));
 const KEY = "sk-measure";
-const MESSAGES = [
-  { role: "system", content: "You are a content moderation classifier. Answer with JSON." },
-  { role: "user", content: "have a nice day" },
-];
-/** The same request; the gateway's caller names no model (the task's policy picks), the direct one names the provider's. */
-const GATEWAY_BODY = JSON.stringify({ model: "auto", messages: MESSAGES });
-const DIRECT_BODY = JSON.stringify({ model: "budget-lite-1", messages: MESSAGES });
 
 const { values } = parseArgs({ options: { seconds: { type: "string" }, concurrency: { type: "string" }, "cpu-prof": { type: "string" } } });
 /** `--cpu-prof <dir>`: a V8 profile of every gateway and router, named by its role (profiling slows them: not for figures). */
 const profDir = values["cpu-prof"];
 const seconds = Number(values.seconds ?? 10);
 const concurrency = Number(values.concurrency ?? 64);
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-
-const cpuMs = (pid: number) => {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
-};
 
 const PORTKEY_VERSION = "1.15.2";
 
@@ -92,62 +71,16 @@ async function ready(url: string, headers: Record<string, string> = {}): Promise
   throw new Error(`${url} did not come up`);
 }
 
-interface Run {
-  readonly rps: number;
-  readonly p50: number;
-  readonly p99: number;
-  readonly errors: number;
-}
-
-/** `c` callers, each sending the next request as soon as the last one answered, for `ms`. */
-async function drive(origin: string, path: string, headers: Record<string, string>, body: string, c: number, ms: number): Promise<Run> {
-  const pool = new Pool(origin, { connections: c, pipelining: 1 });
-  const latencies: number[] = [];
-  let errors = 0;
-  const end = performance.now() + ms;
-  await Promise.all(
-    Array.from({ length: c }, async () => {
-      while (performance.now() < end) {
-        const t0 = performance.now();
-        const res = await pool.request({ method: "POST", path, headers: { "content-type": "application/json", ...headers }, body });
-        await res.body.text();
-        if (res.statusCode === 200) latencies.push(performance.now() - t0);
-        else errors++;
-      }
-    }),
-  );
-  await pool.close();
-  latencies.sort((a, b) => a - b);
-  const at = (p: number) => percentile(latencies, p);
-  return { rps: latencies.length / (ms / 1000), p50: at(50), p99: at(99), errors };
-}
-
 const dir = await mkdtemp(join(tmpdir(), "switchyard-measure-"));
 const nats = await startNatsServer();
 try {
   const [simPort, gatewayPort, fastPort, bareFastPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const simUrl = `http://127.0.0.1:${simPort}`;
-  await writeFile(join(dir, "scenario.yaml"), "seed: 1\nproviders:\n  budget:\n    models:\n      budget-lite-1: {}\n");
+  await writeFile(join(dir, "scenario.yaml"), SIM_SCENARIO);
   // `namespace` keeps the unrecorded fast path's router and gateway apart from the other two (their own queue group);
   // two deployments' streams at the default 10 GiB each would not fit the server's JetStream storage.
-  const config = (port: number, interactive: "queue" | "request", record = true) => `${record ? "" : "namespace: bare\n"}router: { max_in_flight: 1024, ack_wait: 30s, record_interactive: ${record} }
-streams: { max_bytes: 512MiB }
-providers:
-  budget:
-    dialect: openai
-    base_url: ${simUrl}/budget/v1
-    timeout_ms: 5s
-    models:
-      lite: { upstream: budget-lite-1, input_per_mtok: 0.05, output_per_mtok: 0.2, context_window: 16000 }
-tasks:
-  moderation:
-    tiers: [{ models: [budget/lite] }]
-gateway:
-  listen: 127.0.0.1:${port}
-  interactive: ${interactive}
-  keys:
-    measure: { sha256: ${hashKey(KEY)}, tenant: measure, task: moderation, requests_per_second: 1000000 }
-`;
+  const config = (port: number, interactive: "queue" | "request", record = true) =>
+    gatewayConfig({ simUrl, port, interactive, key: "measure", sha256: hashKey(KEY), maxBytes: "512MiB", record, ...(record ? {} : { namespace: "bare" }) });
   await writeFile(join(dir, "config.yaml"), config(gatewayPort, "queue"));
   await writeFile(join(dir, "config-fast.yaml"), config(fastPort, "request"));
   await writeFile(join(dir, "config-bare.yaml"), config(bareFastPort, "request", false));
