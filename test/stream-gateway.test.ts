@@ -116,6 +116,22 @@ describe("streaming through the fast path", () => {
     expect(model("swift/swift-mini").requests).toBe(0);
   });
 
+  it("an error event read together with the tokens before it still ends the stream with the provider's error", async () => {
+    // Tokens 1 ms apart: the ones after the first, and the error, arrive while the router is gathering and are read as one piece.
+    sim().control("budget", "budget-lite", { stream_token_delay_ms: 1, stream_fail_after_tokens: 3 });
+    const stream = await sdk(gs).chat.completions.create({ model: "auto", messages: ask, stream: true }, TASK);
+    const pieces: string[] = [];
+    let error: unknown;
+    try {
+      for await (const chunk of stream) for (const c of chunk.choices) if (c.delta.content) pieces.push(c.delta.content);
+    } catch (err) {
+      error = err;
+    }
+    expect(pieces.join("")).toMatch(/\S/);
+    expect(error).toBeInstanceOf(OpenAI.APIError);
+    expect((error as InstanceType<typeof OpenAI.APIError>).message).toMatch(/The server had an error while processing your request/);
+  });
+
   it("the client going away cuts the provider's call off", async () => {
     sim().control("budget", "budget-lite", { stream_token_delay_ms: 600_000 });
     const stream = await sdk(gs).chat.completions.create({ model: "auto", messages: ask, stream: true }, TASK);

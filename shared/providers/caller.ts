@@ -160,18 +160,19 @@ export function createModelCaller(config: Config, opts: CallerOptions = {}): Mod
 async function streamed(client: ProviderClient, adapter: Adapter, target: ProviderTarget, model: string, request: ChatRequest, timeoutMs: number, cancel: CallCancel | undefined, sink: StreamSink): Promise<Completion> {
   const decoder = new SseDecoder();
   const parser = adapter.streamParser(request);
-  const feed = (text: string) => {
+  const feed = (text: string): number => {
     let out: StreamDelta[] | undefined;
+    let quietMs = 0;
     try {
       for (const event of decoder.push(text)) {
         const deltas = parser.push(event);
         if (deltas.length > 0) (out ??= []).push(...deltas);
       }
     } finally {
-      // The tokens that came before an error event in the same read still reach the caller.
-      if (out !== undefined) return sink.deltas(out, model);
+      // The tokens that came before an error event in the same read still reach the caller; the error still ends the call.
+      if (out !== undefined) quietMs = sink.deltas(out, model);
     }
-    return 0;
+    return quietMs;
   };
   const reply = await client.stream(adapter.toStreamRequest(request, target), timeoutMs, cancel, feed);
   if (reply.status < 200 || reply.status >= 300) return adapter.fromResponse(reply, request);
