@@ -32,8 +32,7 @@ COPY --from=build /src/dist dist
 
 # A larger young generation: a router with a thousand jobs in flight keeps them alive past the
 # default 16 MB semi-space, so they were copied to the old generation and collected there. 64 MB
-# semi-spaces (at most 96 MB more memory per process) cut a router's CPU per job by 18 % and
-# raised its jobs/s as much (bench/compare.ts, 3 alternating rounds, Node 20; docs/BENCHMARKS.md).
+# semi-spaces cost at most 96 MB more memory per process (figures: README "Scaling out").
 ENV NODE_OPTIONS=--max-semi-space-size=64
 # Where router, pricing and gateway serve /livez, /readyz and /metrics (`--ops-listen` overrides).
 ENV SWITCHYARD_OPS_LISTEN=0.0.0.0:9464

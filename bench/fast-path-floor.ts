@@ -4,7 +4,7 @@
  * request; a bare router (a queue-group subscription) posts it to the sim-provider with undici
  * and replies with the provider's answer as it came. Each runs as its own process, as the real
  * ones do, on a nats-server and sim-provider of their own, driven by the same client as
- * services/gateway/measure.ts (added latency at c=1 against the sim-provider directly in the
+ * bench/gateway-measure.ts (added latency at c=1 against the sim-provider directly in the
  * same run; throughput at c=64; CPU ms per request of each process). What the fast path adds
  * over these figures is Switchyard's own work; what these add over the direct call is the price
  * of the hops themselves.
@@ -16,13 +16,12 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer as createHttpServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { connect } from "@nats-io/transport-node";
 import { Pool } from "undici";
 import { startNatsServer } from "../shared/nats/server-process.ts";
-import { DIRECT_BODY, drive, freePort, SIM_SCENARIO } from "./lib/drive.ts";
+import { DIRECT_BODY, drive, freePort, ready, SIM_SCENARIO } from "./lib/drive.ts";
 import { cpuMs } from "./lib/procs.ts";
 import { spread } from "./lib/stats.ts";
 
@@ -84,7 +83,7 @@ async function main(): Promise<void> {
     const router = child([self, "router", nats.url, simUrl]);
     const gateway = child([self, "gateway", nats.url, String(gatewayPort)]);
     const origin = `http://127.0.0.1:${gatewayPort}`;
-    for (let i = 0; i < 300 && !(await fetch(`${origin}/`, { method: "POST", body: DIRECT_BODY }).then((r) => r.ok, () => false)); i++) await sleep(100);
+    await ready(`${origin}/`, { method: "POST", body: DIRECT_BODY });
     await drive(origin, "/", {}, DIRECT_BODY, concurrency, 3_000);
     const rows = [];
     for (let r = 1; r <= Number(values.rounds); r++) {

@@ -1,15 +1,14 @@
 /**
  * A/B runs of the interactive fast path (one gateway and one router per source tree, on one
  * nats-server and one sim-provider), alternating trees round by round so each sees the same
- * machine load; services/gateway/measure.ts measures one tree against its peer, this one a
+ * machine load; bench/gateway-measure.ts measures one tree against its peer, this one a
  * change against its parent:
  *
  *   npx tsx bench/gateway-compare.ts --tree before=/tmp/old-checkout --tree now=. [--rounds 4] [--seconds 5]
  *     [--concurrency 64] [--cpu-prof <dir>]
  *
  * A tree is a checkout (its node_modules may be a link to this one's); each tree's gateway and
- * router run its `bin/switchyard.js` in a namespace of its own, or with `--tree now=.,dist` its
- * compiled output (run `npm run build` in it first), as the package and the image run. Every round drives each tree at
+ * router run its `bin/switchyard.js` in a namespace of its own. Every round drives each tree at
  * the given concurrency (req/s, CPU ms per request of its gateway and router and of the shared
  * nats-server) and at concurrency 1 (p50 / p99 of the whole request, and the same request straight
  * at the sim-provider in the same round, so "added" is against the same minute). Prints every
@@ -20,11 +19,10 @@ import { mkdirSync, readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
 import { hashKey } from "../services/gateway/auth.ts";
 import { startNatsServer } from "../shared/nats/server-process.ts";
-import { DIRECT_BODY, drive, freePort, GATEWAY_BODY, gatewayConfig, SIM_SCENARIO } from "./lib/drive.ts";
+import { DIRECT_BODY, drive, freePort, GATEWAY_BODY, gatewayConfig, ready, SIM_SCENARIO } from "./lib/drive.ts";
 import { cpuMs } from "./lib/procs.ts";
 import { spread } from "./lib/stats.ts";
 
@@ -39,10 +37,8 @@ const { values } = parseArgs({
 });
 const trees = values.tree.map((t) => {
   const at = t.indexOf("=");
-  if (at <= 0) throw new Error(`--tree label=path[,dist], not "${t}"`);
-  const [path, form] = t.slice(at + 1).split(",");
-  if (form !== undefined && form !== "dist") throw new Error(`--tree label=path[,dist], not "${t}"`);
-  return { label: t.slice(0, at), dir: resolve(path!), dist: form === "dist" };
+  if (at <= 0) throw new Error(`--tree label=path, not "${t}"`);
+  return { label: t.slice(0, at), dir: resolve(t.slice(at + 1)) };
 });
 if (trees.length === 0) throw new Error("at least one --tree label=path");
 const rounds = Number(values.rounds);
@@ -55,22 +51,12 @@ const KEY = "sk-compare";
 
 const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? NaN) / 1024;
 const children: ChildProcess[] = [];
-/** `dist`: the tree's compiled output (`npm run build`), as the package and the image run it; else its sources through tsx, as a checkout does. */
-function run(tree: { dir: string; dist: boolean }, args: string[], env: Record<string, string>, role?: string): ChildProcess {
+function run(tree: { dir: string }, args: string[], env: Record<string, string>, role?: string): ChildProcess {
   const prof = profDir !== undefined && role !== undefined ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${role}.cpuprofile`] : [];
-  const entry = join(tree.dir, tree.dist ? "dist/services/cli/main.js" : "bin/switchyard.js");
-  const child = spawn(process.execPath, [...prof, entry, ...args], { env: { ...process.env, LOG_LEVEL: "warn", ...env }, stdio: ["ignore", "ignore", "inherit"] });
+  const child = spawn(process.execPath, [...prof, join(tree.dir, "bin/switchyard.js"), ...args], { env: { ...process.env, LOG_LEVEL: "warn", ...env }, stdio: ["ignore", "ignore", "inherit"] });
   children.push(child);
   return child;
 }
-async function ready(url: string, headers: Record<string, string> = {}): Promise<void> {
-  for (let i = 0; i < 300; i++) {
-    if (await fetch(url, { headers }).then((r) => r.ok, () => false)) return;
-    await sleep(100);
-  }
-  throw new Error(`${url} did not come up`);
-}
-
 const tmp = await mkdtemp(join(tmpdir(), "switchyard-gateway-compare-"));
 const nats = await startNatsServer();
 try {
@@ -87,7 +73,7 @@ try {
     const env = { NATS_URL: nats.url, SWITCHYARD_CONFIG: file };
     const router = run(t, ["router"], env, `router-${t.label}`);
     const gateway = run(t, ["gateway"], env, `gateway-${t.label}`);
-    await ready(`http://127.0.0.1:${port}/v1/models`, { authorization: `Bearer ${KEY}` });
+    await ready(`http://127.0.0.1:${port}/v1/models`, { headers: { authorization: `Bearer ${KEY}` } });
     stacks.push({ ...t, port, router, gateway });
   }
   const via = (port: number, c: number, forMs: number) => drive(`http://127.0.0.1:${port}`, "/v1/chat/completions", { authorization: `Bearer ${KEY}` }, GATEWAY_BODY, c, forMs);

@@ -98,9 +98,9 @@ function writeReport(run: BenchRun, what: string): void {
   process.stdout.write(`\nwrote ${what}\n`);
 }
 
-/** The gateway's own driver (services/gateway/measure.ts): direct sim-provider calls against the same calls through each gateway path and the Portkey peer. */
+/** The gateway's own driver (bench/gateway-measure.ts): direct sim-provider calls against the same calls through each gateway path and the Portkey peer. */
 function gatewayDriver(): string {
-  return execFileSync(process.execPath, ["--import", "tsx", fileURLToPath(new URL("../services/gateway/measure.ts", import.meta.url)), "--seconds", String(profile.gatewaySeconds)], {
+  return execFileSync(process.execPath, ["--import", "tsx", fileURLToPath(new URL("./gateway-measure.ts", import.meta.url)), "--seconds", String(profile.gatewaySeconds)], {
     encoding: "utf8",
     stdio: ["ignore", "pipe", "ignore"],
   });

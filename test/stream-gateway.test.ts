@@ -7,13 +7,23 @@
  */
 import OpenAI from "openai";
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
-import { KEYS, startGatewayStack, STREAM_SCENARIO, type GatewayStack } from "./harness/gateway.ts";
-
+import { KEYS, startGatewayStack, startStreamStack, type GatewayStack } from "./harness/gateway.ts";
 
 /** The SDK as a user constructs it: default retries and timeout. */
 const sdk = (gs: GatewayStack) => new OpenAI({ apiKey: KEYS.acme, baseURL: gs.gateway.url });
 const ask = [{ role: "user" as const, content: "Tell me, in a few words, what the weather is like in Lisbon in spring." }];
 const TASK = { headers: { "x-switchyard-task": "chat" } };
+
+/** A stream's text pieces, and the error that ended it if one did. */
+async function readAll(stream: AsyncIterable<OpenAI.Chat.Completions.ChatCompletionChunk>): Promise<{ pieces: string[]; error: unknown }> {
+  const pieces: string[] = [];
+  try {
+    for await (const chunk of stream) for (const c of chunk.choices) if (c.delta.content) pieces.push(c.delta.content);
+  } catch (error) {
+    return { pieces, error };
+  }
+  return { pieces, error: undefined };
+}
 
 describe("streaming through the fast path", () => {
   let gs: GatewayStack;
@@ -21,25 +31,13 @@ describe("streaming through the fast path", () => {
   const model = (id: string) => sim().stats().models[id]!;
 
   beforeAll(async () => {
-    gs = await startGatewayStack({
-      scenario: STREAM_SCENARIO,
-      gateway: { interactive: "request" },
-      extra: (simUrl) => ({
-        providers: {
-          // A call that only the client's going away can end within the test (the request's own deadline is 20 s).
-          budget: { dialect: "openai", base_url: `${simUrl}/budget/v1`, timeout_ms: "120s", models: { lite: { upstream: "budget-lite", input_per_mtok: 0.05, output_per_mtok: 0.2, context_window: 16000 } } },
-          // The same sim models spoken to in the other two dialects.
-          claude: { dialect: "anthropic", base_url: `${simUrl}/swift/v1`, timeout_ms: "2s", models: { mini: { upstream: "swift-mini", input_per_mtok: 0.15, output_per_mtok: 0.6, context_window: 128000 } } },
-          gem: { dialect: "gemini", base_url: `${simUrl}/swift/v1beta`, timeout_ms: "2s", models: { mini: { upstream: "swift-mini", input_per_mtok: 0.15, output_per_mtok: 0.6, context_window: 128000 } } },
-        },
-        tasks: {
-          chat: { tiers: [{ models: ["budget/lite"] }, { models: ["swift/mini"] }] },
-          "via-anthropic": { tiers: [{ models: ["claude/mini"] }] },
-          "via-gemini": { tiers: [{ models: ["gem/mini"] }] },
-          checked: { tiers: [{ models: ["budget/lite"] }], output: { max_chars: 10_000 } },
-          hedged: { tiers: [{ models: ["budget/lite"] }, { models: ["swift/mini"] }], hedge: { after: "50ms", max_extra_cost_usd: 1 } },
-        },
-      }),
+    gs = await startStreamStack({
+      chat: { tiers: [{ models: ["budget/lite"] }, { models: ["swift/mini"] }] },
+      "via-anthropic": { tiers: [{ models: ["claude/mini"] }] },
+      "via-gemini": { tiers: [{ models: ["gem/mini"] }] },
+      dripping: { tiers: [{ models: ["premium/large"] }] },
+      checked: { tiers: [{ models: ["budget/lite"] }], output: { max_chars: 10_000 } },
+      hedged: { tiers: [{ models: ["budget/lite"] }, { models: ["swift/mini"] }], hedge: { after: "50ms", max_extra_cost_usd: 1 } },
     });
   });
   afterAll(async () => {
@@ -103,13 +101,7 @@ describe("streaming through the fast path", () => {
   it("a failure after the first token ends the stream with an error event the SDK raises; no other model is asked", async () => {
     sim().control("budget", "budget-lite", { stream_fail_after_tokens: 3 });
     const stream = await sdk(gs).chat.completions.create({ model: "auto", messages: ask, stream: true }, TASK);
-    const pieces: string[] = [];
-    let error: unknown;
-    try {
-      for await (const chunk of stream) for (const c of chunk.choices) if (c.delta.content) pieces.push(c.delta.content);
-    } catch (err) {
-      error = err;
-    }
+    const { pieces, error } = await readAll(stream);
     expect(pieces).toHaveLength(3);
     expect(error).toBeInstanceOf(OpenAI.APIError);
     expect((error as InstanceType<typeof OpenAI.APIError>).message).toMatch(/broke off after it had begun streaming/);
@@ -117,16 +109,11 @@ describe("streaming through the fast path", () => {
   });
 
   it("an error event read together with the tokens before it still ends the stream with the provider's error", async () => {
-    // Tokens 1 ms apart: the ones after the first, and the error, arrive while the router is gathering and are read as one piece.
-    sim().control("budget", "budget-lite", { stream_token_delay_ms: 1, stream_fail_after_tokens: 3 });
-    const stream = await sdk(gs).chat.completions.create({ model: "auto", messages: ask, stream: true }, TASK);
-    const pieces: string[] = [];
-    let error: unknown;
-    try {
-      for await (const chunk of stream) for (const c of chunk.choices) if (c.delta.content) pieces.push(c.delta.content);
-    } catch (err) {
-      error = err;
-    }
+    // Tokens 1 ms apart (STREAM_SCENARIO's premium model): the ones after the first, and the error, arrive while the router
+    // is gathering and are read as one piece. A model of its own, so its failure cools down nothing the other tests use.
+    sim().control("premium", "premium-large", { stream_fail_after_tokens: 3 });
+    const stream = await sdk(gs).chat.completions.create({ model: "auto", messages: ask, stream: true }, { headers: { "x-switchyard-task": "dripping" } });
+    const { pieces, error } = await readAll(stream);
     expect(pieces.join("")).toMatch(/\S/);
     expect(error).toBeInstanceOf(OpenAI.APIError);
     expect((error as InstanceType<typeof OpenAI.APIError>).message).toMatch(/The server had an error while processing your request/);

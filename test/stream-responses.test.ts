@@ -11,8 +11,7 @@ import OpenAI from "openai";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { completedResponse, LiveResponseEvents, newResponse, type ResponseEcho, type ResponseObject } from "../services/gateway/responses-schema.ts";
 import type { Result } from "../shared/contract/job.ts";
-import { KEYS, startGatewayStack, STREAM_SCENARIO, type GatewayStack } from "./harness/gateway.ts";
-
+import { KEYS, startStreamStack, type GatewayStack } from "./harness/gateway.ts";
 
 const input = "Tell me, in a few words, what the weather is like in Lisbon in spring.";
 const tools: OpenAI.Responses.Tool[] = [
@@ -26,18 +25,8 @@ describe("the Responses API streamed through the fast path", () => {
   const model = (id: string) => gs.stack.sim.stats().models[id]!;
 
   beforeAll(async () => {
-    gs = await startGatewayStack({
-      scenario: STREAM_SCENARIO,
-      gateway: { interactive: "request" },
-      extra: (simUrl) => ({
-        providers: {
-          budget: { dialect: "openai", base_url: `${simUrl}/budget/v1`, models: { lite: { upstream: "budget-lite", input_per_mtok: 0.05, output_per_mtok: 0.2, context_window: 16000 } } },
-          claude: { dialect: "anthropic", base_url: `${simUrl}/swift/v1`, models: { mini: { upstream: "swift-mini", input_per_mtok: 0.15, output_per_mtok: 0.6, context_window: 128000 } } },
-        },
-        tasks: {
-          chat: { tiers: [{ models: ["budget/lite"] }, { models: ["claude/mini"] }] },
-        },
-      }),
+    gs = await startStreamStack({
+      chat: { tiers: [{ models: ["budget/lite"] }, { models: ["claude/mini"] }] },
     });
     client = new OpenAI({ apiKey: KEYS.acme, baseURL: gs.gateway.url });
   });

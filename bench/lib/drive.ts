@@ -1,9 +1,10 @@
 /**
- * The HTTP client of the gateway benches (services/gateway/measure.ts, bench/gateway-compare.ts,
+ * The HTTP client of the gateway benches (bench/gateway-measure.ts, bench/gateway-compare.ts,
  * bench/fast-path-floor.ts): `c` callers on one undici Pool, each sending the next request as
  * soon as the last one answered, for `ms`.
  */
 import { createServer } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
 import { Pool } from "undici";
 import { percentile } from "../../shared/stats.ts";
 
@@ -33,6 +34,15 @@ export async function drive(origin: string, path: string, headers: Record<string
   await pool.close();
   latencies.sort((a, b) => a - b);
   return { rps: latencies.length / (ms / 1000), p50: percentile(latencies, 50), p99: percentile(latencies, 99), errors };
+}
+
+/** Waits (at most 30 s) until `url` answers 2xx to `init`. */
+export async function ready(url: string, init: RequestInit = {}): Promise<void> {
+  for (let i = 0; i < 300; i++) {
+    if (await fetch(url, init).then((r) => r.ok, () => false)) return;
+    await sleep(100);
+  }
+  throw new Error(`${url} did not come up`);
 }
 
 /** A TCP port free on loopback now. */

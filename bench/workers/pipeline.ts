@@ -15,6 +15,7 @@ import { natsFromEnvironment, connectNats } from "../../shared/nats/connect.ts";
 import { ROUTER_DURABLE, STREAMS, SUBJECTS } from "../../shared/contract/subjects.ts";
 import { createPubAcks } from "../../services/router/outcome-store.ts";
 import { Pool } from "undici";
+import { PRIMARY } from "../lib/stack.ts";
 
 const maxInFlight = Number(process.env.MAX_IN_FLIGHT);
 const result = new Uint8Array(Number(process.env.RESULT_BYTES)).fill(0x78);
@@ -24,7 +25,7 @@ const pubAcks = createPubAcks(nc);
 const publish = process.env.PUBACKS === "nats-js" ? (subject: string, msgID: string) => js.publish(subject, result, { msgID }) : (subject: string, msgID: string) => pubAcks.publish(subject, result, msgID);
 const providerUrl = process.env.PROVIDER_URL ? new URL(process.env.PROVIDER_URL) : undefined;
 const provider = providerUrl && new Pool(providerUrl.origin, { connections: 256 });
-const CALL_BODY = JSON.stringify({ model: "budget-lite-1", messages: [{ role: "user", content: "have a nice day" }] });
+const CALL_BODY = JSON.stringify({ model: PRIMARY.upstream, messages: [{ role: "user", content: "have a nice day" }] });
 /** The provider call, when there is one: its body read whole, nothing parsed. */
 const call = async (): Promise<void> => {
   if (provider === undefined) return;

@@ -24,7 +24,7 @@ export interface Caller {
 
 export const DEV_KEY_NAME = "dev";
 
-/** One-shot `crypto.hash`, on every request: 0.31 µs against createHash's 0.77 µs (Node 20, measured). */
+/** One-shot `crypto.hash`: it runs on every request, and makes no Hash object as createHash does. */
 export function hashKey(key: string): string {
   return hash("sha256", key);
 }

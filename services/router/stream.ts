@@ -27,8 +27,8 @@ const STREAM_FLUSH_MS = 10;
 /**
  * What is gathered goes with the first piece read once STREAM_FLUSH_MS have passed, so a
  * steady stream costs no wake-up of its own; this timer only bounds the wait when the
- * provider pauses. Until the next send the provider's stream is not read at all (`deltas`
- * says for how long): its tokens wait in the socket and come in one read, not one each.
+ * provider pauses. Until the next send the provider's stream is left unparsed (`deltas` says
+ * for how long): its tokens come to the caller in one piece, not one each.
  */
 const STALL_FLUSH_MS = 15;
 

@@ -1,7 +1,7 @@
 /**
  * The one place provider HTTP happens: a keep-alive undici Pool per provider, called through
  * its `dispatch` (undici's `request` costs about a fifth of the CPU of global fetch per call on
- * Node 20, PERF-NOTES; `dispatch` less again, see `exchange`).
+ * Node 20, PERF-NOTES; `dispatch` less again).
  */
 import { Pool, type Dispatcher } from "undici";
 import type { ProviderConfig } from "../config/schema.ts";
@@ -90,9 +90,8 @@ export function createProviderClient(provider: Pick<ProviderConfig, "base_url" |
 
   /**
    * One call through undici's `dispatch`: the body is gathered from its chunks (or handed to
-   * `onText` as they come), with no Readable, AbortSignal or AsyncResource per call as
-   * `request` makes — together a quarter of the router's CPU per fast-path request (profile,
-   * docs/BENCHMARKS.md).
+   * `onText` as they come), with none of the Readable, AbortSignal and AsyncResource per call
+   * that `request` makes (docs/BENCHMARKS.md, "Issue 15, second pass").
    */
   function exchange(call: HttpCall, timeoutMs: number, cancel: CallCancel | undefined, onText: ((text: string) => number) | undefined): Promise<HttpReply> {
     if (cancel?.cancelled) return Promise.reject(new CallAbortedError());

@@ -2,8 +2,9 @@
  * Work deferred to the end of this turn of the event loop, run together. nats.js writes its
  * outbound buffer to the socket once per microtask checkpoint, that is once per I/O callback:
  * messages published from the many callbacks of one busy turn (a router answering ten calls,
- * a gateway taking several requests) each cost a socket write, 11–13 % of either process's CPU
- * (profiles, docs/BENCHMARKS.md). Published from here they leave in one write.
+ * a gateway taking several requests) each cost a socket write, the largest item in both
+ * processes' profiles (docs/BENCHMARKS.md, "Issue 15, second pass"). Published from here they
+ * leave in one write.
  */
 let queued: (() => void)[] = [];
 

@@ -46,6 +46,19 @@ providers:
       premium-large: { latency_ms: { min: 1, max: 1 }, stream_token_delay_ms: 1 }
 `;
 
+/**
+ * The streaming tests' providers on STREAM_SCENARIO: its budget model in OpenAI's dialect, and
+ * its swift model spoken to in Anthropic's (`claude`) and Gemini's (`gem`).
+ */
+function streamProviders(simUrl: string): Record<string, unknown> {
+  return {
+    // A call that only the client's going away can end within a test (a request's own deadline is 20 s).
+    budget: { dialect: "openai", base_url: `${simUrl}/budget/v1`, timeout_ms: "120s", models: { lite: { upstream: "budget-lite", input_per_mtok: 0.05, output_per_mtok: 0.2, context_window: 16000 } } },
+    claude: { dialect: "anthropic", base_url: `${simUrl}/swift/v1`, timeout_ms: "2s", models: { mini: { upstream: "swift-mini", input_per_mtok: 0.15, output_per_mtok: 0.6, context_window: 128000 } } },
+    gem: { dialect: "gemini", base_url: `${simUrl}/swift/v1beta`, timeout_ms: "2s", models: { mini: { upstream: "swift-mini", input_per_mtok: 0.15, output_per_mtok: 0.6, context_window: 128000 } } },
+  };
+}
+
 /** The standard test config plus a gateway section with three keys. */
 export function gatewayConfigYaml(simUrl: string, opts: GatewayStackOptions = {}): string {
   const cfg = parse(testConfigYaml(simUrl, opts.router)) as Record<string, Record<string, unknown>>;
@@ -72,6 +85,11 @@ export interface GatewayStack {
   /** Stops this gateway and starts a new instance (a new port) on the same NATS. */
   restartGateway(): Promise<RunningGateway>;
   close(): Promise<void>;
+}
+
+/** A stack for the streaming tests: STREAM_SCENARIO, the fast path, streamProviders, and `tasks`. */
+export function startStreamStack(tasks: Record<string, unknown>): Promise<GatewayStack> {
+  return startGatewayStack({ scenario: STREAM_SCENARIO, gateway: { interactive: "request" }, extra: (simUrl) => ({ providers: streamProviders(simUrl), tasks }) });
 }
 
 export async function startGatewayStack(opts: GatewayStackOptions = {}): Promise<GatewayStack> {

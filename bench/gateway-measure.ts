@@ -1,7 +1,7 @@
 /**
  * Measures the gateway against calling the provider directly, on loopback:
  *
- *   npx tsx services/gateway/measure.ts [--seconds 10] [--concurrency 64] [--cpu-prof <dir>]
+ *   npx tsx bench/gateway-measure.ts [--seconds 10] [--concurrency 64] [--cpu-prof <dir>]
  *
  * Starts a nats-server, a sim-provider answering at once (no simulated latency), one router
  * worker and two gateways — one sending chat requests through the JetStream interactive lane
@@ -20,15 +20,14 @@ import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { startNatsServer } from "../../shared/nats/server-process.ts";
-import { hashKey } from "./auth.ts";
-import { DIRECT_BODY, drive, freePort, GATEWAY_BODY, gatewayConfig, SIM_SCENARIO, type Run } from "../../bench/lib/drive.ts";
-import { cpuMs } from "../../bench/lib/procs.ts";
+import { startNatsServer } from "../shared/nats/server-process.ts";
+import { hashKey } from "../services/gateway/auth.ts";
+import { DIRECT_BODY, drive, freePort, GATEWAY_BODY, gatewayConfig, ready, SIM_SCENARIO, type Run } from "./lib/drive.ts";
+import { cpuMs } from "./lib/procs.ts";
 
-const BIN = fileURLToPath(new URL("../../bin/switchyard.js", import.meta.url));
+const BIN = fileURLToPath(new URL("../bin/switchyard.js", import.meta.url));
 const KEY = "sk-measure";
 
 const { values } = parseArgs({ options: { seconds: { type: "string" }, concurrency: { type: "string" }, "cpu-prof": { type: "string" } } });
@@ -41,7 +40,7 @@ const PORTKEY_VERSION = "1.15.2";
 
 /** The peer's entry point, installed into bench/out/peers on first use; undefined when npm cannot install it (offline). */
 function portkeyEntry(): string | undefined {
-  const dir = fileURLToPath(new URL(`../../bench/out/peers/portkey-${PORTKEY_VERSION}/`, import.meta.url));
+  const dir = fileURLToPath(new URL(`./out/peers/portkey-${PORTKEY_VERSION}/`, import.meta.url));
   const entry = join(dir, "node_modules/@portkey-ai/gateway/build/start-server.js");
   if (!existsSync(entry)) {
     process.stderr.write(`installing the Portkey gateway ${PORTKEY_VERSION} into ${dir}…\n`);
@@ -60,15 +59,6 @@ function cli(args: string[], env: Record<string, string>, role?: string): ChildP
   const child = spawn(process.execPath, [...prof, BIN, ...args], { env: { ...process.env, LOG_LEVEL: "warn", ...env }, stdio: ["ignore", "ignore", "inherit"] });
   children.push(child);
   return child;
-}
-
-async function ready(url: string, headers: Record<string, string> = {}): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    const ok = await fetch(url, { headers }).then((r) => r.ok, () => false);
-    if (ok) return;
-    await sleep(100);
-  }
-  throw new Error(`${url} did not come up`);
 }
 
 const dir = await mkdtemp(join(tmpdir(), "switchyard-measure-"));
@@ -94,9 +84,9 @@ try {
   const bareGateway = cli(["gateway"], bareEnv, "gateway-fast-unrecorded");
   const auth = { authorization: `Bearer ${KEY}` };
   await ready(`${simUrl}/control/state`);
-  await ready(`http://127.0.0.1:${gatewayPort}/v1/models`, auth);
-  await ready(`http://127.0.0.1:${fastPort}/v1/models`, auth);
-  await ready(`http://127.0.0.1:${bareFastPort}/v1/models`, auth);
+  await ready(`http://127.0.0.1:${gatewayPort}/v1/models`, { headers: auth });
+  await ready(`http://127.0.0.1:${fastPort}/v1/models`, { headers: auth });
+  await ready(`http://127.0.0.1:${bareFastPort}/v1/models`, { headers: auth });
 
   const direct = (c: number, ms: number) => drive(simUrl, "/budget/v1/chat/completions", {}, DIRECT_BODY, c, ms);
   const via = (port: number) => (c: number, ms: number) => drive(`http://127.0.0.1:${port}`, "/v1/chat/completions", auth, GATEWAY_BODY, c, ms);
