@@ -13,7 +13,7 @@
  * is then always a proper error status rather than a stream broken halfway.
  */
 import { withTraceContext } from "../../shared/ops/tracing.ts";
-import { cancelOnClose, SSE_HEADERS } from "./sse.ts";
+import { LiveSse, SSE_HEADERS } from "./sse.ts";
 import type { IncomingHttpHeaders, ServerResponse } from "node:http";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { headers as natsHeaders, nuid } from "@nats-io/transport-node";
@@ -239,56 +239,39 @@ export function streamsLive(policy: TaskPolicy, request: ChatRequest): boolean {
  * chunk when asked for, and `[DONE]`; or (`fail`) an error event in OpenAI's shape, which the
  * SDKs raise as an APIError mid-iteration. The caller going away cuts the router's call off.
  */
-class LiveStream implements StreamListener {
-  readonly #res: ServerResponse;
+class LiveStream extends LiveSse implements StreamListener {
   readonly #id: string;
-  readonly #task: string;
   readonly #includeUsage: boolean;
   readonly #created: number;
   #head = "";
 
   constructor(res: ServerResponse, id: string, task: string, includeUsage: boolean, clock: () => number) {
-    this.#res = res;
+    super(res, { "x-request-id": id, [TASK_HEADER]: task });
     this.#id = id;
-    this.#task = task;
     this.#includeUsage = includeUsage;
     this.#created = Math.floor(clock() / 1000);
   }
 
-  get started(): boolean {
-    // The head goes out with the first piece: written means started.
-    return this.#res.headersSent;
-  }
-
-  cancelWith(cancel: () => void): void {
-    cancelOnClose(this.#res, cancel);
-  }
-
   chunk(model: string, deltas: readonly StreamDelta[]): void {
-    const res = this.#res;
-    if (res.destroyed) return;
-    let out = "";
-    if (!this.#res.headersSent) {
-      this.#head = `{"id":"${this.#id}","object":"chat.completion.chunk","created":${this.#created},"model":${JSON.stringify(model)},"choices":[`;
-      res.writeHead(200, { ...SSE_HEADERS, "x-request-id": this.#id, [TASK_HEADER]: this.#task });
-      out = this.#choice(`{"role":"assistant","content":""}`, null);
-    }
-    for (const d of deltas) out += this.#choice(JSON.stringify(d), null);
-    res.write(out);
+    this.send(
+      () => {
+        this.#head = `{"id":"${this.#id}","object":"chat.completion.chunk","created":${this.#created},"model":${JSON.stringify(model)},"choices":[`;
+        return this.#choice(`{"role":"assistant","content":""}`, null);
+      },
+      () => deltas.map((d) => this.#choice(JSON.stringify(d), null)).join(""),
+    );
   }
 
   end(c: ChatCompletion): void {
-    const res = this.#res;
-    if (res.destroyed) return;
-    let out = this.#choice("{}", c.choices[0]?.finish_reason ?? "stop");
-    if (this.#includeUsage) out += `data: ${this.#head}],"usage":${JSON.stringify(c.usage)}}\n\n`;
-    res.end(`${out}data: [DONE]\n\n`);
+    this.finish(() => {
+      let out = this.#choice("{}", c.choices[0]?.finish_reason ?? "stop");
+      if (this.#includeUsage) out += `data: ${this.#head}],"usage":${JSON.stringify(c.usage)}}\n\n`;
+      return `${out}data: [DONE]\n\n`;
+    });
   }
 
   fail(e: GatewayError): void {
-    const res = this.#res;
-    if (res.destroyed) return;
-    res.end(`data: ${e.body()}\n\n`);
+    this.finish(() => `data: ${e.body()}\n\n`);
   }
 
   #choice(delta: string, finish: string | null): string {

@@ -515,12 +515,8 @@ export class LiveResponseEvents {
   #message: number | undefined;
   readonly #calls = new Map<number, number>();
 
-  /** The response's id. */
-  readonly id: string;
-
   constructor(shell: ResponseObject) {
     this.#shell = shell;
-    this.id = shell.id;
     this.#suffix = shell.id.slice("resp_".length);
   }
 

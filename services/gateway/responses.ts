@@ -15,7 +15,7 @@
  * a gateway restart loses nothing.
  */
 import { withTraceContext } from "../../shared/ops/tracing.ts";
-import { cancelOnClose, SSE_HEADERS } from "./sse.ts";
+import { LiveSse, SSE_HEADERS } from "./sse.ts";
 import type { IncomingHttpHeaders, ServerResponse } from "node:http";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
@@ -58,44 +58,27 @@ import { writeJson } from "./json-reply.ts";
  * when the answer broke off after its first piece. The caller going away cuts the router's
  * call off.
  */
-class LiveResponse implements StreamListener {
-  readonly #res: ServerResponse;
-  readonly #task: string;
+class LiveResponse extends LiveSse implements StreamListener {
   readonly events: LiveResponseEvents;
 
   constructor(res: ServerResponse, shell: ResponseObject, task: string) {
-    this.#res = res;
-    this.#task = task;
+    super(res, { "x-request-id": shell.id, [TASK_HEADER]: task });
     this.events = new LiveResponseEvents(shell);
   }
 
-  get started(): boolean {
-    // The head goes out with the first piece: written means started.
-    return this.#res.headersSent;
-  }
-
-  cancelWith(cancel: () => void): void {
-    cancelOnClose(this.#res, cancel);
-  }
-
   chunk(model: string, deltas: readonly StreamDelta[]): void {
-    const res = this.#res;
-    if (res.destroyed) return;
-    let out = "";
-    if (!this.#res.headersSent) {
-      res.writeHead(200, { ...SSE_HEADERS, "x-request-id": this.events.id, [TASK_HEADER]: this.#task });
-      out = sseOf(this.events.start(model));
-    }
-    res.write(out + sseOf(this.events.push(deltas)));
+    this.send(
+      () => sseOf(this.events.start(model)),
+      () => sseOf(this.events.push(deltas)),
+    );
   }
 
   end(events: readonly StreamEvent[]): void {
-    if (!this.#res.destroyed) this.#res.end(sseOf(events));
+    this.finish(() => sseOf(events));
   }
 
   fail(e: GatewayError): void {
-    if (this.#res.destroyed) return;
-    this.#res.end(sseOf(this.events.fail({ type: e.type, code: e.code ?? "server_error", message: e.message, param: e.param })));
+    this.finish(() => sseOf(this.events.fail({ type: e.type, code: e.code ?? "server_error", message: e.message, param: e.param })));
   }
 }
 
